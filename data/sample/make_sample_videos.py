@@ -1,0 +1,84 @@
+"""Make the bundled sample's small synthetic H.264 videos (committed; re-run only to change them).
+
+Each video shows bars that move with time and a background whose hue changes every second, so two
+clips of the same video differ and a cut at the wrong time is visible. Keyframes every 2 s make
+stream-copy cutting start before the window, as real Ego4D videos do.
+
+    python data/sample/make_sample_videos.py data/sample/videos
+"""
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+WIDTH, HEIGHT, FPS = 320, 180, 10
+GOP_FRAMES = 2 * FPS
+AUDIO_RATE = 16000
+
+# video_uid -> (duration in seconds, with audio): uids are in Ego4D's uuid format.
+SAMPLE_VIDEOS = {
+    "3c0dffd0-e38e-4643-bc48-d513943dc20b": (40, True),
+    "9a4b6c1e-2f0d-4e7a-8b3c-5d6e7f809102": (30, False),
+    "d2f1e0c9-8b7a-4655-9e4d-3c2b1a0f9e8d": (20, False),
+}
+
+
+def draw_frame(second: float, seed: int) -> np.ndarray:
+    """One RGB frame: a hue per whole second plus two bars whose positions encode the time."""
+    rng = np.random.default_rng(seed * 1000 + int(second))
+    frame = np.empty((HEIGHT, WIDTH, 3), dtype=np.uint8)
+    frame[:] = rng.integers(40, 200, size=3, dtype=np.uint8)
+    x = int((second * 37) % (WIDTH - 20))
+    y = int((second * 23) % (HEIGHT - 20))
+    frame[:, x : x + 20] = (250, 250, 250)
+    frame[y : y + 20, :] = (10, 10, 10)
+    return frame
+
+
+def write_video(path: Path, duration_s: int, with_audio: bool, seed: int) -> None:
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        out.flags |= av.container.Flags.bitexact.value  # no library version tags: same bytes everywhere
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        video.options = {"crf": "30", "preset": "medium", "g": str(GOP_FRAMES), "keyint_min": str(GOP_FRAMES),
+                         "sc_threshold": "0", "threads": "1"}
+        audio = None
+        if with_audio:
+            audio = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+            audio.bit_rate = 24000
+        for i in range(duration_s * FPS):
+            frame = av.VideoFrame.from_ndarray(draw_frame(i / FPS, seed), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if audio is not None:
+            write_tone(out, audio, duration_s)
+
+
+def write_tone(out, audio, duration_s: int) -> None:
+    """A tone whose pitch steps every second, so the audio of two clips differs too."""
+    samples_per_chunk = 1024
+    total = duration_s * AUDIO_RATE
+    for start in range(0, total, samples_per_chunk):
+        t = np.arange(start, min(start + samples_per_chunk, total)) / AUDIO_RATE
+        pitch = 220.0 + 40.0 * np.floor(t)
+        chunk = (0.2 * np.sin(2 * np.pi * pitch * t)).astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, start, Fraction(1, AUDIO_RATE)
+        out.mux(audio.encode(frame))
+    out.mux(audio.encode(None))
+
+
+def main(out_dir: str) -> None:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for seed, (uid, (duration, with_audio)) in enumerate(SAMPLE_VIDEOS.items()):
+        path = Path(out_dir) / f"{uid}.mp4"
+        write_video(path, duration, with_audio, seed)
+        print(f"{path}: {duration} s, {path.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "data/sample/videos")

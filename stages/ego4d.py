@@ -1,0 +1,146 @@
+"""Ego4D metadata: read ego4d.json and nlq_train.json, select language queries, resolve their windows."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from pydantic import ValidationError
+
+from .params import DataParams
+from .records import ClipRecord, ClipStatus, Ego4dVideo, LanguageQuery, QueryIds, UnsafeUidError, check_path_safe_uid
+
+
+class SkipQuery(Exception):
+    """This query cannot become a clip; the message starts with a short reason code."""
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """A query that passed selection: what to cut, from where, to which file."""
+
+    ids: QueryIds
+    query: str | None
+    window_start: float
+    window_end: float
+    source_url: str
+    clip_path: str  # relative to the clips directory
+
+    def record(self, **fields: Any) -> ClipRecord:
+        return ClipRecord(**self.ids.model_dump(), query=self.query, window_start=self.window_start,
+                          window_end=self.window_end, duration=round(self.window_end - self.window_start, 6), **fields)
+
+
+def load_json(url: str) -> Any:
+    with fsspec.open(url, "r", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_videos(ego4d_json: str) -> dict[str, Ego4dVideo | str]:
+    """video_uid -> its metadata, or the validation error text for a malformed entry."""
+    videos: dict[str, Ego4dVideo | str] = {}
+    for i, raw in enumerate(load_json(ego4d_json).get("videos", [])):
+        uid = raw.get("video_uid") if isinstance(raw, dict) else None
+        if not isinstance(uid, str):
+            continue  # nothing can refer to a video without a uid
+        try:
+            videos[uid] = Ego4dVideo.model_validate(raw)
+        except ValidationError as err:
+            videos[uid] = f"ego4d.json videos[{i}] ({uid}) is malformed: {_first_error(err)}"
+    return videos
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
+def iter_language_queries(nlq: dict[str, Any]) -> Iterator[tuple[QueryIds, dict[str, Any]]]:
+    """Every language query of nlq_train.json with its four ids, in file order."""
+    for video in nlq.get("videos", []):
+        for clip in video.get("clips", []):
+            for annotation in clip.get("annotations", []):
+                for index, raw_query in enumerate(annotation.get("language_queries", [])):
+                    ids = QueryIds(video_uid=str(video.get("video_uid")), clip_uid=str(clip.get("clip_uid")),
+                                   annotation_uid=str(annotation.get("annotation_uid")), language_query_index=index)
+                    yield ids, raw_query
+
+
+def round_window(start: float, end: float, duration: float, rounding: str) -> tuple[float, float]:
+    """The window to cut: EVUD floors the start and ceils the end; both rules clamp to [0, duration]."""
+    if rounding == "evud":
+        start, end = math.floor(start), math.ceil(end)
+    return max(float(start), 0.0), min(float(end), duration)
+
+
+def resolve_window(query: LanguageQuery, video: Ego4dVideo, params: DataParams) -> tuple[float, float]:
+    """Check and round a query's window, or raise SkipQuery saying why it cannot be cut."""
+    start, end = query.video_start_sec, query.video_end_sec
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise SkipQuery(f"bad_window: window [{start}, {end}] is not finite")
+    if end <= start:
+        raise SkipQuery(f"empty_window: window [{start}, {end}] has no positive length")
+    if start >= video.duration_sec or end <= 0:
+        raise SkipQuery(f"window_outside_video: window [{start}, {end}] lies outside the video (0 to {video.duration_sec} s)")
+    start, end = round_window(start, end, video.duration_sec, params.window_rounding)
+    length = end - start
+    if length < params.min_window_sec:
+        raise SkipQuery(f"window_too_short: {length:.3f} s < data.min_window_sec={params.min_window_sec}")
+    if params.max_window_sec is not None and length > params.max_window_sec:
+        raise SkipQuery(f"window_too_long: {length:.3f} s > data.max_window_sec={params.max_window_sec}")
+    return start, end
+
+
+def video_source_url(video: Ego4dVideo, params: DataParams) -> str:
+    """Where to read a video: the data.video_url template, or else ego4d.json's s3_path."""
+    if params.video_url:
+        return params.video_url.format(video_uid=video.video_uid)
+    if not video.s3_path:
+        raise SkipQuery(f"no_source: video {video.video_uid} has no s3_path in ego4d.json and data.video_url is null")
+    return video.s3_path
+
+
+def clip_relative_path(ids: QueryIds) -> str:
+    """<video_uid>/<clip_uid>/<annotation_uid>/<index>.mp4, the published layout; uids are checked first."""
+    parts = [check_path_safe_uid(ids.video_uid, "video_uid"), check_path_safe_uid(ids.clip_uid, "clip_uid"),
+             check_path_safe_uid(ids.annotation_uid, "annotation_uid")]
+    return "/".join(parts + [f"{ids.language_query_index}.mp4"])
+
+
+def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str], params: DataParams) -> ClipPlan:
+    """Turn one raw language query into a ClipPlan, or raise SkipQuery with the reason."""
+    try:
+        relative_path = clip_relative_path(ids)
+    except UnsafeUidError as err:
+        raise SkipQuery(f"unsafe_uid: {err}") from None
+    try:
+        query = LanguageQuery.model_validate(raw_query)
+    except ValidationError as err:
+        raise SkipQuery(f"malformed_query: {_first_error(err)}") from None
+    video = videos.get(ids.video_uid)
+    if video is None:
+        raise SkipQuery(f"unknown_video: video_uid {ids.video_uid} is not in {params.ego4d_json}")
+    if isinstance(video, str):
+        raise SkipQuery(f"malformed_video: {video}")
+    start, end = resolve_window(query, video, params)
+    return ClipPlan(ids=ids, query=query.query, window_start=start, window_end=end,
+                    source_url=video_source_url(video, params), clip_path=relative_path)
+
+
+def plan_clips(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
+    """All selected queries as plans, plus a `skipped` record for every query that cannot be cut."""
+    videos = load_videos(params.ego4d_json)
+    plans: list[ClipPlan] = []
+    skipped: list[ClipRecord] = []
+    for ids, raw_query in iter_language_queries(load_json(params.nlq_json)):
+        if params.limit is not None and len(plans) >= params.limit:
+            break
+        try:
+            plans.append(plan_query(ids, raw_query, videos, params))
+        except SkipQuery as why:
+            skipped.append(ClipRecord(**ids.model_dump(), status=ClipStatus.skipped, reason=str(why)))
+    return plans, skipped

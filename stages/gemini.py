@@ -1,0 +1,145 @@
+"""Gemini requests and answers: request keys, response classification, and the backends that answer.
+
+A backend turns a GeminiRequest into a generateContent response (google-genai's typed
+GenerateContentResponse) or raises BackendError. `replay` answers from a bundled file of example
+responses, offline; `vertex` (stages.vertex) calls Vertex AI through google-genai.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from google.genai import types
+
+from .params import GeminiParams, PromptParams
+from .records import ClipRecord, ResponseStatus, Usage
+
+# finishReasons that mean "the service refused to answer this": retrying the same request will not help.
+_BLOCKING_FINISH = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
+
+
+class BackendError(Exception):
+    """A request failed after the backend's retries; the clip is recorded `failed` and retried next run."""
+
+
+@dataclass(frozen=True)
+class GeminiRequest:
+    """Everything that decides one answer, and the clip it is about."""
+
+    clip: ClipRecord
+    model: str
+    prompt_text: str
+    generation: dict[str, Any]
+    backend: str
+    response_schema: dict[str, Any] | None = None
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", request_key(self))
+
+
+def generation_config(gemini: GeminiParams) -> dict[str, Any]:
+    """The generation settings that are set (nulls dropped), in google-genai's snake_case names."""
+    return {k: v for k, v in sorted(gemini.generation.model_dump().items()) if v is not None}
+
+
+def request_key(request: GeminiRequest) -> str:
+    """sha256 of exactly what decides the answer: clip bytes, model, prompt, generation config, schema.
+
+    Concurrency, paths and the parser are left out on purpose, so changing them costs no call. The replay
+    backend is part of its keys so that its example answers can never be served as real Gemini answers.
+    """
+    material: dict[str, Any] = {
+        "clip_sha256": request.clip.sha256,
+        "model": request.model,
+        "prompt": request.prompt_text,
+        "generation": request.generation,
+        "response_schema": request.response_schema,
+    }
+    if request.backend == "replay":
+        material["backend"] = "replay"
+    return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def build_request(clip: ClipRecord, gemini: GeminiParams, prompt: PromptParams) -> GeminiRequest:
+    return GeminiRequest(clip=clip, model=gemini.model, prompt_text=prompt.text,
+                         generation=generation_config(gemini), backend=gemini.backend)
+
+
+@dataclass(frozen=True)
+class Classified:
+    status: ResponseStatus
+    text: str | None
+    finish_reason: str | None
+    block_reason: str | None
+    usage: Usage
+
+
+def _enum_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    return getattr(value, "value", None) or str(value)
+
+
+def classify_response(response: types.GenerateContentResponse) -> Classified:
+    """ok / blocked / truncated / empty, with the finishReason or blockReason that says why."""
+    usage_meta = response.usage_metadata
+    usage = Usage(prompt_tokens=(usage_meta and usage_meta.prompt_token_count) or 0,
+                  output_tokens=(usage_meta and usage_meta.candidates_token_count) or 0,
+                  total_tokens=(usage_meta and usage_meta.total_token_count) or 0)
+    block = response.prompt_feedback and _enum_name(response.prompt_feedback.block_reason)
+    if block or not response.candidates:
+        return Classified(ResponseStatus.blocked, None, None, block or "NO_CANDIDATES", usage)
+    candidate = response.candidates[0]
+    finish = _enum_name(candidate.finish_reason)
+    parts = (candidate.content and candidate.content.parts) or []
+    text = "".join(p.text for p in parts if p.text and not p.thought) or None
+    if finish in _BLOCKING_FINISH:
+        return Classified(ResponseStatus.blocked, text, finish, finish, usage)
+    if text is None:
+        return Classified(ResponseStatus.empty, None, finish, None, usage)
+    if finish == "MAX_TOKENS":
+        return Classified(ResponseStatus.truncated, text, finish, None, usage)
+    return Classified(ResponseStatus.ok, text, finish, None, usage)
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
+        """Answer one request, or raise BackendError once retries are exhausted."""
+        ...
+
+
+class ReplayBackend:
+    """Answers from a file of example generateContent responses keyed by the clip's Ego4D ids."""
+
+    name = "replay"
+
+    def __init__(self, path: Path):
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+        self._responses = {
+            f"{r['video_uid']}-{r['clip_uid']}-{r['annotation_uid']}-{r['language_query_index']}": r["response"]
+            for r in document["responses"]
+        }
+
+    def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
+        raw = self._responses.get(request.clip.key)
+        if raw is None:
+            raise BackendError(f"no_replay_response: the replay file has no answer for clip {request.clip.key}")
+        return types.GenerateContentResponse.model_validate(raw)
+
+
+def make_backend(gemini: GeminiParams, clips_dir: Path) -> Backend:
+    if gemini.backend == "replay":
+        if not gemini.replay_file:
+            raise ValueError("gemini.backend=replay needs gemini.replay_file")
+        return ReplayBackend(Path(gemini.replay_file))
+    from .vertex import VertexBackend  # imported lazily: the replay path needs no Google credentials
+
+    return VertexBackend(gemini, clips_dir)

@@ -1,0 +1,114 @@
+"""Typed views of params.yaml, one per section, so each stage reads exactly the sections dvc.yaml declares.
+
+Runtime knobs that change no output (workers, concurrency, progress) are environment variables, read by
+`runtime_int`, never params: changing them must not make DVC re-run a stage.
+
+`python -m stages.params` rewrites params.yaml from conf/ exactly as `dvc exp run` does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+PARAMS_FILE = Path("params.yaml")
+CONF_DIR = Path("conf")
+
+
+class _Section(BaseModel):
+    # A typo in conf/ must fail loudly, not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataParams(_Section):
+    name: str
+    root: str
+    ego4d_json: str
+    nlq_json: str
+    video_url: str | None = None
+    window_rounding: Literal["evud", "exact"] = "evud"
+    min_window_sec: float = 0.0
+    max_window_sec: float | None = None
+    limit: int | None = None
+
+
+class ClipParams(_Section):
+    mode: Literal["copy"] = "copy"
+    keep_audio: bool = True
+
+
+class GenerationParams(_Section):
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    seed: int | None = None
+    media_resolution: str | None = None
+
+
+class GeminiParams(_Section):
+    backend: Literal["replay", "vertex"]
+    model: str
+    base_url: str | None = None
+    project: str | None = None
+    location: str = "us-central1"
+    replay_file: str | None = None
+    generation: GenerationParams = Field(default_factory=GenerationParams)
+
+
+class PromptParams(_Section):
+    name: str
+    format: Literal["text"] = "text"
+    text: str
+
+
+class PostParams(_Section):
+    seed: int = 42
+    video_root: str = ""
+    require_all_categories: bool = True
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "data": DataParams,
+    "clip": ClipParams,
+    "gemini": GeminiParams,
+    "prompt": PromptParams,
+    "post": PostParams,
+}
+
+
+def load_section(name: str, params_file: Path = PARAMS_FILE) -> Any:
+    """Load one typed section of params.yaml."""
+    with open(params_file, encoding="utf-8") as f:
+        params = yaml.safe_load(f) or {}
+    if name not in params:
+        raise KeyError(f"{params_file} has no '{name}' section; regenerate it with `python -m stages.params`")
+    return SECTIONS[name].model_validate(params[name])
+
+
+def runtime_int(env_name: str, default: int) -> int:
+    """An integer runtime knob from the environment (not a DVC param: it changes no output)."""
+    raw = os.environ.get(env_name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{env_name}={raw!r} is not an integer") from None
+    if value < 1:
+        raise ValueError(f"{env_name} must be at least 1, got {value}")
+    return value
+
+
+def compose_params(output_file: Path = PARAMS_FILE, conf_dir: Path = CONF_DIR, overrides: list[str] | None = None) -> None:
+    """Compose conf/ into a params file with DVC's own Hydra helper (what `dvc exp run` does)."""
+    from dvc.utils.hydra import compose_and_dump
+
+    compose_and_dump(str(output_file), str(conf_dir.resolve()), None, "config", "hydra_plugins", overrides or [])
+
+
+if __name__ == "__main__":
+    compose_params()
+    print(f"wrote {PARAMS_FILE} from {CONF_DIR}/")

@@ -1,0 +1,213 @@
+"""Typed records at every boundary: Ego4D metadata in, clip manifest, Gemini results, LLaVA examples out.
+
+Each model is defined once and imported everywhere, so bad input fails here with the item's id in the
+message instead of three functions later with a KeyError.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Ego4D uids are uuids, but anything that will become a path component must at least be one.
+_SAFE_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class UnsafeUidError(ValueError):
+    """A uid that would escape or break the clip directory layout."""
+
+
+def check_path_safe_uid(uid: str, what: str) -> str:
+    """Reject uids that are not a single, plain path component (no `/`, no `..`, no leading dot)."""
+    if not isinstance(uid, str) or not _SAFE_UID.match(uid) or ".." in uid:
+        raise UnsafeUidError(f"{what} {uid!r} is not a plain path component; refusing to use it in a path")
+    return uid
+
+
+# --- Ego4D metadata (only the fields the pipeline reads; extra fields are ignored) -----------------
+
+
+class VideoMetadata(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    fps: float | None = None
+    num_frames: int | None = None
+    display_resolution_width: int | None = None
+    display_resolution_height: int | None = None
+
+
+class Ego4dVideo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    video_uid: str
+    duration_sec: float
+    s3_path: str | None = None
+    video_metadata: VideoMetadata = Field(default_factory=VideoMetadata)
+
+
+class LanguageQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    video_start_sec: float
+    video_end_sec: float
+    clip_start_sec: float | None = None
+    clip_end_sec: float | None = None
+    template: str | None = None
+    query: str | None = None  # Ego4D ships some queries without text
+    slot_x: str | None = None
+    verb_x: str | None = None
+
+
+class NlqAnnotation(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    annotation_uid: str
+    language_queries: list[LanguageQuery]
+
+
+class NlqClip(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    clip_uid: str
+    annotations: list[NlqAnnotation] = Field(default_factory=list)
+
+
+class NlqVideo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    video_uid: str
+    clips: list[NlqClip] = Field(default_factory=list)
+
+
+# --- Pipeline records ------------------------------------------------------------------------------
+
+
+class QueryIds(BaseModel):
+    """The four Ego4D ids that name one language query, and so one clip of the dataset."""
+
+    video_uid: str
+    clip_uid: str
+    annotation_uid: str
+    language_query_index: int
+
+    @property
+    def key(self) -> str:
+        # The published EVUD scripts joined the ids with '-' to key a query; keep that spelling.
+        return f"{self.video_uid}-{self.clip_uid}-{self.annotation_uid}-{self.language_query_index}"
+
+    def ids(self) -> QueryIds:
+        return QueryIds(**{name: getattr(self, name) for name in QueryIds.model_fields})
+
+
+class ClipStatus(str, Enum):
+    ok = "ok"
+    skipped = "skipped"  # the input says this query cannot become a clip (bad window, unknown video, ...)
+    failed = "failed"  # it should have worked but did not (unreadable video, I/O error): worth a re-run
+
+
+class ClipRecord(QueryIds):
+    """One manifest line of prepare: a query's window and the clip cut for it (or why there is none)."""
+
+    status: ClipStatus
+    reason: str | None = None
+    query: str | None = None
+    window_start: float | None = None  # requested window, seconds in the source video
+    window_end: float | None = None
+    file_start: float | None = None  # what the clip file physically holds (stream copy starts at a keyframe)
+    file_end: float | None = None
+    duration: float | None = None  # window_end - window_start: the EVUD `duration_(s)`
+    clip_path: str | None = None  # relative to the clips directory
+    clip_uri: str | None = None  # gs:// copy, when uploaded
+    sha256: str | None = None
+    size_bytes: int | None = None
+
+
+class ResponseStatus(str, Enum):
+    ok = "ok"
+    blocked = "blocked"  # safety, recitation, blocklist, prohibited content: do not retry with the same request
+    truncated = "truncated"  # MAX_TOKENS: text is there but cut
+    empty = "empty"  # a candidate without text
+    failed = "failed"  # transport/API error after retries: retried on the next run
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class GeminiResult(QueryIds):
+    """One line of generate's output: the answer (or failure) for one clip under the current params."""
+
+    request_key: str
+    clip_sha256: str
+    model: str
+    backend: str
+    status: ResponseStatus
+    finish_reason: str | None = None
+    block_reason: str | None = None
+    error: str | None = None
+    text: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    response: dict[str, Any] | None = None  # the generateContent response JSON as received
+
+
+class QAPair(BaseModel):
+    """One question-answer pair as the EVUD tuples store it (`short answer` is the published key)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    category: str
+    question: str
+    short_answer: str = Field(alias="short answer")
+
+    @field_validator("category", "question", "short_answer")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class Turn(BaseModel):
+    from_: str = Field(alias="from")
+    value: str
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class LlavaRecord(BaseModel):
+    """One training example in the field layout of the published ego4d_vqa_gemini.json."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    id: str
+    video: str
+    ego4d_video_uid: str
+    ego4d_clip_uid: str
+    ego4d_annotation_uid: str
+    ego4d_language_query_index: int
+    duration: float = Field(alias="duration_(s)")
+    human_annotated: bool = False
+    conversations: list[Turn]
+    category_question_answer_tuples: list[QAPair]
+
+    @field_validator("conversations")
+    @classmethod
+    def _llava_turns(cls, turns: list[Turn]) -> list[Turn]:
+        if not turns or len(turns) % 2:
+            raise ValueError("conversations must be non-empty human/gpt pairs")
+        for i, turn in enumerate(turns):
+            expected = "human" if i % 2 == 0 else "gpt"
+            if turn.from_ != expected:
+                raise ValueError(f"turn {i} is from {turn.from_!r}, expected {expected!r}")
+        video_tokens = sum(turn.value.count("<video>") for turn in turns)
+        if video_tokens != 1 or not turns[0].value.startswith("<video>\n"):
+            raise ValueError("<video> must appear exactly once, at the start of the first human turn")
+        return turns
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Reject(BaseModel):
+    """Why a clip (or one of its QA pairs) is not in the dataset."""
+
+    key: str
+    stage: str
+    reason: str
+    detail: str | None = None
