@@ -123,19 +123,23 @@ class ReplayBackend:
     def __init__(self, path: Path):
         with open(path, encoding="utf-8") as f:
             document = json.load(f)
+        # Validated here, in one thread: pydantic finishes building the SDK's models on first use,
+        # and doing that from several worker threads at once is not safe.
         self._responses = {
-            f"{r['video_uid']}-{r['clip_uid']}-{r['annotation_uid']}-{r['language_query_index']}": r["response"]
+            f"{r['video_uid']}-{r['clip_uid']}-{r['annotation_uid']}-{r['language_query_index']}":
+                types.GenerateContentResponse.model_validate(r["response"])
             for r in document["responses"]
         }
 
     def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
-        raw = self._responses.get(request.clip.key)
-        if raw is None:
+        response = self._responses.get(request.clip.key)
+        if response is None:
             raise BackendError(f"no_replay_response: the replay file has no answer for clip {request.clip.key}")
-        return types.GenerateContentResponse.model_validate(raw)
+        return response.model_copy(deep=True)
 
 
 def make_backend(gemini: GeminiParams, clips_dir: Path) -> Backend:
+    types.GenerateContentResponse.model_validate({})  # build the SDK's models before any thread uses them
     if gemini.backend == "replay":
         if not gemini.replay_file:
             raise ValueError("gemini.backend=replay needs gemini.replay_file")
