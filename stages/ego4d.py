@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+import ijson
 from pydantic import ValidationError
 
 from .params import DataParams
@@ -35,23 +36,70 @@ class ClipPlan:
                           window_end=self.window_end, duration=round(self.window_end - self.window_start, 6), **fields)
 
 
+class MetadataError(Exception):
+    """A metadata file that cannot be used at all: fail fast, naming the file and the field."""
+
+
 def load_json(url: str) -> Any:
-    with fsspec.open(url, "r", encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with fsspec.open(url, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise MetadataError(f"{url}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise MetadataError(f"{url}: not valid JSON ({err})") from None
 
 
-def load_videos(ego4d_json: str) -> dict[str, Ego4dVideo | str]:
-    """video_uid -> its metadata, or the validation error text for a malformed entry."""
+def load_nlq(url: str) -> dict[str, Any]:
+    """nlq_train.json, checked for the structure every query hangs on (videos[].clips[].annotations[])."""
+    nlq = load_json(url)
+    if not isinstance(nlq, dict) or not isinstance(nlq.get("videos"), list):
+        raise MetadataError(f"{url}: field 'videos' is missing or not a list; is this an Ego4D NLQ file?")
+    for i, video in enumerate(nlq["videos"]):
+        if not isinstance(video, dict) or not isinstance(video.get("clips", []), list):
+            raise MetadataError(f"{url}: field 'videos[{i}].clips' is not a list")
+        for j, clip in enumerate(video.get("clips", [])):
+            if not isinstance(clip, dict) or not isinstance(clip.get("annotations", []), list):
+                raise MetadataError(f"{url}: field 'videos[{i}].clips[{j}].annotations' is not a list")
+            for k, annotation in enumerate(clip.get("annotations", [])):
+                if not isinstance(annotation, dict) or not isinstance(annotation.get("language_queries", []), list):
+                    raise MetadataError(
+                        f"{url}: field 'videos[{i}].clips[{j}].annotations[{k}].language_queries' is not a list")
+    return nlq
+
+
+def load_videos(ego4d_json: str, wanted: set[str] | None = None) -> dict[str, Ego4dVideo | str]:
+    """video_uid -> its metadata (or the error text of a malformed entry), for the wanted uids only.
+
+    ego4d.json is hundreds of MB: it is streamed video by video (ijson), keeping only the few fields
+    the pipeline reads, so memory stays flat in its size.
+    """
     videos: dict[str, Ego4dVideo | str] = {}
-    for i, raw in enumerate(load_json(ego4d_json).get("videos", [])):
-        uid = raw.get("video_uid") if isinstance(raw, dict) else None
-        if not isinstance(uid, str):
-            continue  # nothing can refer to a video without a uid
-        try:
-            videos[uid] = Ego4dVideo.model_validate(raw)
-        except ValidationError as err:
-            videos[uid] = f"ego4d.json videos[{i}] ({uid}) is malformed: {_first_error(err)}"
+    try:
+        with fsspec.open(ego4d_json, "rb") as f:
+            for i, raw in enumerate(ijson.items(f, "videos.item", use_float=True)):
+                uid = raw.get("video_uid") if isinstance(raw, dict) else None
+                if not isinstance(uid, str) or (wanted is not None and uid not in wanted):
+                    continue
+                try:
+                    videos[uid] = Ego4dVideo.model_validate(raw)
+                except ValidationError as err:
+                    videos[uid] = f"{ego4d_json} videos[{i}] ({uid}) is malformed: {_first_error(err)}"
+    except FileNotFoundError:
+        raise MetadataError(f"{ego4d_json}: file not found") from None
+    except ijson.JSONError as err:
+        raise MetadataError(f"{ego4d_json}: not valid JSON ({err})") from None
+    if not videos and wanted:
+        _require_videos_field(ego4d_json)
     return videos
+
+
+def _require_videos_field(ego4d_json: str) -> None:
+    with fsspec.open(ego4d_json, "rb") as f:
+        for prefix, event, _ in ijson.parse(f):
+            if prefix == "videos" and event == "start_array":
+                return
+    raise MetadataError(f"{ego4d_json}: field 'videos' is missing or not a list; is this Ego4D's ego4d.json?")
 
 
 def _first_error(err: ValidationError) -> str:
@@ -132,11 +180,17 @@ def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str
 
 
 def plan_clips(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
-    """All selected queries as plans, plus a `skipped` record for every query that cannot be cut."""
-    videos = load_videos(params.ego4d_json)
+    """All selected queries as plans, plus a `skipped` record for every query that cannot be cut.
+
+    Selection, in file order: the video_uid allow-list, then window checks, then `limit` (pilot runs).
+    """
+    nlq = load_nlq(params.nlq_json)
+    allowed = set(params.video_uids) if params.video_uids is not None else None
+    queries = [(ids, raw) for ids, raw in iter_language_queries(nlq) if allowed is None or ids.video_uid in allowed]
+    videos = load_videos(params.ego4d_json, {ids.video_uid for ids, _ in queries})
     plans: list[ClipPlan] = []
     skipped: list[ClipRecord] = []
-    for ids, raw_query in iter_language_queries(load_json(params.nlq_json)):
+    for ids, raw_query in queries:
         if params.limit is not None and len(plans) >= params.limit:
             break
         try:

@@ -34,11 +34,22 @@ class DataParams(_Section):
     min_window_sec: float = 0.0
     max_window_sec: float | None = None
     limit: int | None = None
+    video_uids: list[str] | None = None  # allow-list; null for every video
+    s3_endpoint_url: str | None = None  # S3-compatible store; null: AWS_ENDPOINT_URL_S3 or AWS itself
 
 
 class ClipParams(_Section):
-    mode: Literal["copy"] = "copy"
+    mode: Literal["copy", "reencode"] = "copy"
     keep_audio: bool = True
+    height: int = 540
+    crf: int = 23
+    preset: str = "medium"
+    keep_local: bool = True
+
+
+class GcsParams(_Section):
+    bucket: str | None = None
+    prefix: str = "ego4d_vqa_gemini_videos"
 
 
 class GenerationParams(_Section):
@@ -73,6 +84,7 @@ class PostParams(_Section):
 SECTIONS: dict[str, type[_Section]] = {
     "data": DataParams,
     "clip": ClipParams,
+    "gcs": GcsParams,
     "gemini": GeminiParams,
     "prompt": PromptParams,
     "post": PostParams,

@@ -1,9 +1,10 @@
-"""Stage `prepare`: select NLQ queries, cut each window into an mp4 clip, write the clip manifest.
+"""Stage `prepare`: select NLQ queries, cut each window into an mp4 clip, upload it, write the manifest.
 
     python -m stages.prepare --clips-dir data/clips --manifest data/clips.jsonl --metrics metrics/prepare.json
 
-The clips directory is a persisted DVC out holding an index of finished cuts, appended as each cut
-completes: a crash or Ctrl-C keeps every finished clip and a re-run cuts only what is missing or stale.
+The clips directory is a persisted DVC out holding an index of finished cuts (`_cut_index.jsonl`), to
+which each worker appends a line the moment a clip is done (and uploaded): a crash or Ctrl-C keeps every
+finished clip, and a re-run cuts only what is missing or whose source or cut params changed.
 Workers: EVUD_WORKERS (default: CPU count); not a param, since it changes no output.
 """
 
@@ -16,26 +17,51 @@ import os
 import sys
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
-from .ego4d import ClipPlan, plan_clips
-from .jsonl import DurableAppender, read_jsonl, write_json, write_jsonl
-from .params import ClipParams, DataParams, load_section, runtime_int
+from .ego4d import ClipPlan, MetadataError, plan_clips
+from .gcs import UploadError, blob_name, upload_clip
+from .jsonl import read_jsonl, write_json, write_jsonl
+from .params import ClipParams, DataParams, GcsParams, load_section, runtime_int
 from .progress import progress_bar, summarise_failures
 from .records import ClipRecord, ClipStatus
-from .video import CutError, cut_window
+from .video import CutError, CutSettings, cut_from_open_source, open_source
 
 CUT_INDEX = "_cut_index.jsonl"
+WINDOWS_PER_TASK = 8  # a task opens its source once; small tasks keep progress and crash loss fine-grained
 
 
-def source_fingerprint(url: str) -> str:
-    """What identifies a source's content without reading it all: store checksums, or local size + edges."""
+@dataclass(frozen=True)
+class Destination:
+    """Where clips go and how they are cut: the same for every task of a run."""
+
+    clips_dir: str
+    settings: CutSettings
+    keep_local: bool
+    bucket: str | None
+    prefix: str
+    s3_endpoint_url: str | None
+
+    def storage_options(self, url: str) -> dict[str, Any]:
+        """fsspec options for a source URL; credentials are never here (standard chains only)."""
+        if url.startswith("s3://") and self.s3_endpoint_url:
+            return {"endpoint_url": self.s3_endpoint_url}
+        return {}
+
+    def uri(self, clip_path: str) -> str | None:
+        return f"gs://{self.bucket}/{blob_name(self.prefix, clip_path)}" if self.bucket else None
+
+
+def source_fingerprint(url: str, storage_options: dict[str, Any]) -> str:
+    """What identifies a source's content without reading it: the store's checksum, or local size + edges."""
     if "://" in url and not url.startswith("file://"):
-        info = fsspec.core.url_to_fs(url)[0].info(url)
+        fs, path = fsspec.core.url_to_fs(url, **storage_options)
+        info = fs.info(path)
         for field in ("ETag", "etag", "md5Hash", "crc32c", "checksum"):
             if info.get(field):
                 return f"{field}:{str(info[field]).strip(chr(34))}:{info.get('size')}"
@@ -50,86 +76,152 @@ def source_fingerprint(url: str) -> str:
     return f"local:{size}:{digest.hexdigest()}"
 
 
-def cut_key(plan: ClipPlan, fingerprint: str, clip: ClipParams) -> str:
+def fingerprint_sources(urls: list[str], dest: Destination) -> dict[str, str]:
+    """url -> fingerprint, or `!reason` when the source cannot be reached; one HEAD per video, in parallel."""
+
+    def one(url: str) -> str:
+        try:
+            return source_fingerprint(url, dest.storage_options(url))
+        except FileNotFoundError:
+            return f"!source_missing: {url} does not exist (404)"
+        except PermissionError as err:
+            return f"!source_denied: {url}: access denied ({err}); check your credentials"
+        except OSError as err:
+            return f"!source_unreadable: {url}: {err}"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return dict(zip(urls, pool.map(one, urls)))
+
+
+def cut_key(plan: ClipPlan, fingerprint: str, settings: CutSettings) -> str:
     """Everything that decides a clip's bytes; a clip whose key is unchanged is never cut again."""
     material = {"source": fingerprint, "start": plan.window_start, "end": plan.window_end,
-                "clip": clip.model_dump(mode="json")}
+                "cut": settings.__dict__}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def cut_video_plans(plans: list[ClipPlan], clips_dir: str, clip: ClipParams) -> list[dict[str, Any]]:
-    """Worker task: cut every pending window of one video. Returns one index entry or failure per plan."""
-    results = []
-    for plan in plans:
-        try:
-            fingerprint = source_fingerprint(plan.source_url)
-            cut = cut_window(plan.source_url, Path(clips_dir) / plan.clip_path, plan.window_start,
-                             plan.window_end, keep_audio=clip.keep_audio)
-        except CutError as err:
-            results.append({"clip_path": plan.clip_path, "error": str(err)})
-            continue
-        except (OSError, ValueError) as err:
-            results.append({"clip_path": plan.clip_path, "error": f"source_unreadable: {plan.source_url}: {err}"})
-            continue
-        results.append({"clip_path": plan.clip_path, "cut_key": cut_key(plan, fingerprint, clip),
-                        "sha256": cut.sha256, "size_bytes": cut.size_bytes,
-                        "file_start": cut.file_start, "file_end": cut.file_end})
-    return results
+def cut_settings(clip: ClipParams) -> CutSettings:
+    if clip.mode == "copy":  # the reencode knobs do not change a copy: keep them out of its cut key
+        return CutSettings(mode="copy", keep_audio=clip.keep_audio)
+    return CutSettings(mode="reencode", keep_audio=clip.keep_audio, height=clip.height, crf=clip.crf, preset=clip.preset)
+
+
+def append_index_line(clips_dir: str, entry: dict[str, Any]) -> None:
+    """One O_APPEND write + fsync per finished clip: safe from several processes, survives kill -9."""
+    line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+    fd = os.open(os.path.join(clips_dir, CUT_INDEX), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fetched_bytes(source: Any) -> int:
+    """Bytes fetched from the store: fsspec's block cache knows; for a local file, what the demuxer read."""
+    cache = getattr(getattr(source, "_raw", None), "cache", None)
+    return getattr(cache, "total_requested_bytes", None) or source.bytes_read
+
+
+def cut_task(plans: list[ClipPlan], keys: dict[str, str], existing: dict[str, dict[str, Any]],
+             dest: Destination) -> list[dict[str, Any]]:
+    """Worker task: cut (or only upload) some windows of one source, opened once. Never raises."""
+    outcomes = []
+    try:
+        with open_source(plans[0].source_url, dest.storage_options(plans[0].source_url)) as source:
+            for plan in sorted(plans, key=lambda p: (p.window_start, p.clip_path)):
+                outcomes.append(_cut_and_upload(source, plan, keys[plan.clip_path], existing.get(plan.clip_path), dest))
+            read = fetched_bytes(source)
+    except CutError as err:
+        return [{"clip_path": p.clip_path, "error": str(err)} for p in plans if p.clip_path not in
+                {o["clip_path"] for o in outcomes}] + outcomes
+    except (OSError, ValueError) as err:
+        return [{"clip_path": p.clip_path, "error": f"source_unreadable: {p.source_url}: {err}"} for p in plans]
+    if outcomes:
+        outcomes[0]["bytes_read"] = read
+    return outcomes
+
+
+def _cut_and_upload(source: Any, plan: ClipPlan, key: str, existing: dict[str, Any] | None, dest: Destination) -> dict[str, Any]:
+    local = Path(dest.clips_dir) / plan.clip_path
+    try:
+        if existing is not None and existing["cut_key"] == key and local.is_file():
+            entry = dict(existing)  # already cut; only its upload is missing
+        else:
+            cut = cut_from_open_source(source, plan.source_url, local, plan.window_start, plan.window_end, dest.settings)
+            entry = {"clip_path": plan.clip_path, "cut_key": key, "sha256": cut.sha256, "md5_b64": cut.md5_b64,
+                     "size_bytes": cut.size_bytes, "file_start": cut.file_start, "file_end": cut.file_end}
+        entry["clip_uri"] = None
+        if dest.bucket:
+            entry["clip_uri"], _ = upload_clip(dest.bucket, blob_name(dest.prefix, plan.clip_path), str(local), entry["md5_b64"])
+            if not dest.keep_local:
+                local.unlink()
+    except (CutError, UploadError) as err:
+        return {"clip_path": plan.clip_path, "error": str(err)}
+    append_index_line(dest.clips_dir, entry)
+    return entry
 
 
 def load_cut_index(clips_dir: Path) -> dict[str, dict[str, Any]]:
-    """clip_path -> the latest finished cut whose file is still there."""
-    index: dict[str, dict[str, Any]] = {}
-    for entry in read_jsonl(clips_dir / CUT_INDEX):
-        if (clips_dir / entry["clip_path"]).is_file():
-            index[entry["clip_path"]] = entry
-    return index
+    """clip_path -> the latest finished cut recorded for it."""
+    return {entry["clip_path"]: entry for entry in read_jsonl(clips_dir / CUT_INDEX)}
 
 
-def reusable_cut(plan: ClipPlan, index: dict[str, dict[str, Any]], clip: ClipParams) -> dict[str, Any] | None:
-    entry = index.get(plan.clip_path)
-    if entry is None:
-        return None
-    try:
-        return entry if entry["cut_key"] == cut_key(plan, source_fingerprint(plan.source_url), clip) else None
-    except (OSError, ValueError):
-        return None  # the source cannot be checked now: let the cut report why
+def is_done(entry: dict[str, Any] | None, key: str, dest: Destination) -> bool:
+    """Cut with the same key, and present where this run wants it (local file, GCS blob, or both)."""
+    if entry is None or entry.get("cut_key") != key:
+        return False
+    local_ok = (Path(dest.clips_dir) / entry["clip_path"]).is_file()
+    uploaded = dest.bucket is None or entry.get("clip_uri") == dest.uri(entry["clip_path"])
+    return uploaded and (local_ok or (not dest.keep_local and dest.bucket is not None))
 
 
 def manifest_record(plan: ClipPlan, outcome: dict[str, Any]) -> ClipRecord:
     if "error" in outcome:
-        return plan.record(status=ClipStatus.failed, reason=outcome["error"])
-    return plan.record(status=ClipStatus.ok, clip_path=plan.clip_path, sha256=outcome["sha256"],
-                       size_bytes=outcome["size_bytes"], file_start=outcome["file_start"], file_end=outcome["file_end"])
+        status = ClipStatus.skipped if outcome["error"].startswith("window_outside_video") else ClipStatus.failed
+        return plan.record(status=status, reason=outcome["error"])
+    return plan.record(status=ClipStatus.ok, clip_path=plan.clip_path, clip_uri=outcome.get("clip_uri"),
+                       sha256=outcome["sha256"], size_bytes=outcome["size_bytes"],
+                       file_start=outcome["file_start"], file_end=outcome["file_end"])
 
 
-def cut_pending(pending: list[ClipPlan], clips_dir: Path, clip: ClipParams, workers: int) -> dict[str, dict[str, Any]]:
-    """Cut pending plans in a process pool, one task per source video; each finished cut is indexed at once."""
-    by_video: dict[str, list[ClipPlan]] = defaultdict(list)
+def make_tasks(pending: list[ClipPlan]) -> list[list[ClipPlan]]:
+    """Pending plans grouped by source, in chunks: each task opens its video once."""
+    by_source: dict[str, list[ClipPlan]] = defaultdict(list)
     for plan in pending:
-        by_video[plan.source_url].append(plan)
+        by_source[plan.source_url].append(plan)
+    tasks = []
+    for plans in by_source.values():
+        plans.sort(key=lambda p: (p.window_start, p.clip_path))
+        tasks += [plans[i:i + WINDOWS_PER_TASK] for i in range(0, len(plans), WINDOWS_PER_TASK)]
+    return tasks
+
+
+def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], index: dict[str, dict[str, Any]],
+              dest: Destination, workers: int, total: int) -> tuple[dict[str, dict[str, Any]], int]:
+    """Run cut tasks in a process pool with progress; returns outcomes by clip path and bytes read."""
     outcomes: dict[str, dict[str, Any]] = {}
-    failures = 0
-    bar = progress_bar(len(pending), "prepare: cutting")
-    with DurableAppender(clips_dir / CUT_INDEX) as index, ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(cut_video_plans, plans, str(clips_dir), clip) for plans in by_video.values()}
+    failures = bytes_read = 0
+    bar = progress_bar(total, "prepare: cutting")
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(cut_task, task, {p.clip_path: keys[p.clip_path] for p in task},
+                               {p.clip_path: index[p.clip_path] for p in task if p.clip_path in index}, dest)
+                   for task in tasks}
         while futures:
             done, futures = wait(futures, return_when=FIRST_COMPLETED)
             for future in done:
                 for outcome in future.result():
                     outcomes[outcome["clip_path"]] = outcome
-                    if "error" in outcome:
-                        failures += 1
-                    else:
-                        index.append(outcome)
-                    bar.update(1)
-                    bar.set_postfix(failed=failures)
+                    failures += "error" in outcome
+                    bytes_read += outcome.pop("bytes_read", 0)
+                bar.update(sum(1 for _ in future.result()))
+                bar.set_postfix(failed=failures, read=f"{bytes_read / 1e6:.1f}MB")
     bar.close()
-    return outcomes
+    return outcomes, bytes_read
 
 
 def prune_clips_dir(clips_dir: Path, keep: dict[str, dict[str, Any]]) -> None:
-    """Remove clips no longer selected and rewrite the index compactly, so the out is deterministic."""
+    """Remove clips no longer selected (and partial files) and rewrite the index compactly and sorted."""
     for path in sorted(clips_dir.rglob("*"), reverse=True):
         relative = path.relative_to(clips_dir).as_posix()
         if path.is_file() and relative != CUT_INDEX and relative not in keep:
@@ -139,37 +231,47 @@ def prune_clips_dir(clips_dir: Path, keep: dict[str, dict[str, Any]]) -> None:
     write_jsonl(clips_dir / CUT_INDEX, [keep[k] for k in sorted(keep)])
 
 
-def prepare_metrics(records: list[ClipRecord], reused: int, cut: int) -> dict[str, Any]:
+def prepare_metrics(records: list[ClipRecord], reused: int, cut: int, bytes_read: int) -> dict[str, Any]:
     ok = [r for r in records if r.status is ClipStatus.ok]
     return {
         "queries": len(records),
         "clips_ok": len(ok),
         "clips_reused": reused,
         "clips_cut": cut,
+        "by_status": dict(sorted(Counter(r.status.value for r in records).items())),
         "not_done_by_reason": dict(sorted(Counter(r.reason.split(":", 1)[0] for r in records if r.reason).items())),
         "clip_seconds": round(sum(r.duration or 0 for r in ok), 3),
         "clip_bytes": sum(r.size_bytes or 0 for r in ok),
+        "source_bytes_read": bytes_read,
     }
 
 
-def run(data: DataParams, clip: ClipParams, clips_dir: Path, manifest: Path, metrics: Path, workers: int) -> list[ClipRecord]:
+def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path, metrics: Path,
+        workers: int) -> list[ClipRecord]:
     started = time.monotonic()
     clips_dir.mkdir(parents=True, exist_ok=True)
     plans, records = plan_clips(data)
+    dest = Destination(str(clips_dir), cut_settings(clip), clip.keep_local, gcs.bucket, gcs.prefix, data.s3_endpoint_url)
+    fingerprints = fingerprint_sources(sorted({p.source_url for p in plans}), dest)
     index = load_cut_index(clips_dir)
-    reused = {p.clip_path: index[p.clip_path] for p in plans if reusable_cut(p, index, clip)}
-    pending = [p for p in plans if p.clip_path not in reused]
-    print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(reused)} already cut, "
-          f"{len(pending)} to cut with {workers} worker(s)", file=sys.stderr)
-    outcomes = {**reused, **cut_pending(pending, clips_dir, clip, workers)} if pending else dict(reused)
+    unreachable = {p.clip_path: {"clip_path": p.clip_path, "error": fingerprints[p.source_url][1:]}
+                   for p in plans if fingerprints[p.source_url].startswith("!")}
+    keys = {p.clip_path: cut_key(p, fingerprints[p.source_url], dest.settings) for p in plans if p.clip_path not in unreachable}
+    done = {path: index[path] for path, key in keys.items() if is_done(index.get(path), key, dest)}
+    pending = [p for p in plans if p.clip_path in keys and p.clip_path not in done]
+    print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(done)} already done, "
+          f"{len(unreachable)} with unreachable sources, {len(pending)} to cut with {workers} worker(s)", file=sys.stderr)
+    outcomes, bytes_read = run_tasks(make_tasks(pending), keys, index, dest, workers, len(pending)) if pending else ({}, 0)
+    outcomes = {**unreachable, **done, **outcomes}
     records += [manifest_record(p, outcomes[p.clip_path]) for p in plans]
     records.sort(key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
     prune_clips_dir(clips_dir, {k: v for k, v in outcomes.items() if "error" not in v})
     write_jsonl(manifest, records)
-    write_json(metrics, prepare_metrics(records, len(reused), len(pending)))
+    write_json(metrics, prepare_metrics(records, len(done), len(pending), bytes_read))
     print(summarise_failures("prepare", [(r.key, r.reason) for r in records if r.status is not ClipStatus.ok]), file=sys.stderr)
-    print(f"prepare: {sum(r.status is ClipStatus.ok for r in records)} clips ok of {len(records)} queries "
-          f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    by_status = Counter(r.status.value for r in records)
+    print(f"prepare: {dict(sorted(by_status.items()))} of {len(records)} queries; read {bytes_read / 1e6:.1f} MB "
+          f"from sources in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return records
 
 
@@ -180,8 +282,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    run(load_section("data", args.params), load_section("clip", args.params), args.clips_dir, args.manifest,
-        args.metrics, runtime_int("EVUD_WORKERS", os.cpu_count() or 1))
+    try:
+        run(load_section("data", args.params), load_section("clip", args.params), load_section("gcs", args.params),
+            args.clips_dir, args.manifest, args.metrics, runtime_int("EVUD_WORKERS", os.cpu_count() or 1))
+    except MetadataError as err:
+        sys.exit(f"prepare: bad metadata: {err}")
 
 
 if __name__ == "__main__":

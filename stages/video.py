@@ -1,19 +1,34 @@
-"""Cutting a time window out of a video into an mp4 clip with PyAV (FFmpeg), without decoding (stream copy)."""
+"""Cutting time windows out of a video into mp4 clips with PyAV (FFmpeg).
+
+A source is opened once, as a seekable file (local, s3://, gs://, http(s):// through fsspec), and the
+demuxer seeks to each window: only the bytes a window needs are read, never the whole video.
+
+Two modes:
+- `copy`: remux packets without decoding, from the keyframe at or before the window start to the first
+  keyframe at or after its end. Timestamps are shifted so that the window starts at 0; earlier frames get
+  negative times and the mp4 muxer writes an edit list, so an edit-list-aware player starts exactly at the
+  window. The physical span is returned so consumers can also trim (Gemini's videoMetadata offsets).
+- `reencode`: decode and encode with libx264 to a target height: frame-exact files for consumers that
+  ignore edit lists.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any
 
 import av
 import fsspec
 
-# The mp4 muxer writes no library version strings with bitexact: the same cut gives the same bytes
-# on every machine and FFmpeg build, so clip sha256s (and the Gemini cache keyed on them) stay valid.
+# bitexact: the mp4 muxer writes no library version strings, so the same cut gives the same bytes and
+# clip sha256s (and the Gemini cache keyed on them) stay valid.
 _BITEXACT = av.container.Flags.bitexact.value
 _READ_BLOCK = 1 << 20  # ~1 MiB ranged reads: measured to fetch little more than a cut needs
 
@@ -23,88 +38,139 @@ class CutError(Exception):
 
 
 @dataclass(frozen=True)
+class CutSettings:
+    mode: str = "copy"  # copy | reencode
+    keep_audio: bool = True
+    height: int = 540  # reencode: target height (never upscaled)
+    crf: int = 23
+    preset: str = "medium"
+
+
+@dataclass(frozen=True)
 class CutResult:
-    file_start: float  # source time of the first frame physically in the file (a keyframe <= window start)
+    file_start: float  # source time of the first frame physically in the file
     file_end: float  # source time where the last frame physically in the file ends
     sha256: str
+    md5_b64: str  # what GCS reports as md5Hash, to verify uploads
     size_bytes: int
 
 
+class CountingReader(io.RawIOBase):
+    """A seekable reader that counts the bytes it hands out (how much of a source a cut really read)."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.bytes_read += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
 @contextmanager
-def open_source(url: str) -> Iterator[str | IO[bytes]]:
-    """A local path as is; anything else (s3://, gs://, http://) as a seekable fsspec file: never a download."""
+def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Iterator[CountingReader]:
+    """A source video as a seekable, byte-counting file: never a download."""
     if "://" not in url or url.startswith("file://"):
         path = url.removeprefix("file://")
-        if not os.path.exists(path):
+        if not os.path.isfile(path):
             raise CutError(f"source_missing: {url} does not exist")
-        yield path
+        with open(path, "rb", buffering=0) as raw:
+            yield CountingReader(raw)
         return
     try:
-        with fsspec.open(url, "rb", block_size=_READ_BLOCK) as f:
-            yield f
+        opened = fsspec.open(url, "rb", block_size=_READ_BLOCK, **(storage_options or {}))
+        with opened as raw:
+            yield CountingReader(raw)
     except FileNotFoundError:
-        raise CutError(f"source_missing: {url} does not exist") from None
+        raise CutError(f"source_missing: {url} does not exist (404)") from None
     except PermissionError as err:
-        raise CutError(f"source_denied: {url}: {err}") from None
+        raise CutError(f"source_denied: {url}: access denied ({err}); check your credentials") from None
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digests(path: Path) -> tuple[str, str]:
+    """(sha256 hex, md5 base64) of a file in one pass."""
+    import base64
+
+    sha, md5 = hashlib.sha256(), hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), base64.b64encode(md5.digest()).decode()
 
 
 def cut_window(source_url: str, dest: Path, start: float, end: float, keep_audio: bool = True) -> CutResult:
-    """Cut [start, end) (seconds) of the source into dest by stream copy; dest appears only when complete."""
+    """Cut one window by stream copy (convenience for a single cut)."""
+    with open_source(source_url) as source:
+        return cut_from_open_source(source, source_url, dest, start, end, CutSettings(keep_audio=keep_audio))
+
+
+def cut_from_open_source(source: CountingReader, source_url: str, dest: Path, start: float, end: float,
+                         settings: CutSettings) -> CutResult:
+    """Cut [start, end) seconds of an open source into dest; dest appears only when complete."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
     try:
-        with open_source(source_url) as source:
-            file_start, file_end = _remux_window(source, partial, start, end, keep_audio)
+        source.seek(0)
+        with av.open(source, "r") as inp:
+            if not inp.streams.video:
+                raise CutError("no_video_stream: the source has no video stream")
+            cut = _copy_window if settings.mode == "copy" else _reencode_window
+            file_start, file_end = cut(inp, partial, start, end, settings)
     except CutError:
         partial.unlink(missing_ok=True)
         raise
-    except (av.error.FFmpegError, OSError, ValueError, IndexError) as err:
+    except (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError) as err:
         partial.unlink(missing_ok=True)
         raise CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}") from None
     os.replace(partial, dest)
-    return CutResult(file_start=file_start, file_end=file_end, sha256=sha256_file(dest), size_bytes=dest.stat().st_size)
+    sha256, md5_b64 = file_digests(dest)
+    return CutResult(file_start=file_start, file_end=file_end, sha256=sha256, md5_b64=md5_b64,
+                     size_bytes=dest.stat().st_size)
 
 
-def _remux_window(source: str | IO[bytes], dest: Path, start: float, end: float, keep_audio: bool) -> tuple[float, float]:
-    with av.open(source, "r") as inp:
-        if not inp.streams.video:
-            raise CutError("no_video_stream: the source has no video stream")
-        video_in = inp.streams.video[0]
-        audio_in = inp.streams.audio[0] if keep_audio and inp.streams.audio else None
-        with av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            out.flags |= _BITEXACT
-            video_out = out.add_stream_from_template(video_in)
-            audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
-            # backward=True lands on the keyframe at or before the window start.
-            inp.seek(int(start / video_in.time_base), stream=video_in, backward=True)
-            span = _copy_packets(inp, video_in, video_out, audio_in, audio_out, start, end, out)
+def _open_output(dest: Path) -> Any:
+    out = av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"})
+    out.flags |= _BITEXACT
+    return out
+
+
+def _copy_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings) -> tuple[float, float]:
+    video_in = inp.streams.video[0]
+    audio_in = inp.streams.audio[0] if settings.keep_audio and inp.streams.audio else None
+    with _open_output(dest) as out:
+        video_out = out.add_stream_from_template(video_in)
+        audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
+        # backward=True lands on the keyframe at or before the window start.
+        inp.seek(int(start / video_in.time_base), stream=video_in, backward=True)
+        span = _copy_packets(inp, (video_in, video_out), (audio_in, audio_out), start, end, out)
     if span is None:
         raise CutError(f"no_frames_in_window: no video frames between {start} and {end} s")
     return span
 
 
-def _copy_packets(inp, video_in, video_out, audio_in, audio_out, start, end, out) -> tuple[float, float] | None:
-    """Copy video packets from the keyframe at or before `start` up to the first keyframe at or after `end`.
-
-    Whole GOPs keep every frame decodable without re-encoding. Timestamps are shifted so the window start
-    is 0: frames before it get negative times and the mp4 muxer writes an edit list, so an edit-list-aware
-    player starts exactly at the window; the tail past `end` is recorded (file_end) so that consumers
-    can stop at the window end (Gemini's videoMetadata.endOffset).
-    """
+def _copy_packets(inp: Any, video: tuple, audio: tuple, start: float, end: float, out: Any) -> tuple[float, float] | None:
+    """Copy whole GOPs of video (every frame decodable) and the audio packets that overlap the window."""
+    (video_in, video_out), (audio_in, audio_out) = video, audio
     video_shift = int(start / video_in.time_base)
     audio_shift = int(start / audio_in.time_base) if audio_in is not None else 0
     first_pts = last_end = None
     video_done, audio_done = False, audio_in is None
-    streams = [s for s in (video_in, audio_in) if s is not None]
-    for packet in inp.demux(*streams):
+    for packet in inp.demux(*[s for s in (video_in, audio_in) if s is not None]):
         if packet.dts is None or packet.pts is None:
             continue  # demuxer flush packets carry no data
         if packet.stream is video_in and not video_done:
@@ -122,9 +188,8 @@ def _copy_packets(inp, video_in, video_out, audio_in, audio_out, start, end, out
             if packet_start >= end:
                 audio_done = True
                 continue
-            if packet_start + (packet.duration or 0) * audio_in.time_base <= start:
-                continue
-            _shift_and_mux(packet, audio_shift, audio_out, out)
+            if packet_start + (packet.duration or 0) * audio_in.time_base > start:
+                _shift_and_mux(packet, audio_shift, audio_out, out)
         if video_done and audio_done:
             break
     if first_pts is None:
@@ -132,8 +197,63 @@ def _copy_packets(inp, video_in, video_out, audio_in, audio_out, start, end, out
     return float(first_pts * video_in.time_base), float(last_end * video_in.time_base)
 
 
-def _shift_and_mux(packet, shift: int, stream_out, out) -> None:
+def _shift_and_mux(packet: Any, shift: int, stream_out: Any, out: Any) -> None:
     packet.pts -= shift
     packet.dts -= shift
     packet.stream = stream_out
     out.mux(packet)
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
+
+
+def _reencode_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings) -> tuple[float, float]:
+    """Decode the window and encode it with libx264 (and AAC audio): the file holds exactly the window."""
+    video_in = inp.streams.video[0]
+    audio_in = inp.streams.audio[0] if settings.keep_audio and inp.streams.audio else None
+    height = min(settings.height, video_in.codec_context.height)
+    width = _even(video_in.codec_context.width * height / video_in.codec_context.height)
+    rate = video_in.average_rate or Fraction(30)
+    with _open_output(dest) as out:
+        video_out = out.add_stream("libx264", rate=rate)
+        video_out.width, video_out.height, video_out.pix_fmt = width, _even(height), "yuv420p"
+        # One encoder thread: x264 output then does not depend on the machine's core count.
+        video_out.options = {"crf": str(settings.crf), "preset": settings.preset, "threads": "1"}
+        audio_out = None
+        if audio_in is not None:
+            audio_out = out.add_stream("aac", rate=audio_in.codec_context.sample_rate,
+                                       layout=audio_in.codec_context.layout.name)
+        inp.seek(int(start / video_in.time_base), stream=video_in, backward=True)
+        frames = _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out)
+        out.mux(video_out.encode(None))
+        if audio_out is not None:
+            out.mux(audio_out.encode(None))
+    if frames == 0:
+        raise CutError(f"no_frames_in_window: no video frames between {start} and {end} s")
+    return float(start), float(end)
+
+
+def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out) -> int:
+    frames = 0
+    video_done, audio_done = False, audio_in is None
+    for frame in inp.decode(*[s for s in (video_in, audio_in) if s is not None]):
+        if frame.time is None:
+            continue
+        is_video = isinstance(frame, av.VideoFrame)
+        if frame.time >= end:
+            video_done, audio_done = (True, audio_done) if is_video else (video_done, True)
+        elif frame.time >= start:
+            if is_video and not video_done:
+                picture = frame.reformat(width=video_out.width, height=video_out.height, format="yuv420p")
+                picture.pts = int(round((frame.time - start) / video_in.time_base))
+                picture.time_base = video_in.time_base
+                out.mux(video_out.encode(picture))
+                frames += 1
+            elif not is_video and not audio_done:
+                frame.pts = int(round((frame.time - start) * frame.sample_rate))
+                frame.time_base = Fraction(1, frame.sample_rate)
+                out.mux(audio_out.encode(frame))
+        if video_done and audio_done:
+            break
+    return frames

@@ -49,17 +49,25 @@ def write_video(path: Path, duration_s: int, with_audio: bool, seed: int) -> Non
         if with_audio:
             audio = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
             audio.bit_rate = 24000
-        for i in range(duration_s * FPS):
-            frame = av.VideoFrame.from_ndarray(draw_frame(i / FPS, seed), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            out.mux(video.encode(frame))
+        # Encode second by second, video then its audio, so the muxer interleaves them as cameras do:
+        # a demuxer reading one window then touches one region of the file, not two.
+        tone = tone_frames(duration_s) if audio is not None else iter(())
+        for second in range(duration_s):
+            for i in range(second * FPS, (second + 1) * FPS):
+                frame = av.VideoFrame.from_ndarray(draw_frame(i / FPS, seed), format="rgb24")
+                frame.pts, frame.time_base = i, Fraction(1, FPS)
+                out.mux(video.encode(frame))
+            for frame in tone_chunk(tone, second + 1):
+                out.mux(audio.encode(frame))
         out.mux(video.encode(None))
         if audio is not None:
-            write_tone(out, audio, duration_s)
+            for frame in tone:
+                out.mux(audio.encode(frame))
+            out.mux(audio.encode(None))
 
 
-def write_tone(out, audio, duration_s: int) -> None:
-    """A tone whose pitch steps every second, so the audio of two clips differs too."""
+def tone_frames(duration_s: int):
+    """Audio frames of a tone whose pitch steps every second, so the audio of two clips differs too."""
     samples_per_chunk = 1024
     total = duration_s * AUDIO_RATE
     for start in range(0, total, samples_per_chunk):
@@ -68,8 +76,15 @@ def write_tone(out, audio, duration_s: int) -> None:
         chunk = (0.2 * np.sin(2 * np.pi * pitch * t)).astype(np.float32)[None, :]
         frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, start, Fraction(1, AUDIO_RATE)
-        out.mux(audio.encode(frame))
-    out.mux(audio.encode(None))
+        yield frame
+
+
+def tone_chunk(frames, until_second: int):
+    """The next audio frames up to `until_second` (the generator keeps its place between calls)."""
+    for frame in frames:
+        yield frame
+        if (frame.pts + frame.samples) >= until_second * AUDIO_RATE:
+            return
 
 
 def main(out_dir: str) -> None:

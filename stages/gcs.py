@@ -1,0 +1,47 @@
+"""Uploading clips to Google Cloud Storage: skip what is already there, verify what was sent.
+
+Credentials come from Google's standard chain (ADC); STORAGE_EMULATOR_HOST points the client at an
+emulator. One client per process, made on first use (clients are not fork-safe to share).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+
+class UploadError(Exception):
+    """An upload failed or did not verify; the message says which blob and why."""
+
+
+@lru_cache(maxsize=1)
+def storage_client() -> storage.Client:
+    return storage.Client()
+
+
+def blob_name(prefix: str, clip_path: str) -> str:
+    return f"{prefix.strip('/')}/{clip_path}" if prefix.strip("/") else clip_path
+
+
+def upload_clip(bucket: str, name: str, local_path: str, md5_b64: str) -> tuple[str, bool]:
+    """Upload unless a blob with the same MD5 exists; returns (gs:// URI, whether bytes were sent)."""
+    uri = f"gs://{bucket}/{name}"
+    blob = storage_client().bucket(bucket).blob(name)
+    try:
+        if blob.exists(retry=DEFAULT_RETRY):
+            blob.reload(retry=DEFAULT_RETRY)
+            if blob.md5_hash == md5_b64:
+                return uri, False
+        # Generation preconditions make the upload idempotent, so the client retries it on 429/5xx.
+        generation = blob.generation if blob.generation is not None else 0
+        blob.upload_from_filename(local_path, content_type="video/mp4", if_generation_match=generation,
+                                  checksum="md5", retry=DEFAULT_RETRY)
+        blob.reload(retry=DEFAULT_RETRY)
+    except gexc.GoogleAPIError as err:
+        raise UploadError(f"upload_failed: {uri}: {err}") from None
+    if blob.md5_hash != md5_b64:
+        raise UploadError(f"upload_unverified: {uri}: md5 {blob.md5_hash} != local {md5_b64}")
+    return uri, True
