@@ -30,7 +30,7 @@ from .jsonl import read_jsonl, write_json, write_jsonl
 from .params import ClipParams, DataParams, GcsParams, load_section, runtime_int
 from .progress import progress_bar, summarise_failures
 from .records import ClipRecord, ClipStatus
-from .video import CutError, CutSettings, cut_from_open_source, open_source
+from .video import CutError, CutResult, CutSettings, WindowJob, cut_windows, open_source
 
 CUT_INDEX = "_cut_index.jsonl"
 WINDOWS_PER_TASK = 8  # a task opens its source once; small tasks keep progress and crash loss fine-grained
@@ -126,38 +126,52 @@ def fetched_bytes(source: Any) -> int:
 def cut_task(plans: list[ClipPlan], keys: dict[str, str], existing: dict[str, dict[str, Any]],
              dest: Destination) -> list[dict[str, Any]]:
     """Worker task: cut (or only upload) some windows of one source, opened once. Never raises."""
-    outcomes = []
-    try:
-        with open_source(plans[0].source_url, dest.storage_options(plans[0].source_url)) as source:
-            for plan in sorted(plans, key=lambda p: (p.window_start, p.clip_path)):
-                outcomes.append(_cut_and_upload(source, plan, keys[plan.clip_path], existing.get(plan.clip_path), dest))
-            read = fetched_bytes(source)
-    except CutError as err:
-        return [{"clip_path": p.clip_path, "error": str(err)} for p in plans if p.clip_path not in
-                {o["clip_path"] for o in outcomes}] + outcomes
-    except (OSError, ValueError) as err:
-        return [{"clip_path": p.clip_path, "error": f"source_unreadable: {p.source_url}: {err}"} for p in plans]
+    plans = sorted(plans, key=lambda p: (p.window_start, p.clip_path))
+    already_cut = {p.clip_path: dict(existing[p.clip_path]) for p in plans
+                   if p.clip_path in existing and existing[p.clip_path].get("cut_key") == keys[p.clip_path]
+                   and (Path(dest.clips_dir) / p.clip_path).is_file()}
+    to_cut = [p for p in plans if p.clip_path not in already_cut]
+    cut_entries: dict[str, dict[str, Any]] = {}
+    read = 0
+    if to_cut:
+        try:
+            with open_source(to_cut[0].source_url, dest.storage_options(to_cut[0].source_url)) as source:
+                jobs = [WindowJob(Path(dest.clips_dir) / p.clip_path, p.window_start, p.window_end) for p in to_cut]
+                results = cut_windows(source, to_cut[0].source_url, jobs, dest.settings)
+                read = fetched_bytes(source)
+        except CutError as err:
+            results = [err for _ in to_cut]
+        except (OSError, ValueError) as err:
+            results = [CutError(f"source_unreadable: {to_cut[0].source_url}: {err}") for _ in to_cut]
+        cut_entries = {p.clip_path: cut_entry(p, keys[p.clip_path], r) for p, r in zip(to_cut, results)}
+    outcomes = [finish_clip(plan, already_cut.get(plan.clip_path) or cut_entries[plan.clip_path], dest)
+                for plan in plans]
     if outcomes:
         outcomes[0]["bytes_read"] = read
     return outcomes
 
 
-def _cut_and_upload(source: Any, plan: ClipPlan, key: str, existing: dict[str, Any] | None, dest: Destination) -> dict[str, Any]:
+def cut_entry(plan: ClipPlan, key: str, result: CutResult | CutError) -> dict[str, Any]:
+    if isinstance(result, CutError):
+        return {"clip_path": plan.clip_path, "error": str(result)}
+    return {"clip_path": plan.clip_path, "cut_key": key, "sha256": result.sha256, "md5_b64": result.md5_b64,
+            "size_bytes": result.size_bytes, "file_start": result.file_start, "file_end": result.file_end}
+
+
+def finish_clip(plan: ClipPlan, entry: dict[str, Any], dest: Destination) -> dict[str, Any]:
+    """Upload a cut clip when asked, drop its local copy if not kept, and index it durably."""
+    if "error" in entry:
+        return entry
     local = Path(dest.clips_dir) / plan.clip_path
-    try:
-        if existing is not None and existing["cut_key"] == key and local.is_file():
-            entry = dict(existing)  # already cut; only its upload is missing
-        else:
-            cut = cut_from_open_source(source, plan.source_url, local, plan.window_start, plan.window_end, dest.settings)
-            entry = {"clip_path": plan.clip_path, "cut_key": key, "sha256": cut.sha256, "md5_b64": cut.md5_b64,
-                     "size_bytes": cut.size_bytes, "file_start": cut.file_start, "file_end": cut.file_end}
-        entry["clip_uri"] = None
-        if dest.bucket:
-            entry["clip_uri"], _ = upload_clip(dest.bucket, blob_name(dest.prefix, plan.clip_path), str(local), entry["md5_b64"])
-            if not dest.keep_local:
-                local.unlink()
-    except (CutError, UploadError) as err:
-        return {"clip_path": plan.clip_path, "error": str(err)}
+    entry["clip_uri"] = None
+    if dest.bucket:
+        try:
+            entry["clip_uri"], _ = upload_clip(dest.bucket, blob_name(dest.prefix, plan.clip_path), str(local),
+                                               entry["md5_b64"])
+        except UploadError as err:
+            return {"clip_path": plan.clip_path, "error": str(err)}
+        if not dest.keep_local:
+            local.unlink()
     append_index_line(dest.clips_dir, entry)
     return entry
 
@@ -178,7 +192,8 @@ def is_done(entry: dict[str, Any] | None, key: str, dest: Destination) -> bool:
 
 def manifest_record(plan: ClipPlan, outcome: dict[str, Any]) -> ClipRecord:
     if "error" in outcome:
-        status = ClipStatus.skipped if outcome["error"].startswith("window_outside_video") else ClipStatus.failed
+        # A window the file does not have is an input problem: a re-run cannot fix it, unlike an I/O failure.
+        status = ClipStatus.skipped if outcome["error"].startswith("no_frames_in_window") else ClipStatus.failed
         return plan.record(status=status, reason=outcome["error"])
     return plan.record(status=ClipStatus.ok, clip_path=plan.clip_path, clip_uri=outcome.get("clip_uri"),
                        sha256=outcome["sha256"], size_bytes=outcome["size_bytes"],

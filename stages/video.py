@@ -92,13 +92,16 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Iter
             yield CountingReader(raw)
         return
     try:
-        opened = fsspec.open(url, "rb", block_size=_READ_BLOCK, **(storage_options or {}))
-        with opened as raw:
-            yield CountingReader(raw)
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        raw = fs.open(path, "rb", block_size=_READ_BLOCK)
     except FileNotFoundError:
         raise CutError(f"source_missing: {url} does not exist (404)") from None
     except PermissionError as err:
         raise CutError(f"source_denied: {url}: access denied ({err}); check your credentials") from None
+    try:
+        yield CountingReader(raw)
+    finally:
+        raw.close()
 
 
 def file_digests(path: Path) -> tuple[str, str]:
@@ -113,34 +116,56 @@ def file_digests(path: Path) -> tuple[str, str]:
     return sha.hexdigest(), base64.b64encode(md5.digest()).decode()
 
 
+@dataclass(frozen=True)
+class WindowJob:
+    dest: Path
+    start: float
+    end: float
+
+
 def cut_window(source_url: str, dest: Path, start: float, end: float, keep_audio: bool = True) -> CutResult:
     """Cut one window by stream copy (convenience for a single cut)."""
     with open_source(source_url) as source:
-        return cut_from_open_source(source, source_url, dest, start, end, CutSettings(keep_audio=keep_audio))
+        (result,) = cut_windows(source, source_url, [WindowJob(dest, start, end)], CutSettings(keep_audio=keep_audio))
+    if isinstance(result, CutError):
+        raise result
+    return result
 
 
-def cut_from_open_source(source: CountingReader, source_url: str, dest: Path, start: float, end: float,
-                         settings: CutSettings) -> CutResult:
-    """Cut [start, end) seconds of an open source into dest; dest appears only when complete."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
+def cut_windows(source: CountingReader, source_url: str, jobs: list[WindowJob],
+                settings: CutSettings) -> list[CutResult | CutError]:
+    """Cut several windows of one open source, demuxing its header once; one result or error per job.
+
+    Each clip appears at its dest only when complete. A source that cannot be opened fails every job with
+    the same reason; a window that cannot be cut fails only itself.
+    """
     try:
-        source.seek(0)
-        with av.open(source, "r") as inp:
-            if not inp.streams.video:
-                raise CutError("no_video_stream: the source has no video stream")
-            cut = _copy_window if settings.mode == "copy" else _reencode_window
-            file_start, file_end = cut(inp, partial, start, end, settings)
-    except CutError:
+        inp = av.open(source, "r")
+    except (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError) as err:
+        failure = CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}")
+        return [failure for _ in jobs]
+    with inp:
+        if not inp.streams.video:
+            return [CutError(f"no_video_stream: {source_url} has no video stream") for _ in jobs]
+        return [_cut_one(inp, source_url, job, settings) for job in jobs]
+
+
+def _cut_one(inp: Any, source_url: str, job: WindowJob, settings: CutSettings) -> CutResult | CutError:
+    job.dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = job.dest.with_name(job.dest.name + ".part")
+    cut = _copy_window if settings.mode == "copy" else _reencode_window
+    try:
+        file_start, file_end = cut(inp, partial, job.start, job.end, settings)
+    except CutError as err:
         partial.unlink(missing_ok=True)
-        raise
+        return err
     except (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError) as err:
         partial.unlink(missing_ok=True)
-        raise CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}") from None
-    os.replace(partial, dest)
-    sha256, md5_b64 = file_digests(dest)
+        return CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}")
+    os.replace(partial, job.dest)
+    sha256, md5_b64 = file_digests(job.dest)
     return CutResult(file_start=file_start, file_end=file_end, sha256=sha256, md5_b64=md5_b64,
-                     size_bytes=dest.stat().st_size)
+                     size_bytes=job.dest.stat().st_size)
 
 
 def _open_output(dest: Path) -> Any:
@@ -192,8 +217,8 @@ def _copy_packets(inp: Any, video: tuple, audio: tuple, start: float, end: float
                 _shift_and_mux(packet, audio_shift, audio_out, out)
         if video_done and audio_done:
             break
-    if first_pts is None:
-        return None
+    if first_pts is None or last_end * video_in.time_base <= start:
+        return None  # nothing, or only frames before the window (the file ends before it starts)
     return float(first_pts * video_in.time_base), float(last_end * video_in.time_base)
 
 

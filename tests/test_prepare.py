@@ -1,0 +1,213 @@
+"""prepare against real protocols: videos in a moto S3, clips uploaded to the GCS emulator, bad inputs, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from google.cloud import storage
+
+from cloud import gcs_emulator, moto_s3
+from conftest import PROJECT_ROOT
+from numbered_video import SOURCE_SIZE, make_numbered_video, presented_frame_numbers
+from stages import prepare
+from stages.ego4d import MetadataError
+from stages.params import ClipParams, DataParams, GcsParams
+
+FPS = 10
+VIDEO = "0f1e2d3c-0000-4000-8000-000000000001"
+
+
+def write_metadata(folder: Path, durations: dict[str, float], windows: list[tuple[str, float, float]],
+                   s3_paths: dict[str, str] | None = None) -> DataParams:
+    """Ego4D-format ego4d.json and nlq_train.json: one clip and annotation per video, queries in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    videos = [{"video_uid": uid, "duration_sec": d, "s3_path": (s3_paths or {}).get(uid),
+               "video_metadata": {"fps": FPS}} for uid, d in durations.items()]
+    (folder / "ego4d.json").write_text(json.dumps({"videos": videos}))
+    nlq_videos: dict[str, list] = {}
+    for uid, start, end in windows:
+        nlq_videos.setdefault(uid, []).append({"video_start_sec": start, "video_end_sec": end, "query": "q"})
+    nlq = {"videos": [{"video_uid": uid, "clips": [{"clip_uid": f"clip-{uid[:8]}", "annotations": [
+        {"annotation_uid": f"ann-{uid[:8]}", "language_queries": queries}]}]} for uid, queries in nlq_videos.items()]}
+    (folder / "nlq_train.json").write_text(json.dumps(nlq))
+    return DataParams(name="test", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
+                      nlq_json=str(folder / "nlq_train.json"), video_url=None, window_rounding="exact")
+
+
+def run_prepare(tmp: Path, data: DataParams, clip: ClipParams | None = None, gcs: GcsParams | None = None,
+                workers: int = 2) -> dict[str, dict]:
+    records = prepare.run(data, clip or ClipParams(), gcs or GcsParams(), tmp / "clips", tmp / "clips.jsonl",
+                          tmp / "metrics.json", workers)
+    return {f"{r.language_query_index}@{r.video_uid[:8]}": r.model_dump() for r in records}
+
+
+@pytest.fixture(scope="module")
+def numbered_source(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("src") / f"{VIDEO}.mp4"
+    make_numbered_video(path, 120, fps=FPS, width=SOURCE_SIZE[0], height=SOURCE_SIZE[1], noise=True, bitrate_crf=30)
+    return path
+
+
+@pytest.fixture(scope="module")
+def s3_videos(numbered_source: Path):
+    with moto_s3() as (server, endpoint):
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="ego4d-videos")
+        s3.upload_file(str(numbered_source), "ego4d-videos", f"full_scale/{VIDEO}.mp4")
+        yield server, endpoint
+
+
+def test_cuts_exact_windows_from_s3_reading_a_small_fraction(s3_videos, numbered_source: Path, tmp_path: Path):
+    server, endpoint = s3_videos
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 12.0, 17.0), (VIDEO, 40.0, 44.5)],
+                          {VIDEO: f"s3://ego4d-videos/full_scale/{VIDEO}.mp4"})
+    data = data.model_copy(update={"s3_endpoint_url": endpoint})
+    server.reset_count()
+    records = run_prepare(tmp_path, data)
+    assert [r["status"] for r in records.values()] == ["ok", "ok"]
+    fetched = server.bytes_sent
+    assert fetched < 0.45 * numbered_source.stat().st_size, f"read {fetched} of {numbered_source.stat().st_size} bytes"
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["source_bytes_read"] == pytest.approx(fetched, rel=0.05)
+    for record in records.values():
+        start, end = record["window_start"], record["window_end"]
+        shown = presented_frame_numbers(tmp_path / "clips" / record["clip_path"], until=end - start)
+        assert shown == list(range(round(start * FPS), round(end * FPS)))
+        assert record["file_start"] <= start and record["file_end"] >= end
+
+
+def test_reencode_holds_exactly_the_window(s3_videos, tmp_path: Path):
+    _, endpoint = s3_videos
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 12.3, 15.0)],
+                          {VIDEO: f"s3://ego4d-videos/full_scale/{VIDEO}.mp4"}).model_copy(update={"s3_endpoint_url": endpoint})
+    (record,) = run_prepare(tmp_path, data, ClipParams(mode="reencode", height=72)).values()
+    assert presented_frame_numbers(tmp_path / "clips" / record["clip_path"]) == list(range(123, 150))
+    assert (record["file_start"], record["file_end"]) == (12.3, 15.0)
+
+
+def test_endpoint_from_the_standard_environment_variable(s3_videos, tmp_path: Path, monkeypatch):
+    _, endpoint = s3_videos
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 1.0, 3.0)],
+                          {VIDEO: f"s3://ego4d-videos/full_scale/{VIDEO}.mp4"})
+    assert [r["status"] for r in run_prepare(tmp_path, data).values()] == ["ok"]
+
+
+def test_bad_inputs_each_end_as_a_record_with_a_reason(s3_videos, numbered_source: Path, tmp_path: Path):
+    _, endpoint = s3_videos
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypisom" + os.urandom(50_000))
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(numbered_source.read_bytes()[:200_000])  # moov is at the end: unreadable
+    uids = {name: f"{i:08d}-0000-4000-8000-00000000000{i}" for i, name in
+            enumerate(["ok", "missing", "corrupt", "truncated", "unlisted"], 1)}
+    paths = {uids["ok"]: f"s3://ego4d-videos/full_scale/{VIDEO}.mp4",
+             uids["missing"]: "s3://ego4d-videos/full_scale/not-there.mp4",
+             uids["corrupt"]: str(corrupt), uids["truncated"]: str(truncated)}
+    durations = {uids[n]: 60.0 for n in ("ok", "missing", "corrupt", "truncated")}
+    durations[uids["ok"]] = 200.0  # ego4d.json says longer than the file really is (120 s)
+    windows = [(uids["ok"], 5.0, 8.0), (uids["ok"], 210.0, 215.0), (uids["ok"], 9.0, 9.0), (uids["ok"], 9.0, 4.0),
+               (uids["ok"], 150.0, 155.0),
+               (uids["missing"], 1.0, 2.0), (uids["corrupt"], 1.0, 2.0), (uids["truncated"], 1.0, 2.0),
+               (uids["unlisted"], 1.0, 2.0)]
+    data = write_metadata(tmp_path / "meta", durations, windows, paths).model_copy(update={"s3_endpoint_url": endpoint})
+    records = run_prepare(tmp_path, data)
+    reasons = {key: (r["status"], (r["reason"] or "").split(":")[0]) for key, r in records.items()}
+    assert reasons == {
+        "0@00000001": ("ok", ""),
+        "1@00000001": ("skipped", "window_outside_video"),
+        "2@00000001": ("skipped", "empty_window"),
+        "3@00000001": ("skipped", "empty_window"),
+        "4@00000001": ("skipped", "no_frames_in_window"),
+        "0@00000002": ("failed", "source_missing"),
+        "0@00000003": ("failed", "unreadable_video"),
+        "0@00000004": ("failed", "unreadable_video"),
+        "0@00000005": ("skipped", "unknown_video"),
+    }
+    assert "not-there.mp4" in records["0@00000002"]["reason"]
+
+
+def test_access_denied_is_named(tmp_path: Path):
+    with moto_s3() as (_, endpoint):
+        data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 1.0, 2.0)],
+                              {VIDEO: "s3://no-such-bucket-x/v.mp4"}).model_copy(update={"s3_endpoint_url": endpoint})
+        (record,) = run_prepare(tmp_path, data).values()
+    assert record["status"] == "failed" and record["reason"].startswith("source_")
+    assert "no-such-bucket-x" in record["reason"]
+
+
+@pytest.mark.parametrize(("content", "field"), [("{not json", "not valid JSON"), ('{"clips": []}', "'videos'"),
+                                                ('{"videos": [{"clips": 3}]}', "videos[0].clips")])
+def test_malformed_metadata_fails_fast_naming_file_and_field(tmp_path: Path, content: str, field: str):
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 1.0, 2.0)])
+    Path(data.nlq_json).write_text(content)
+    with pytest.raises(MetadataError, match="nlq_train.json") as err:
+        run_prepare(tmp_path, data)
+    assert field in str(err.value)
+
+
+def test_uploads_to_gcs_skip_existing_and_keep_local_false(numbered_source: Path, tmp_path: Path):
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 2.0, 5.0), (VIDEO, 30.0, 33.0)],
+                          {VIDEO: str(numbered_source)})
+    with gcs_emulator("evud-clips"):
+        gcs = GcsParams(bucket="evud-clips", prefix="clips/v1")
+        records = run_prepare(tmp_path, data, ClipParams(keep_local=False), gcs)
+        uris = sorted(r["clip_uri"] for r in records.values())
+        assert uris == [f"gs://evud-clips/clips/v1/{VIDEO}/clip-{VIDEO[:8]}/ann-{VIDEO[:8]}/{i}.mp4" for i in (0, 1)]
+        assert not list((tmp_path / "clips").rglob("*.mp4"))  # removed once the upload verified
+        bucket = storage.Client().bucket("evud-clips")
+        blobs = {b.name: b for b in bucket.list_blobs(prefix="clips/v1/")}
+        assert {b.md5_hash for b in blobs.values()} == {r["clip_uri"] and _md5_of(tmp_path, r) for r in records.values()}
+        generations = {name: b.generation for name, b in blobs.items()}
+        again = run_prepare(tmp_path, data, ClipParams(keep_local=False), gcs)
+        assert json.loads((tmp_path / "metrics.json").read_text())["clips_cut"] == 0  # nothing re-cut
+        assert {r["sha256"] for r in again.values()} == {r["sha256"] for r in records.values()}
+        assert {b.name: b.generation for b in bucket.list_blobs(prefix="clips/v1/")} == generations
+
+
+def _md5_of(tmp_path: Path, record: dict) -> str:
+    index = [json.loads(line) for line in (tmp_path / "clips/_cut_index.jsonl").read_text().splitlines()]
+    return next(e["md5_b64"] for e in index if e["clip_path"] == record["clip_path"])
+
+
+def test_existing_blob_with_same_bytes_is_not_uploaded_again(numbered_source: Path, tmp_path: Path):
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 2.0, 5.0)], {VIDEO: str(numbered_source)})
+    with gcs_emulator("evud-clips"):
+        run_prepare(tmp_path / "a", data, gcs=GcsParams(bucket="evud-clips"))
+        generation = next(storage.Client().bucket("evud-clips").list_blobs()).generation
+        run_prepare(tmp_path / "b", data, gcs=GcsParams(bucket="evud-clips"))  # another machine, same clip
+        assert next(storage.Client().bucket("evud-clips").list_blobs()).generation == generation
+
+
+def test_killed_mid_run_then_rerun_recuts_nothing_finished(numbered_source: Path, tmp_path: Path):
+    windows = [(VIDEO, float(s), float(s) + 3.0) for s in range(0, 57, 2)]
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, windows, {VIDEO: str(numbered_source)})
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"data": data.model_dump(), "clip": {"mode": "reencode", "height": 144, "preset": "slow"},
+                                  "gcs": {"bucket": None}}))
+    cmd = [sys.executable, "-m", "stages.prepare", "--clips-dir", str(tmp_path / "clips"), "--manifest",
+           str(tmp_path / "clips.jsonl"), "--metrics", str(tmp_path / "m.json"), "--params", str(params)]
+    child = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, "EVUD_WORKERS": "1", "EVUD_PROGRESS": "0"},
+                             start_new_session=True, stderr=subprocess.DEVNULL)
+    index = tmp_path / "clips/_cut_index.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not index.exists() or len(index.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)  # the whole process tree, as an OOM kill or a lost machine would
+    child.wait()
+    finished = {json.loads(line)["clip_path"]: json.loads(line)["sha256"] for line in index.read_text().splitlines()}
+    assert 3 <= len(finished) < len(windows)
+    mtimes = {p: (tmp_path / "clips" / p).stat().st_mtime_ns for p in finished}
+    subprocess.run(cmd, cwd=PROJECT_ROOT, env={**os.environ, "EVUD_PROGRESS": "0"}, check=True, capture_output=True)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["clips_reused"] == len(finished) and metrics["clips_cut"] == len(windows) - len(finished)
+    assert {p: (tmp_path / "clips" / p).stat().st_mtime_ns for p in finished} == mtimes
+    assert not list((tmp_path / "clips").rglob("*.part"))
