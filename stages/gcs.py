@@ -7,10 +7,7 @@ emulator. One client per process, made on first use (clients are not fork-safe t
 from __future__ import annotations
 
 from functools import lru_cache
-
-from google.api_core import exceptions as gexc
-from google.cloud import storage
-from google.cloud.storage.retry import DEFAULT_RETRY
+from typing import Any
 
 
 class UploadError(Exception):
@@ -18,7 +15,10 @@ class UploadError(Exception):
 
 
 @lru_cache(maxsize=1)
-def storage_client() -> storage.Client:
+def storage_client() -> Any:
+    # Imported here: runs without a bucket (the sample, benchmarks) never pay for loading the client.
+    from google.cloud import storage
+
     return storage.Client()
 
 
@@ -28,6 +28,9 @@ def blob_name(prefix: str, clip_path: str) -> str:
 
 def upload_clip(bucket: str, name: str, local_path: str, md5_b64: str) -> tuple[str, bool]:
     """Upload unless a blob with the same MD5 exists; returns (gs:// URI, whether bytes were sent)."""
+    from google.api_core import exceptions as gexc
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
     uri = f"gs://{bucket}/{name}"
     blob = storage_client().bucket(bucket).blob(name)
     try:

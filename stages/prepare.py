@@ -11,6 +11,7 @@ Workers: EVUD_WORKERS (default: CPU count); not a param, since it changes no out
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ from .jsonl import read_jsonl, write_json, write_jsonl
 from .params import ClipParams, DataParams, GcsParams, load_section, runtime_int
 from .progress import progress_bar, summarise_failures
 from .records import ClipRecord, ClipStatus
-from .video import CutError, CutResult, CutSettings, WindowJob, cut_windows, open_source
+from .video import CutError, CutResult, CutSettings, WindowJob, cut_windows, file_digests, open_source
 
 CUT_INDEX = "_cut_index.jsonl"
 WINDOWS_PER_TASK = 8  # a task opens its source once; small tasks keep progress and crash loss fine-grained
@@ -95,8 +96,8 @@ def fingerprint_sources(urls: list[str], dest: Destination) -> dict[str, str]:
 
 def cut_key(plan: ClipPlan, fingerprint: str, settings: CutSettings) -> str:
     """Everything that decides a clip's bytes; a clip whose key is unchanged is never cut again."""
-    material = {"source": fingerprint, "start": plan.window_start, "end": plan.window_end,
-                "cut": settings.__dict__}
+    cut = {k: v for k, v in settings.__dict__.items() if k != "md5"}  # md5 is a checksum, not a cut setting
+    material = {"source": fingerprint, "start": plan.window_start, "end": plan.window_end, "cut": cut}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -165,6 +166,8 @@ def finish_clip(plan: ClipPlan, entry: dict[str, Any], dest: Destination) -> dic
     local = Path(dest.clips_dir) / plan.clip_path
     entry["clip_uri"] = None
     if dest.bucket:
+        if not entry.get("md5_b64"):  # cut by an earlier run that did not upload
+            entry["md5_b64"] = file_digests(local)[1]
         try:
             entry["clip_uri"], _ = upload_clip(dest.bucket, blob_name(dest.prefix, plan.clip_path), str(local),
                                                entry["md5_b64"])
@@ -266,7 +269,8 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     started = time.monotonic()
     clips_dir.mkdir(parents=True, exist_ok=True)
     plans, records = plan_clips(data)
-    dest = Destination(str(clips_dir), cut_settings(clip), clip.keep_local, gcs.bucket, gcs.prefix, data.s3_endpoint_url)
+    settings = dataclasses.replace(cut_settings(clip), md5=gcs.bucket is not None)
+    dest = Destination(str(clips_dir), settings, clip.keep_local, gcs.bucket, gcs.prefix, data.s3_endpoint_url)
     fingerprints = fingerprint_sources(sorted({p.source_url for p in plans}), dest)
     index = load_cut_index(clips_dir)
     unreachable = {p.clip_path: {"clip_path": p.clip_path, "error": fingerprints[p.source_url][1:]}

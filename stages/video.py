@@ -4,8 +4,9 @@ A source is opened once, as a seekable file (local, s3://, gs://, http(s):// thr
 demuxer seeks to each window: only the bytes a window needs are read, never the whole video.
 
 Two modes:
-- `copy`: remux packets without decoding, from the keyframe at or before the window start to the first
-  keyframe at or after its end. Timestamps are shifted so that the window starts at 0; earlier frames get
+- `copy`: remux packets without decoding, from the keyframe at or before the window start up to the
+  first packet decoded at or after its end (all a frame before the end can reference, and no more of
+  the GOP: fewer bytes read than stopping at the next keyframe). Timestamps are shifted so that the window starts at 0; earlier frames get
   negative times and the mp4 muxer writes an edit list, so an edit-list-aware player starts exactly at the
   window. The physical span is returned so consumers can also trim (Gemini's videoMetadata offsets).
 - `reencode`: decode and encode with libx264 to a target height: frame-exact files for consumers that
@@ -14,6 +15,7 @@ Two modes:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -30,7 +32,10 @@ import fsspec
 # bitexact: the mp4 muxer writes no library version strings, so the same cut gives the same bytes and
 # clip sha256s (and the Gemini cache keyed on them) stay valid.
 _BITEXACT = av.container.Flags.bitexact.value
-_READ_BLOCK = 1 << 20  # ~1 MiB ranged reads: measured to fetch little more than a cut needs
+# Remote reads: after a jump, fetch a small block; while reading on, grow it (see CountingReader).
+_MIN_READAHEAD = 256 * 1024
+_MAX_READAHEAD = 8 * 1024 * 1024
+_DEMUX_BUFFER = 128 * 1024  # bytes per Python read call from the demuxer: fewer calls, little overshoot
 
 
 class CutError(Exception):
@@ -44,6 +49,7 @@ class CutSettings:
     height: int = 540  # reencode: target height (never upscaled)
     crf: int = 23
     preset: str = "medium"
+    md5: bool = False  # also compute the clip's MD5 (to verify GCS uploads)
 
 
 @dataclass(frozen=True)
@@ -51,16 +57,26 @@ class CutResult:
     file_start: float  # source time of the first frame physically in the file
     file_end: float  # source time where the last frame physically in the file ends
     sha256: str
-    md5_b64: str  # what GCS reports as md5Hash, to verify uploads
+    md5_b64: str | None  # what GCS reports as md5Hash, to verify uploads (only computed for them)
     size_bytes: int
 
 
 class CountingReader(io.RawIOBase):
-    """A seekable reader that counts the bytes it hands out (how much of a source a cut really read)."""
+    """A seekable reader that counts the bytes it hands out, and adapts remote readahead to the access pattern.
+
+    Over a remote file, each jump of the demuxer (to the header, to a window) fetches only a small block;
+    while it then reads sequentially, the block grows with what it has read since the jump (an eighth of
+    it, up to a cap), like an operating system's readahead. Few requests for long windows, little
+    overshoot at a window's end: measured 0.56 s CPU and 17 s wall to stream 125 MB from a local S3 with
+    fixed 512 KiB blocks, against 0.22 s and 4.7 s with 2 MiB blocks.
+    """
 
     def __init__(self, raw: IO[bytes]):
         self._raw = raw
         self.bytes_read = 0
+        self._cache = getattr(raw, "cache", None) if hasattr(getattr(raw, "cache", None), "blocksize") else None
+        self._expected = 0
+        self._since_jump = 0
 
     def readable(self) -> bool:
         return True
@@ -69,10 +85,19 @@ class CountingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if self._cache is not None:
+            self._adapt_readahead()
         data = self._raw.read(len(buffer))
         buffer[: len(data)] = data
         self.bytes_read += len(data)
+        self._since_jump += len(data)
+        self._expected = self._raw.tell()
         return len(data)
+
+    def _adapt_readahead(self) -> None:
+        if self._raw.tell() != self._expected:
+            self._since_jump = 0
+        self._cache.blocksize = min(max(self._since_jump // 8, _MIN_READAHEAD), _MAX_READAHEAD)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return self._raw.seek(offset, whence)
@@ -93,7 +118,7 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Iter
         return
     try:
         fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-        raw = fs.open(path, "rb", block_size=_READ_BLOCK)
+        raw = fs.open(path, "rb", block_size=_MIN_READAHEAD, cache_type="readahead")
     except FileNotFoundError:
         raise CutError(f"source_missing: {url} does not exist (404)") from None
     except PermissionError as err:
@@ -104,16 +129,15 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Iter
         raw.close()
 
 
-def file_digests(path: Path) -> tuple[str, str]:
-    """(sha256 hex, md5 base64) of a file in one pass."""
-    import base64
-
-    sha, md5 = hashlib.sha256(), hashlib.md5()
+def file_digests(path: Path, with_md5: bool = True) -> tuple[str, str | None]:
+    """(sha256 hex, md5 base64 or None) of a file in one pass; GCS reports md5, so uploads need it."""
+    sha, md5 = hashlib.sha256(), hashlib.md5() if with_md5 else None
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             sha.update(block)
-            md5.update(block)
-    return sha.hexdigest(), base64.b64encode(md5.digest()).decode()
+            if md5 is not None:
+                md5.update(block)
+    return sha.hexdigest(), base64.b64encode(md5.digest()).decode() if md5 is not None else None
 
 
 @dataclass(frozen=True)
@@ -140,7 +164,7 @@ def cut_windows(source: CountingReader, source_url: str, jobs: list[WindowJob],
     the same reason; a window that cannot be cut fails only itself.
     """
     try:
-        inp = av.open(source, "r")
+        inp = av.open(source, "r", buffer_size=_DEMUX_BUFFER)
     except (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError) as err:
         failure = CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}")
         return [failure for _ in jobs]
@@ -163,7 +187,7 @@ def _cut_one(inp: Any, source_url: str, job: WindowJob, settings: CutSettings) -
         partial.unlink(missing_ok=True)
         return CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}")
     os.replace(partial, job.dest)
-    sha256, md5_b64 = file_digests(job.dest)
+    sha256, md5_b64 = file_digests(job.dest, settings.md5)
     return CutResult(file_start=file_start, file_end=file_end, sha256=sha256, md5_b64=md5_b64,
                      size_bytes=job.dest.stat().st_size)
 
@@ -181,7 +205,7 @@ def _copy_window(inp: Any, dest: Path, start: float, end: float, settings: CutSe
         video_out = out.add_stream_from_template(video_in)
         audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
         # backward=True lands on the keyframe at or before the window start.
-        inp.seek(int(start / video_in.time_base), stream=video_in, backward=True)
+        inp.seek(_ticks(start, video_in), stream=video_in, backward=True)
         span = _copy_packets(inp, (video_in, video_out), (audio_in, audio_out), start, end, out)
     if span is None:
         raise CutError(f"no_frames_in_window: no video frames between {start} and {end} s")
@@ -189,10 +213,11 @@ def _copy_window(inp: Any, dest: Path, start: float, end: float, settings: CutSe
 
 
 def _copy_packets(inp: Any, video: tuple, audio: tuple, start: float, end: float, out: Any) -> tuple[float, float] | None:
-    """Copy whole GOPs of video (every frame decodable) and the audio packets that overlap the window."""
+    """Copy video from the keyframe before the window (every frame decodable) and the audio overlapping it."""
     (video_in, video_out), (audio_in, audio_out) = video, audio
-    video_shift = int(start / video_in.time_base)
-    audio_shift = int(start / audio_in.time_base) if audio_in is not None else 0
+    # Compare integer timestamps in each stream's time base: no Fraction arithmetic per packet.
+    video_start, video_end = _ticks(start, video_in), _ticks(end, video_in)
+    audio_start, audio_end = (_ticks(start, audio_in), _ticks(end, audio_in)) if audio_in is not None else (0, 0)
     first_pts = last_end = None
     video_done, audio_done = False, audio_in is None
     for packet in inp.demux(*[s for s in (video_in, audio_in) if s is not None]):
@@ -201,25 +226,31 @@ def _copy_packets(inp: Any, video: tuple, audio: tuple, start: float, end: float
         if packet.stream is video_in and not video_done:
             if first_pts is None and not packet.is_keyframe:
                 continue
-            if packet.is_keyframe and packet.pts * video_in.time_base >= end:
+            if packet.dts >= video_end:
+                # Every frame presented before `end` has a decode time before it, and so do the frames it
+                # references: stopping here keeps the window decodable without the rest of the GOP.
                 video_done = True
                 continue
             first_pts = packet.pts if first_pts is None else min(first_pts, packet.pts)
             packet_end = packet.pts + (packet.duration or 0)
             last_end = packet_end if last_end is None else max(last_end, packet_end)
-            _shift_and_mux(packet, video_shift, video_out, out)
+            _shift_and_mux(packet, video_start, video_out, out)
         elif packet.stream is audio_in and not audio_done:
-            packet_start = packet.pts * audio_in.time_base
-            if packet_start >= end:
+            if packet.pts >= audio_end:
                 audio_done = True
                 continue
-            if packet_start + (packet.duration or 0) * audio_in.time_base > start:
-                _shift_and_mux(packet, audio_shift, audio_out, out)
+            if packet.pts + (packet.duration or 0) > audio_start:
+                _shift_and_mux(packet, audio_start, audio_out, out)
         if video_done and audio_done:
             break
-    if first_pts is None or last_end * video_in.time_base <= start:
+    if first_pts is None or last_end <= video_start:
         return None  # nothing, or only frames before the window (the file ends before it starts)
     return float(first_pts * video_in.time_base), float(last_end * video_in.time_base)
+
+
+def _ticks(seconds: float, stream: Any) -> int:
+    """A time in seconds as an integer timestamp of the stream (its time base)."""
+    return int(seconds / stream.time_base)
 
 
 def _shift_and_mux(packet: Any, shift: int, stream_out: Any, out: Any) -> None:
