@@ -10,7 +10,7 @@ import re
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 # Ego4D uids are uuids, but anything that will become a path component must at least be one.
 _SAFE_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -163,6 +163,16 @@ class QAPair(BaseModel):
         if not value.strip():
             raise ValueError("must not be blank")
         return value
+
+
+class QAItem(BaseModel):
+    """One item of a structured answer (`prompt=evud_json`); conf/prompt/evud_json.yaml holds its JSON schema."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    category: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    # The schema says `answer`; the published tuples say `short answer`: accept both spellings.
+    answer: str = Field(min_length=1, validation_alias=AliasChoices("answer", "short answer", "short_answer"))
 
 
 class Turn(BaseModel):
