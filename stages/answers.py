@@ -124,9 +124,10 @@ _TABLE_RULE = re.compile(r"^[\s|:-]+$")
 _HEADING_MAX_CHARS = 80
 
 
-def _field_of(match: re.Match[str]) -> str:
-    key = (match.group("key") or match.group("letter")).lower()
-    return _FIELD_OF_KEY.get(key, "answer")  # short answer, short_answer, answer
+@lru_cache(maxsize=256)
+def _field_of(key: str) -> str:
+    """category/question/answer for a key as written ("Short Answer", "Q", "short_answer", ...)."""
+    return _FIELD_OF_KEY.get(key.lower(), "answer")
 
 
 def _split_inline_keys(line: str) -> list[str]:
@@ -195,7 +196,7 @@ def text_blocks(text: str) -> list[_Block]:
         if not raw_line.strip():
             last_field = None
             continue
-        row = _TABLE_ROW.match(raw_line)
+        row = _TABLE_ROW.match(raw_line) if "|" in raw_line else None
         if row:
             last_field = current = None
             cells = [c.strip() for c in row.group(1).split("|")]
@@ -210,7 +211,7 @@ def text_blocks(text: str) -> list[_Block]:
         for line in _split_inline_keys(raw_line):
             match = _KEY_LINE.match(line)
             if match:
-                name = _field_of(match)
+                name = _field_of(match.group("key") or match.group("letter"))
                 value = match.group("value").strip()
                 opens = (current is None
                          or (name == "category" and (current.question is not None or current.answer is not None))

@@ -214,10 +214,43 @@ class LlavaRecord(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
-class Reject(BaseModel):
-    """Why a clip (or one of its QA pairs) is not in the dataset."""
+class RejectScope(str, Enum):
+    clip = "clip"  # the whole clip is not in the dataset
+    pair = "pair"  # one QA pair was dropped; the clip may still be in the dataset
+    gold = "gold"  # a row of the gold answers file could not be applied
 
-    key: str
+
+class Reject(BaseModel):
+    """Why a clip, one of its QA pairs, or a gold answer is not in the dataset."""
+
+    key: str  # the clip's query key (QueryIds.key)
     stage: str
-    reason: str
+    scope: RejectScope = RejectScope.clip
+    reason: str  # a stable name, counted in the metrics
     detail: str | None = None
+    category: str | None = None
+    question: str | None = None
+
+
+class GoldAnswer(BaseModel):
+    """One human (gold) answer of the annotations file, keyed by the clip's Ego4D ids and the category.
+
+    The review sheet (stages.review_sheet) has exactly these columns, so a filled-in sheet is a gold file.
+    `question`, when given, must still be the dataset's question: a gold answer to an older question
+    (another model or prompt) is reported, not applied.
+    """
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    ego4d_video_uid: str = Field(min_length=1)
+    ego4d_clip_uid: str = Field(min_length=1)
+    ego4d_annotation_uid: str = Field(min_length=1)
+    ego4d_language_query_index: int
+    category: str = Field(min_length=1)
+    question: str | None = None
+    gold_answer: str = Field(min_length=1)
+
+    @property
+    def key(self) -> str:
+        return QueryIds(video_uid=self.ego4d_video_uid, clip_uid=self.ego4d_clip_uid,
+                        annotation_uid=self.ego4d_annotation_uid,
+                        language_query_index=self.ego4d_language_query_index).key
