@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 
 from .answers import normalise_category
 from .records import GoldAnswer, QAPair, Reject, RejectScope
+from .report import count_by_reason
 
 # The directory dvc.yaml declares as postprocess's dep: a gold file elsewhere would change the dataset
 # without DVC noticing, so it is refused.
@@ -157,5 +157,5 @@ def gold_metrics(index: GoldIndex, applied: int) -> dict[str, Any]:
         "rows": index.rows,
         "rows_without_gold": index.rows_without_gold,
         "applied": applied,
-        "not_applied_by_reason": dict(sorted(Counter(r.reason for r in index.rejects).items())),
+        "not_applied_by_reason": count_by_reason(index.rejects, RejectScope.gold),
     }

@@ -11,13 +11,26 @@ from .records import ClipRecord, ClipStatus, GeminiResult, LlavaRecord, Reject, 
 
 _ANSWERED = (ResponseStatus.ok, ResponseStatus.truncated)
 
+# Every reason a reject can have, so the metrics list each one (0 included): `dvc metrics diff` then shows
+# a reason appearing, and the README's table of reasons has one place to check against.
+REJECT_REASONS = {
+    RejectScope.clip: ("response_blocked", "response_empty", "response_failed", "unknown_clip", "no_qa_blocks",
+                       "no_pairs", "too_few_pairs", "missing_categories"),
+    RejectScope.pair: ("truncated_block", "incomplete_block", "missing_category", "unknown_category",
+                       "duplicate_category", "invalid_json", "invalid_item", "duplicate_question"),
+    RejectScope.gold: ("gold_invalid_row", "gold_unknown_category", "gold_conflict", "gold_unknown_clip",
+                       "gold_unmatched_pair", "gold_question_mismatch"),
+}
+
 
 def _mean(values: list[float]) -> float | None:
     return round(statistics.fmean(values), 2) if values else None
 
 
-def _count_by_reason(rejects: list[Reject], scope: RejectScope) -> dict[str, int]:
-    return dict(sorted(Counter(r.reason for r in rejects if r.scope is scope).items()))
+def count_by_reason(rejects: list[Reject], scope: RejectScope) -> dict[str, int]:
+    counts = Counter({reason: 0 for reason in REJECT_REASONS[scope]})
+    counts.update(r.reason for r in rejects if r.scope is scope)
+    return dict(sorted(counts.items()))
 
 
 def dataset_metrics(manifest: list[ClipRecord], results: list[GeminiResult], records: list[LlavaRecord],
@@ -38,8 +51,8 @@ def dataset_metrics(manifest: list[ClipRecord], results: list[GeminiResult], rec
         # clip_yield: clips in the dataset / clips Gemini answered, after policy.
         "clip_yield": round(len(records) / answered, 4) if answered else None,
         "answers_parsed_as": dict(sorted(formats.items())),
-        "clips_rejected_by_reason": _count_by_reason(rejects, RejectScope.clip),
-        "pairs_dropped_by_reason": _count_by_reason(rejects, RejectScope.pair),
+        "clips_rejected_by_reason": count_by_reason(rejects, RejectScope.clip),
+        "pairs_dropped_by_reason": count_by_reason(rejects, RejectScope.pair),
         "rejects_by_reason": dict(sorted(Counter(r.reason for r in rejects).items())),
         "pairs_per_category": {c: sum(p.category == c for p in pairs) for c in EVUD_CATEGORIES},
         "mean_answer_chars": _mean([len(a) for a in answers]),
