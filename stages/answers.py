@@ -115,7 +115,13 @@ _KEY_LINE = re.compile(
     r"[*_\s]*(?P<value>.*)$",
     re.IGNORECASE,
 )
-_FIELD_OF_KEY = {"category": "category", "question": "question", "q": "question", "a": "answer"}
+# Block fields, by position: a block is [category, question, answer] as written.
+CATEGORY, QUESTION, ANSWER = 0, 1, 2
+# Keys as written, once decoration is stripped off: what most key lines look like, found without a regex.
+_KEY_FIELDS = {"category": CATEGORY, "question": QUESTION, "q": QUESTION, "answer": ANSWER, "a": ANSWER,
+               "short answer": ANSWER, "short_answer": ANSWER, "short-answer": ANSWER}
+_KEY_EDGES = " \t*_#>-+•.()0123456789"  # markers, numbering, emphasis around a key ("**1. Category**")
+_KEY_MAX_CHARS = 40
 # A key written in the middle of a line ("Category: x | Question: y"): split it onto its own line.
 # Capitalised keys only, so that "the answer: yes" inside an answer stays where it is.
 _INLINE_KEY = re.compile(r"(?:\s*[|;]\s*|\s+)(?=[*_]*(?:Category|Question|Short [Aa]nswer|Answer)[*_]*\s*:)")
@@ -124,16 +130,22 @@ _TABLE_RULE = re.compile(r"^[\s|:-]+$")
 _HEADING_MAX_CHARS = 80
 
 
-@lru_cache(maxsize=256)
-def _field_of(key: str) -> str:
-    """category/question/answer for a key as written ("Short Answer", "Q", "short_answer", ...)."""
-    return _FIELD_OF_KEY.get(key.lower(), "answer")
+def key_line(line: str) -> tuple[int, str] | None:
+    """(field, value) if the line is a `Key: value` line, else None."""
+    head, colon, value = line.partition(":")
+    if colon and len(head) <= _KEY_MAX_CHARS:
+        field = _KEY_FIELDS.get(head.strip(_KEY_EDGES).lower())
+        if field is not None:
+            return field, value.lstrip(" \t*_").strip()
+    # The rarer spellings: `Category - x`, a full-width colon, `Short   answer`.
+    match = _KEY_LINE.match(line)
+    if match is None:
+        return None
+    key = " ".join((match.group("key") or match.group("letter")).lower().replace("_", " ").replace("-", " ").split())
+    return _KEY_FIELDS.get(key, ANSWER), match.group("value").strip()
 
 
 def _split_inline_keys(line: str) -> list[str]:
-    # Cheap test first: a line with one colon cannot hold two keys.
-    if line.count(":") + line.count("：") < 2:
-        return [line]
     return [part for part in _INLINE_KEY.split(line) if part.strip()]
 
 
@@ -144,56 +156,38 @@ def _heading_category(line: str) -> str | None:
     return normalise_category(strip_emphasis(line))
 
 
-class _Block:
-    """One QA block as written: raw field values, before any check."""
-
-    __slots__ = ("category", "question", "answer", "line")
-
-    def __init__(self, line: int, category: str | None = None):
-        self.line = line
-        self.category = category
-        self.question: str | None = None
-        self.answer: str | None = None
-
-
-def _table_block(cells: list[str], columns: dict[str, int], number: int) -> _Block | None:
+def _table_block(cells: list[str], columns: dict[int, int]) -> list[str | None]:
     """A table row as a block, using the header's column positions (or category|question|answer)."""
-    def cell(name: str, default: int) -> str | None:
-        index = columns.get(name, default)
-        return cells[index] if index < len(cells) else None
-
-    block = _Block(number, cell("category", 0))
-    block.question, block.answer = cell("question", 1), cell("answer", 2)
-    return block
+    return [cells[i] if i < len(cells) else None for i in (columns.get(f, f) for f in (CATEGORY, QUESTION, ANSWER))]
 
 
-def _table_columns(cells: list[str]) -> dict[str, int] | None:
+def _table_columns(cells: list[str]) -> dict[int, int] | None:
     """Column positions if these cells are a header row (Category | Question | Short answer)."""
-    names = [strip_emphasis(c).casefold() for c in cells]
     columns = {}
-    for index, name in enumerate(names):
+    for index, cell in enumerate(cells):
+        name = strip_emphasis(cell).casefold()
         if name == "category":
-            columns["category"] = index
+            columns[CATEGORY] = index
         elif name in ("question", "q"):
-            columns["question"] = index
+            columns[QUESTION] = index
         elif name.endswith("answer") or name == "a":
-            columns["answer"] = index
+            columns[ANSWER] = index
     return columns if len(columns) == 3 else None
 
 
-def text_blocks(text: str) -> list[_Block]:
-    """Group an answer's lines into QA blocks, whatever separates them.
+def text_blocks(text: str) -> list[list[str | None]]:
+    """Group an answer's lines into QA blocks ([category, question, answer]), whatever separates them.
 
     A block opens at a `Category:` line, at a heading that names a category, or at a `Question:` when the
     current block already has one; other text continues the field above it (a wrapped line) unless a
     blank line came first (then it is a preamble or a closing remark, and is ignored).
     """
-    blocks: list[_Block] = []
-    current: _Block | None = None
-    last_field: str | None = None
-    table_columns: dict[str, int] | None = None
-    for number, raw_line in enumerate(text.splitlines(), 1):
-        if not raw_line.strip():
+    blocks: list[list[str | None]] = []
+    current: list[str | None] | None = None
+    last_field: int | None = None
+    table_columns: dict[int, int] = {}
+    for raw_line in text.splitlines():
+        if not raw_line or raw_line.isspace():
             last_field = None
             continue
         row = _TABLE_ROW.match(raw_line) if "|" in raw_line else None
@@ -206,32 +200,28 @@ def text_blocks(text: str) -> list[_Block]:
             if header:
                 table_columns = header
             elif len(cells) >= 3:
-                blocks.append(_table_block(cells, table_columns or {}, number))
+                blocks.append(_table_block(cells, table_columns))
             continue
-        for line in _split_inline_keys(raw_line):
-            match = _KEY_LINE.match(line)
-            if match:
-                name = _field_of(match.group("key") or match.group("letter"))
-                value = match.group("value").strip()
-                opens = (current is None
-                         or (name == "category" and (current.question is not None or current.answer is not None))
-                         or (name == "question" and (current.question is not None or current.answer is not None))
-                         or (name == "answer" and current.answer is not None))
-                if opens:
-                    current = _Block(number)
+        # A line with one colon cannot hold two keys: split only the others (cheap test first).
+        for line in _split_inline_keys(raw_line) if raw_line.count(":") > 1 or "：" in raw_line else (raw_line,):
+            keyed = key_line(line)
+            if keyed is not None:
+                field, value = keyed
+                # A new block at a Category or Question after a question/answer, or a second answer.
+                if current is None or current[ANSWER] is not None or (field != ANSWER and current[QUESTION] is not None):
+                    current = [None, None, None]
                     blocks.append(current)
-                setattr(current, name, value)
-                last_field = name
+                current[field] = value
+                last_field = field
                 continue
             heading = _heading_category(line)
             if heading is not None:
-                current = _Block(number, line.strip())
+                current = [line.strip(), None, None]
                 blocks.append(current)
                 last_field = None
             elif current is not None and last_field is not None:
                 # A wrapped line: join it to the field it continues.
-                previous = getattr(current, last_field) or ""
-                setattr(current, last_field, f"{previous} {line.strip()}".strip())
+                current[last_field] = f"{current[last_field] or ''} {line.strip()}".strip()
     return blocks
 
 
@@ -244,7 +234,7 @@ def _describe(block_number: int, category: str | None, question: str | None) -> 
     return about
 
 
-def check_blocks(raw_blocks: list[tuple[str | None, str | None, str | None]], truncated: bool) -> ParsedAnswer:
+def check_blocks(raw_blocks: list[list[str | None]] | list[tuple[str | None, str | None, str | None]], truncated: bool) -> ParsedAnswer:
     """Keep the usable (category, question, answer) blocks; every other block becomes a Problem.
 
     A truncated answer's last block is dropped even if it looks complete: it may end mid-sentence.
@@ -288,7 +278,7 @@ def parse_qa_blocks(text: str, truncated: bool = False) -> ParsedAnswer:
     blocks = text_blocks(text or "")
     if not blocks:
         return ParsedAnswer(problems=[Problem("no_qa_blocks", "no Category/Question/Short answer blocks found")])
-    return check_blocks([(b.category, b.question, b.answer) for b in blocks], truncated)
+    return check_blocks(blocks, truncated)
 
 
 # --- the JSON format -------------------------------------------------------------------------------
