@@ -136,3 +136,18 @@ def test_gold_loop_with_dvc(repo_copy: Path):
     dataset = json.loads((repo_copy / "data/ego4d_vqa_gemini.json").read_text())
     assert [r["human_annotated"] for r in dataset].count(True) == 1
     assert json.loads((repo_copy / "metrics/postprocess.json").read_text())["gold"]["applied"] == 1
+
+
+def test_a_new_sheet_carries_earlier_gold_answers_forward(workdir: Path):
+    build(workdir, PostParams())
+    review_sheet_main(["--dataset", "dataset.json", "--manifest", "clips.jsonl", "--out", "data/gold/round1.csv"])
+    rows = read_sheet(workdir / "data/gold/round1.csv")
+    rows[3]["gold_answer"] = "In the dish rack"
+    write_sheet(workdir / "data/gold/round1.csv", rows)
+    build(workdir, PostParams(gold_answers="data/gold/round1.csv"))
+    review_sheet_main(["--dataset", "dataset.json", "--manifest", "clips.jsonl", "--out", "data/gold/round2.csv",
+                       "--gold", "data/gold/round1.csv"])
+    again = read_sheet(workdir / "data/gold/round2.csv")
+    assert [r["gold_answer"] for r in again].count("In the dish rack") == 1 and again[3]["human_annotated"] == "true"
+    after = build(workdir, PostParams(gold_answers="data/gold/round2.csv"))
+    assert after["metrics"]["gold"]["applied"] == 1
