@@ -128,6 +128,7 @@ _INLINE_KEY = re.compile(r"(?:\s*[|;]\s*|\s+)(?=[*_]*(?:Category|Question|Short 
 _TABLE_ROW = re.compile(r"^\s*\|(.*)\|\s*$")
 _TABLE_RULE = re.compile(r"^[\s|:-]+$")
 _HEADING_MAX_CHARS = 80
+_RULE_CHARS = " \t-*_=—"
 
 
 def key_line(line: str) -> tuple[int, str] | None:
@@ -214,10 +215,16 @@ def text_blocks(text: str) -> list[list[str | None]]:
                 current[field] = value
                 last_field = field
                 continue
+            if not line.strip(_RULE_CHARS):
+                last_field = None  # a markdown rule (---, ***) between blocks: a separator, like a blank line
+                continue
             heading = _heading_category(line)
             if heading is not None:
-                current = [line.strip(), None, None]
-                blocks.append(current)
+                # A heading names the next block's category (or the open one's, after a bare `Category:`).
+                if current is None or current[QUESTION] is not None or current[ANSWER] is not None:
+                    current = [None, None, None]
+                    blocks.append(current)
+                current[CATEGORY] = line.strip()
                 last_field = None
             elif current is not None and last_field is not None:
                 # A wrapped line: join it to the field it continues.

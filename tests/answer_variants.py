@@ -98,6 +98,8 @@ VARIANTS = [
     Variant("blocks_in_another_order", blocks(qa=list(reversed(CANON))), pairs=list(reversed(CANON))),
     Variant("json_in_a_code_fence", "```json\n" + json.dumps(
         [{"category": c, "question": q, "answer": a} for c, q, a in CANON], indent=2) + "\n```"),
+    Variant("key_and_value_on_separate_lines", blocks("Category:\n{c}\nQuestion:\n{q}\nShort answer:\n{a}")),
+    Variant("horizontal_rules_between_blocks", blocks(sep="\n---\n")),
     Variant("prose_refusal", "The video is too dark to identify objects, so I cannot confidently generate questions "
             "for each category.", pairs=[], reasons=["no_qa_blocks"]),
     Variant("empty_text", "", pairs=[], reasons=["no_qa_blocks"]),
