@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -106,7 +107,8 @@ def capitalise_first(text: str) -> str:
 
 # --- the text format -------------------------------------------------------------------------------
 
-# Leading decoration of a line: list markers, numbering, markdown headings and quotes, in any mix.
+# The full key-line grammar, for the spellings key_line's fast path misses (`Category - x`, a full-width
+# colon, `Short   answer`). Leading decoration: list markers, numbering, headings, quotes, in any mix.
 _MARKERS = r"(?:[-*+•]\s+|\(?\d{1,2}[.):]\s*|#{1,6}\s*|>\s*)*"
 _KEY_LINE = re.compile(
     rf"^\s*{_MARKERS}[*_]*\s*"
@@ -138,7 +140,6 @@ def key_line(line: str) -> tuple[int, str] | None:
         field = _KEY_FIELDS.get(head.strip(_KEY_EDGES).lower())
         if field is not None:
             return field, value.lstrip(" \t*_").strip()
-    # The rarer spellings: `Category - x`, a full-width colon, `Short   answer`.
     match = _KEY_LINE.match(line)
     if match is None:
         return None
@@ -241,7 +242,7 @@ def _describe(block_number: int, category: str | None, question: str | None) -> 
     return about
 
 
-def check_blocks(raw_blocks: list[list[str | None]] | list[tuple[str | None, str | None, str | None]], truncated: bool) -> ParsedAnswer:
+def check_blocks(raw_blocks: Sequence[Sequence[str | None]], truncated: bool) -> ParsedAnswer:
     """Keep the usable (category, question, answer) blocks; every other block becomes a Problem.
 
     A truncated answer's last block is dropped even if it looks complete: it may end mid-sentence.
