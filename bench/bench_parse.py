@@ -86,8 +86,17 @@ def published_turns(processed: dict, rng: random.Random) -> list[dict]:
 def gen_record(text: str | None, response: dict | None = None) -> dict:
     """One entry of the published gemini_responses.json."""
     if response is None:
-        response = {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
-                    "usageMetadata": {"promptTokenCount": 2480, "candidatesTokenCount": 190, "totalTokenCount": 2670}}
+        # The shape of a Vertex generateContent response as the published script stored it (it deep-copies it).
+        ratings = [{"category": f"HARM_CATEGORY_{name}", "probability": "NEGLIGIBLE", "probabilityScore": 0.05,
+                    "severity": "HARM_SEVERITY_NEGLIGIBLE", "severityScore": 0.03}
+                   for name in ("HATE_SPEECH", "DANGEROUS_CONTENT", "HARASSMENT", "SEXUALLY_EXPLICIT")]
+        response = {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
+                                    "safetyRatings": ratings, "avgLogprobs": -0.21}],
+                    "usageMetadata": {"promptTokenCount": 2480, "candidatesTokenCount": 190, "totalTokenCount": 2670,
+                                      "promptTokensDetails": [{"modality": "VIDEO", "tokenCount": 2400},
+                                                              {"modality": "TEXT", "tokenCount": 80}]},
+                    "modelVersion": "gemini-1.5-pro-preview-0409", "createTime": "2024-05-01T12:00:00Z",
+                    "responseId": "example-response-id"}
     return {"example": {"id": 0, "video_uid": "v", "clip_uid": "c", "annotation_uid": "a", "language_query_index": 0,
                         "video_filename": "ego4d_vqa_videos/v.mp4"}, "response": response}
 
