@@ -32,6 +32,7 @@ from .report import dataset_metrics, plot_data
 
 _CATEGORY_ORDER = {name: i for i, name in enumerate(EVUD_CATEGORIES)}
 _STAGE = "postprocess"
+_MEDIA_TOKENS = ("<video>", "<image>")
 
 
 class DatasetValidationError(ValueError):
@@ -68,6 +69,21 @@ def dedupe_questions(key: str, pairs: list[QAPair]) -> tuple[list[QAPair], list[
     return kept, dropped
 
 
+def drop_media_tokens(key: str, pairs: list[QAPair]) -> tuple[list[QAPair], list[Reject]]:
+    """Drop pairs whose text holds a media token: training code would take it for the video (or an image)."""
+    kept, dropped = [], []
+    for pair in pairs:
+        token = next((t for t in _MEDIA_TOKENS if t in pair.question or t in pair.short_answer), None)
+        if token is None:
+            kept.append(pair)
+            continue
+        dropped.append(Reject(key=key, stage=_STAGE, scope=RejectScope.pair, reason="media_token_in_text",
+                              category=pair.category, question=pair.question,
+                              detail=f"{pair.category}: the text contains {token!r}, which LLaVA-style loaders "
+                                     "replace with the video"))
+    return kept, dropped
+
+
 def _clip_reject(key: str, reason: str, detail: str) -> Reject:
     return Reject(key=key, stage=_STAGE, scope=RejectScope.clip, reason=reason, detail=detail)
 
@@ -88,6 +104,8 @@ def clip_outcome(result: GeminiResult, post: PostParams, answer_format: str) -> 
                                category=p.category, question=p.question) for p in parsed.problems]
     pairs = sorted((QAPair(category=c, question=q, **{"short answer": a}) for c, q, a in parsed.pairs),
                    key=lambda p: _CATEGORY_ORDER[p.category])
+    pairs, dropped = drop_media_tokens(key, pairs)
+    outcome.rejects += dropped
     if post.dedupe_questions:
         pairs, dropped = dedupe_questions(key, pairs)
         outcome.rejects += dropped
@@ -188,8 +206,13 @@ def build_dataset(manifest: list[ClipRecord], results: list[GeminiResult], post:
             formats[outcome.parsed_as] += 1
         if outcome.pairs:
             pairs, applied = apply_gold(clip.key, outcome.pairs, gold)
+            try:
+                records.append(build_record(clip, pairs, post, human_annotated=applied > 0))
+            except ValidationError as err:  # e.g. a manifest line without a duration: that clip only
+                rejects.append(_clip_reject(clip.key, "invalid_record", f"{err.error_count()} error(s): "
+                                            f"{err.errors()[0]['loc']}: {err.errors()[0]['msg']}"))
+                continue
             gold_applied += applied
-            records.append(build_record(clip, pairs, post, human_annotated=applied > 0))
     report_unmatched(gold, set(clips), {r.id for r in records})
     rejects = sorted(rejects + gold.rejects, key=reject_sort_key)
     metrics = dataset_metrics(manifest, results, records, rejects, pairs_parsed, formats,

@@ -15,9 +15,9 @@ _ANSWERED = (ResponseStatus.ok, ResponseStatus.truncated)
 # a reason appearing, and the README's table of reasons has one place to check against.
 REJECT_REASONS = {
     RejectScope.clip: ("response_blocked", "response_empty", "response_failed", "unknown_clip", "no_qa_blocks",
-                       "no_pairs", "too_few_pairs", "missing_categories"),
+                       "no_pairs", "too_few_pairs", "missing_categories", "invalid_record"),
     RejectScope.pair: ("truncated_block", "incomplete_block", "missing_category", "unknown_category",
-                       "duplicate_category", "invalid_json", "invalid_item", "duplicate_question"),
+                       "duplicate_category", "invalid_json", "invalid_item", "duplicate_question", "media_token_in_text"),
     RejectScope.gold: ("gold_invalid_row", "gold_unknown_category", "gold_conflict", "gold_unknown_clip",
                        "gold_unmatched_pair", "gold_question_mismatch"),
 }

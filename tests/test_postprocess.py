@@ -202,3 +202,17 @@ def test_prompt_format_is_a_postprocess_param_only(repo_copy: Path):
     assert (repo_copy / "data/ego4d_vqa_gemini.json").read_bytes() == before
     metrics = json.loads((repo_copy / "metrics/postprocess.json").read_text())
     assert metrics["answers_parsed_as"] == {"text": 6}
+
+
+def test_a_media_token_in_an_answer_drops_that_pair_not_the_run():
+    text = CANONICAL.replace("A toaster", "A toaster <video>")
+    records, rejects, _ = dataset([text], PostParams(require_all_categories=False))
+    assert len(records[0].category_question_answer_tuples) == 6
+    assert reasons(rejects) == ["media_token_in_text"] and rejects[0].category == "world knowledge"
+
+
+def test_a_clip_that_cannot_become_a_record_is_rejected_alone():
+    clips = [clip(0), clip(1).model_copy(update={"duration": None})]
+    results = [answer(0, CANONICAL), answer(1, CANONICAL)]
+    records, rejects, _ = build_dataset(clips, results, PostParams(), "text", GoldIndex())
+    assert len(records) == 1 and reasons(rejects) == ["invalid_record"] and rejects[0].key.endswith("-1")
