@@ -43,3 +43,11 @@ def test_histogram_bins_are_in_order_and_include_empty_ones():
                for i, d in enumerate([0.5, 1.0, 7.0, 12.0])]
     rows = duration_histogram(records, 5)
     assert rows == [{"window_s": "0-5", "clips": 2}, {"window_s": "5-10", "clips": 1}, {"window_s": "10-15", "clips": 1}]
+
+
+def test_the_readme_explains_every_reject_reason():
+    from conftest import PROJECT_ROOT
+    from stages.report import REJECT_REASONS
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert [r for reasons in REJECT_REASONS.values() for r in reasons if f"`{r}`" not in readme] == []
