@@ -235,7 +235,7 @@ class Reject(BaseModel):
 class GoldAnswer(BaseModel):
     """One human (gold) answer of the annotations file, keyed by the clip's Ego4D ids and the category.
 
-    The review sheet (stages.review_sheet) has exactly these columns, so a filled-in sheet is a gold file.
+    The review sheet (stages.review_sheet) has these columns (and more), so a filled-in sheet is a gold file.
     `question`, when given, must still be the dataset's question: a gold answer to an older question
     (another model or prompt) is reported, not applied.
     """
