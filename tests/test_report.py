@@ -33,8 +33,12 @@ def test_plots_show_renders_the_histogram_and_pairs_per_category(reproduced_samp
     html = (tmp_path / "plots/index.html").read_text()
     for title in ("Clip windows by duration", "QA pairs per category", "Rejects by reason"):
         assert html.count(title) == 1, title
-    histogram = json.loads((reproduced_sample / "plots/window_durations.json").read_text())
-    assert sum(row["clips"] for row in histogram) == 5
+    specs = json.loads(run(["dvc", "plots", "show", "--json"], reproduced_sample).stdout)["data"]
+    histogram = specs["plots/window_durations.json"][0]["content"]
+    assert sum(row["clips"] for row in histogram["data"]["values"]) == 5
+    assert histogram["encoding"]["x"]["sort"] is None  # bins in order, not alphabetical
+    categories = specs["plots/pairs_per_category.json"][0]["content"]["data"]["values"]
+    assert [row["pairs"] for row in categories] == [5] * 7
 
 
 def test_histogram_bins_are_in_order_and_include_empty_ones():
