@@ -1,6 +1,6 @@
 """Parse speed and robustness: the published EVUD post-processing parser vs ours, side by side, one run.
 
-    python bench/bench_parse.py            # ~1 min on 2 cores
+    python bench/bench_parse.py            # about 30 s on 2 cores
 
 1. Variants: every answer of tests/answer_variants.py (plus three blocked responses) through both parsers:
    published = handled / handled but wrong / crashed / blocked (counted as missing); ours = all pairs

@@ -100,6 +100,9 @@ VARIANTS = [
         [{"category": c, "question": q, "answer": a} for c, q, a in CANON], indent=2) + "\n```"),
     Variant("key_and_value_on_separate_lines", blocks("Category:\n{c}\nQuestion:\n{q}\nShort answer:\n{a}")),
     Variant("horizontal_rules_between_blocks", blocks(sep="\n---\n")),
+    Variant("bold_whole_lines", blocks("**Category: {c}**\n**Question: {q}**\n**Short answer: {a}**")),
+    Variant("italic_keys", blocks("_Category:_ {c}\n_Question:_ {q}\n_Short answer:_ {a}")),
+    Variant("echoed_assistant_prefix", "Assistant: " + CANONICAL),
     Variant("prose_refusal", "The video is too dark to identify objects, so I cannot confidently generate questions "
             "for each category.", pairs=[], reasons=["no_qa_blocks"]),
     Variant("empty_text", "", pairs=[], reasons=["no_qa_blocks"]),
