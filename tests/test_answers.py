@@ -113,3 +113,20 @@ def test_parser_is_fast_enough_for_a_smoke_check():
         parse_answer(text, "text")
     assert time.perf_counter() - started < 2.0
     assert set(EVUD_CATEGORIES) == {c for c, _, _ in CANON}
+
+
+def test_no_answer_crashes_the_parser():
+    """Cut, spliced and garbled variants: whatever comes back, the parser returns, never raises."""
+    import random
+
+    rng = random.Random(0)
+    texts = [v.text for v in VARIANTS]
+    noise = ["*", "**", "|", ":", "：", "\n", "\n\n", "```", "{", "[", "]", "#", "-", "Category:", "Answer:", "é"]
+    for _ in range(2000):
+        text = rng.choice(texts)
+        cut = rng.randrange(len(text) + 1)
+        text = text[:cut] + rng.choice(noise) + rng.choice(texts)[rng.randrange(len(text) + 1):]
+        for answer_format in ("text", "json"):
+            parsed = parse_answer(text, answer_format, truncated=rng.random() < 0.3)
+            assert all(p.category in EVUD_CATEGORIES and p.question and p.answer for p in parsed.pairs)
+            assert parsed.pairs or parsed.problems
