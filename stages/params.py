@@ -71,14 +71,20 @@ class GeminiParams(_Section):
 
 class PromptParams(_Section):
     name: str
-    format: Literal["text"] = "text"
+    format: Literal["text", "json"] = "text"  # how postprocess reads the answers
     text: str
+    # JSON schema of a structured answer (format: json); generate sends it as `response_json_schema`.
+    response_schema: dict[str, Any] | None = None
 
 
 class PostParams(_Section):
     seed: int = 42
     video_root: str = ""
     require_all_categories: bool = True
+    min_pairs: int = Field(1, ge=1)
+    dedupe_questions: bool = True
+    gold_answers: str | None = None
+    duration_bin_s: float = Field(2.0, gt=0)
 
 
 SECTIONS: dict[str, type[_Section]] = {

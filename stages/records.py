@@ -10,7 +10,7 @@ import re
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 # Ego4D uids are uuids, but anything that will become a path component must at least be one.
 _SAFE_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -165,6 +165,16 @@ class QAPair(BaseModel):
         return value
 
 
+class QAItem(BaseModel):
+    """One item of a structured answer (`prompt=evud_json`); conf/prompt/evud_json.yaml holds its JSON schema."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    category: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    # The schema says `answer`; the published tuples say `short answer`: accept both spellings.
+    answer: str = Field(min_length=1, validation_alias=AliasChoices("answer", "short answer", "short_answer"))
+
+
 class Turn(BaseModel):
     from_: str = Field(alias="from")
     value: str
@@ -204,10 +214,43 @@ class LlavaRecord(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
-class Reject(BaseModel):
-    """Why a clip (or one of its QA pairs) is not in the dataset."""
+class RejectScope(str, Enum):
+    clip = "clip"  # the whole clip is not in the dataset
+    pair = "pair"  # one QA pair was dropped; the clip may still be in the dataset
+    gold = "gold"  # a row of the gold answers file could not be applied
 
-    key: str
+
+class Reject(BaseModel):
+    """Why a clip, one of its QA pairs, or a gold answer is not in the dataset."""
+
+    key: str  # the clip's query key (QueryIds.key)
     stage: str
-    reason: str
+    scope: RejectScope = RejectScope.clip
+    reason: str  # a stable name, counted in the metrics
     detail: str | None = None
+    category: str | None = None
+    question: str | None = None
+
+
+class GoldAnswer(BaseModel):
+    """One human (gold) answer of the annotations file, keyed by the clip's Ego4D ids and the category.
+
+    The review sheet (stages.review_sheet) has these columns (and more), so a filled-in sheet is a gold file.
+    `question`, when given, must still be the dataset's question: a gold answer to an older question
+    (another model or prompt) is reported, not applied.
+    """
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    ego4d_video_uid: str = Field(min_length=1)
+    ego4d_clip_uid: str = Field(min_length=1)
+    ego4d_annotation_uid: str = Field(min_length=1)
+    ego4d_language_query_index: int
+    category: str = Field(min_length=1)
+    question: str | None = None
+    gold_answer: str = Field(min_length=1)
+
+    @property
+    def key(self) -> str:
+        return QueryIds(video_uid=self.ego4d_video_uid, clip_uid=self.ego4d_clip_uid,
+                        annotation_uid=self.ego4d_annotation_uid,
+                        language_query_index=self.ego4d_language_query_index).key

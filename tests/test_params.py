@@ -38,3 +38,20 @@ def test_evud_prompt_is_the_published_instruction():
     assert "object recognition, attribute recognition, object state recognition, object localisation, " \
            "spatial reasoning, functional reasoning, world knowledge." in prompt.text
     assert prompt.text.endswith("Category: <category>\nQuestion: <question>\nShort answer: <answer>\n\nAssistant:")
+
+
+def test_evud_json_prompt_schema_matches_the_model_postprocess_validates_with(tmp_path: Path):
+    from stages.answers import EVUD_CATEGORIES
+    from stages.records import QAItem
+
+    composed = tmp_path / "params.yaml"
+    compose_params(composed, PROJECT_ROOT / "conf", ["prompt=evud_json"])
+    prompt = load_section("prompt", composed)
+    assert prompt.format == "json"
+    items = prompt.response_schema["items"]
+    assert prompt.response_schema["type"] == "array" and items["type"] == "object"
+    assert items["required"] == list(QAItem.model_fields) == list(items["properties"])
+    assert tuple(items["properties"]["category"]["enum"]) == EVUD_CATEGORIES
+    # The text keeps the published instruction and only changes how to answer.
+    published = load_section("prompt", PROJECT_ROOT / "params.yaml").text
+    assert prompt.text.split("\n\n")[:3] == published.split("\n\n")[:3]
