@@ -22,14 +22,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import random
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+import pytest
 
 ERROR_STATUS = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED", 408: "DEADLINE_EXCEEDED"}
@@ -58,7 +65,8 @@ def clip_id_of(body: dict[str, Any]) -> str:
         for part in content.get("parts", []):
             inline = _get(part, "inline_data", "inlineData")
             if inline:
-                return hashlib.sha256(base64.b64decode(inline["data"])).hexdigest()
+                data = inline["data"]  # the SDK sends URL-safe base64 without padding
+                return hashlib.sha256(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))).hexdigest()
             file_data = _get(part, "file_data", "fileData")
             if file_data:
                 return PurePosixPath(_get(file_data, "file_uri", "fileUri")).stem
@@ -273,3 +281,59 @@ def gcs_read(uri: str) -> str:
 def gcs_write(uri: str, text: str) -> None:
     bucket, name = _bucket_and_name(uri)
     _storage_client().bucket(bucket).blob(name).upload_from_string(text, content_type="application/jsonl")
+
+
+# --- pytest fixtures (imported by the test modules that use them) -----------------------------------
+
+BATCH_BUCKET = "evud-batch-test"
+
+# Short waits so retries, timeouts and polling cost milliseconds in tests; a static token so no ADC lookup.
+FAST_ENV = {"GOOGLE_OAUTH_ACCESS_TOKEN": "test-token", "EVUD_RETRY_INITIAL_S": "0.01", "EVUD_RETRY_MAX_S": "0.05",
+            "EVUD_REQUEST_TIMEOUT_S": "1", "EVUD_RETRY_ATTEMPTS": "5", "EVUD_BATCH_POLL_S": "0.05",
+            "EVUD_PROGRESS": "0"}
+
+
+@pytest.fixture
+def fake_vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertex]:
+    for name, value in FAST_ENV.items():
+        monkeypatch.setenv(name, value)
+    fake = FakeVertex(hang_s=5.0)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator on 127.0.0.1 with the batch bucket; STORAGE_EMULATOR_HOST points every client at it."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("gcp-storage-emulator")
+    proc = subprocess.Popen([str(exe) if exe.exists() else "gcp-storage-emulator", "start", "--host=127.0.0.1",
+                             f"--port={port}", "--in-memory", f"--default-bucket={BATCH_BUCKET}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("gcp-storage-emulator did not start")
+    url = f"http://127.0.0.1:{port}"
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    yield url
+    if previous is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = previous
+    proc.terminate()
+    proc.wait(timeout=10)
