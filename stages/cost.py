@@ -23,6 +23,10 @@ class MissingPrice(Exception):
     """gemini.max_cost_usd is set but the price table has no row for the model, so the limit cannot be checked."""
 
 
+def usd(amount: float) -> str:
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
+
+
 @dataclass(frozen=True)
 class CostEstimate:
     clips: int
@@ -32,7 +36,7 @@ class CostEstimate:
     cost_usd: float | None  # None when the price table has no row for the model
 
     def describe(self) -> str:
-        cost = f"${self.cost_usd:,.2f}" if self.cost_usd is not None else "unknown (no price for this model in conf)"
+        cost = usd(self.cost_usd) if self.cost_usd is not None else "unknown (no price for this model in conf)"
         return (f"{self.clips} clip(s) to call, {self.video_seconds:,.0f} s of video, "
                 f"~{self.input_tokens:,} input + ~{self.output_tokens:,} output tokens, estimated cost {cost}")
 
@@ -78,7 +82,7 @@ def check_budget(estimate: CostEstimate, gemini: GeminiParams) -> None:
                            f"{gemini.model!r}: add it under gemini.pricing in conf/gemini/ (or set max_cost_usd=null)")
     if estimate.cost_usd > gemini.max_cost_usd:
         raise CostLimitExceeded(
-            f"generate: refusing to start: {estimate.describe()}, above gemini.max_cost_usd=${gemini.max_cost_usd:,.2f}. "
+            f"generate: refusing to start: {estimate.describe()}, above gemini.max_cost_usd={usd(gemini.max_cost_usd)}. "
             f"Raise the limit (-S gemini.max_cost_usd=...), call fewer clips (-S data.limit=...), "
             f"or use gemini.mode=batch (discounted)")
 
