@@ -159,7 +159,7 @@ class VertexBackend:
         self._video_source = gemini.video_source
         self.limiter = RequestRateLimiter(runtime_float("EVUD_MAX_RPM", 0) or None)
         self.retries = RetryStats()
-        self._attempts = runtime_int("EVUD_RETRY_ATTEMPTS", 6)
+        self._attempts = runtime_int("EVUD_RETRY_ATTEMPTS", 8)
         # Exponential backoff with full jitter (tenacity): spreads retries of many threads after a 429 burst.
         self._wait = tenacity.wait_random_exponential(multiplier=runtime_float("EVUD_RETRY_INITIAL_S", 1.0),
                                                       max=runtime_float("EVUD_RETRY_MAX_S", 60.0))
