@@ -155,7 +155,8 @@ def submit_job(requests: list[GeminiRequest], gemini: GeminiParams, backend: Ver
         model=gemini.model, src=f"{run_uri}/requests.jsonl",
         config=types.CreateBatchJobConfig(display_name=f"evud-{stamp}-{digest}", dest=f"{run_uri}/predictions"))
     record = {"job": job.name, "model": gemini.model, "input": f"{run_uri}/requests.jsonl",
-              "dest": f"{run_uri}/predictions", "labels": {request_label(r.key): r.key for r in requests}}
+              "dest": f"{run_uri}/predictions", "labels": {request_label(r.key): r.key for r in requests},
+              "uris": {uris[r.key]: r.key for r in requests}}
     log.submitted(record)  # at once: a crash from here on resumes this job
     print(f"generate: batch: submitted {job.name} with {len(requests)} request(s); output under {record['dest']}",
           file=sys.stderr)
@@ -186,13 +187,29 @@ def wait_for_job(backend: VertexBackend, name: str, total: int) -> types.BatchJo
         bar.close()
 
 
+def line_key(line: dict[str, Any], record: dict[str, Any]) -> str | None:
+    """The request key of a prediction line: by our label, else by its clip's URI (unique within one job,
+    whose requests share model, prompt and config)."""
+    request = line.get("request") or {}
+    key = record["labels"].get((request.get("labels") or {}).get(LABEL, ""))
+    if key is not None:
+        return key
+    for content in request.get("contents", []):
+        for part in content.get("parts", []):
+            file_data = part.get("fileData") or part.get("file_data") or {}
+            uri = file_data.get("fileUri") or file_data.get("file_uri")
+            if uri in record.get("uris", {}):
+                return record["uris"][uri]
+    return None
+
+
 def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job: types.BatchJob) -> dict[str, dict[str, Any]]:
     """Cache entries for every request of a job: its answer, its error, or `batch_missing`."""
     labels: dict[str, str] = record["labels"]
     model, name = record["model"], record["job"]
     entries: dict[str, dict[str, Any]] = {}
     for line in lines:
-        key = labels.get((line.get("request", {}).get("labels") or {}).get(LABEL, ""))
+        key = line_key(line, record)
         if key is None:
             continue  # not one of ours (another job's output under the same prefix)
         if line.get("response") and not line.get("status"):

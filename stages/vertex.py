@@ -45,8 +45,12 @@ HTTP_ERRORS: tuple[type[BaseException], ...] = tuple(m.HTTPError for m in _HTTPX
 
 RETRIED_STATUS = frozenset({408, 429, 500, 502, 503, 504})  # dynamic shared quota: 429 means back off and retry
 # Vertex caps a whole request with inline data at 20 MB; base64 makes the bytes 4/3 larger.
-INLINE_REQUEST_LIMIT_BYTES = 20 * 1024 * 1024
+INLINE_REQUEST_LIMIT_BYTES = 20_000_000  # decimal MB: the conservative reading
 _REQUEST_OVERHEAD_BYTES = 64 * 1024  # JSON framing, generation config, schema: generous
+
+
+class VertexSetupError(ValueError):
+    """The vertex backend cannot start with these params (no project)."""
 
 
 def google_credentials() -> google.oauth2.credentials.Credentials | None:
@@ -57,7 +61,7 @@ def google_credentials() -> google.oauth2.credentials.Credentials | None:
 
 def make_client(gemini: GeminiParams) -> genai.Client:
     if not gemini.project:
-        raise ValueError("gemini.backend=vertex needs a Google Cloud project: run with -S gemini.project=MY_PROJECT")
+        raise VertexSetupError("gemini.backend=vertex needs a Google Cloud project: run with -S gemini.project=MY_PROJECT")
     http_options = types.HttpOptions(
         base_url=gemini.base_url,
         timeout=int(runtime_float("EVUD_REQUEST_TIMEOUT_S", 300) * 1000),  # milliseconds, per request

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import PROJECT_ROOT
 from fake_vertex import BATCH_BUCKET, FakeVertex, fake_vertex, gcs_emulator, gcs_read  # noqa: F401  (fixtures)
-from stages.batch import JOBS_FILE
+from stages.batch import JOBS_FILE, line_key
 from test_vertex import PARAMS, manifest_clips, run_generate, vertex_params
 
 
@@ -78,3 +78,13 @@ def test_a_rerun_resumes_the_submitted_job_instead_of_paying_twice(reproduced_sa
     assert {r["status"] for r in responses.values()} == {"ok"} and metrics["calls"] == len(responses)
     events = [json.loads(line)["event"] for line in jobs_log.read_text().splitlines()]
     assert events == ["submitted", "collected"]
+
+
+def test_prediction_lines_map_to_keys_by_label_else_by_clip_uri():
+    record = {"labels": {"k1abc": "k1abc" + "0" * 59}, "uris": {"gs://b/clips/2.mp4": "k2" + "0" * 62}}
+    by_label = {"request": {"labels": {"evud_request": "k1abc"}, "contents": []}}
+    by_uri = {"request": {"contents": [{"parts": [{"fileData": {"fileUri": "gs://b/clips/2.mp4"}}, {"text": "q"}]}]}}
+    stranger = {"request": {"contents": [{"parts": [{"file_data": {"file_uri": "gs://b/clips/9.mp4"}}]}]}}
+    assert line_key(by_label, record) == record["labels"]["k1abc"]
+    assert line_key(by_uri, record) == record["uris"]["gs://b/clips/2.mp4"]
+    assert line_key(stranger, record) is None
