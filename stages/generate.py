@@ -43,6 +43,9 @@ def answer_entry(request: GeminiRequest, backend: Backend) -> dict[str, Any]:
     except BackendError as err:
         return failed_entry(request.key, request.model, backend.name, str(err),
                             latency_s=round(time.monotonic() - started, 3))
+    except Exception as err:  # noqa: BLE001  an answer the SDK cannot read must not stop 13,000 paid calls
+        return failed_entry(request.key, request.model, backend.name, f"unexpected_error: {type(err).__name__}: {err}",
+                            latency_s=round(time.monotonic() - started, 3))
     return response_entry(request.key, request.model, backend.name, response,
                           latency_s=round(time.monotonic() - started, 3))
 

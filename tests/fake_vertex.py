@@ -9,8 +9,9 @@ It answers what the SDK sends (paths from FIELD_NOTES):
 A request is attributed to a clip id: the sha256 of its inline bytes, or the stem of its gs:// file URI (batch
 mode uploads clips as `<sha256>.mp4`, so both name a clip by its content). What each clip gets is scripted:
 a list of behaviours consumed one per request, then `default`. Behaviours: "ok", "blocked" (prompt blocked),
-"safety" and "recitation" (finishReason), "truncated" (MAX_TOKENS), "empty", "hang" (no answer for
-`hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random 429/500/503 on top.
+"safety" and "recitation" (finishReason), "truncated" (MAX_TOKENS), "empty", "garbage" (a 200 that is not
+JSON), "hang" (no answer for `hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random
+429/500/503 on top.
 
 Batch jobs read their request file from GCS (the emulator, STORAGE_EMULATOR_HOST) on the second poll, apply
 the same behaviours line by line (an HTTP status becomes a line with an error `status`, "hang" a missing
@@ -167,7 +168,9 @@ class FakeVertex:
             self._server.server_close()
 
     def _send(self, handler: BaseHTTPRequestHandler, code: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+        self._send_raw(handler, code, json.dumps(payload).encode())
+
+    def _send_raw(self, handler: BaseHTTPRequestHandler, code: int, data: bytes) -> None:
         try:
             handler.send_response(code)
             handler.send_header("Content-Type", "application/json")
@@ -205,6 +208,8 @@ class FakeVertex:
             time.sleep(self.latency_s)
         if isinstance(behaviour, int):
             return self._send(handler, behaviour, error_json(behaviour))
+        if behaviour == "garbage":
+            return self._send_raw(handler, 200, b"<html>proxy error</html>")
         self._send(handler, 200, answer_json(behaviour, clip_id, model))
 
     # --- batch ---------------------------------------------------------------------------------------

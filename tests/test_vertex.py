@@ -60,16 +60,18 @@ def test_a_clip_that_keeps_failing_is_recorded_and_the_run_completes(reproduced_
     doomed = clips[2]["sha256"]
     fake_vertex.script(doomed, *[503] * int(FAST_ENV["EVUD_RETRY_ATTEMPTS"]))
     fake_vertex.script(clips[3]["sha256"], 400)  # a client error is not retried
+    fake_vertex.script(clips[4]["sha256"], "garbage")  # an answer the SDK cannot read
     metrics, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
     assert responses[doomed]["status"] == "failed" and responses[doomed]["error"].startswith("api_error_503")
     assert fake_vertex.calls[doomed] == int(FAST_ENV["EVUD_RETRY_ATTEMPTS"])
     assert fake_vertex.calls[clips[3]["sha256"]] == 1
-    assert metrics["not_ok_by_reason"] == {"failed:api_error_503": 1, "failed:api_error_400": 1}
-    assert sum(r["status"] == "ok" for r in responses.values()) == len(responses) - 2
+    assert metrics["not_ok_by_reason"] == {"failed:api_error_503": 1, "failed:api_error_400": 1,
+                                           "failed:unexpected_error": 1}
+    assert sum(r["status"] == "ok" for r in responses.values()) == len(responses) - 3
     # The next run asks again for the failed clips only.
     fake_vertex.reset_counts()
     again, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
-    assert again["calls"] == 2 and set(fake_vertex.calls) == {doomed, clips[3]["sha256"]}
+    assert again["calls"] == 3 and set(fake_vertex.calls) == {doomed, clips[3]["sha256"], clips[4]["sha256"]}
     assert {r["status"] for r in responses.values()} == {"ok"}
 
 
