@@ -182,3 +182,20 @@ def test_a_clip_too_big_to_send_inline_fails_clearly_without_a_call(reproduced_s
     too_big = [r for r in responses.values() if r["status"] == "failed"]
     assert too_big and all("inline_too_large" in r["error"] and "20 MB" in r["error"] for r in too_big)
     assert fake_vertex.total_calls == len(responses) - len(too_big)
+
+
+def test_dvc_exp_run_on_vertex_calls_every_clip_and_builds_the_dataset(repo_copy: Path, fake_vertex: FakeVertex):
+    from conftest import git_commit_all, run
+
+    run(["dvc", "repro"], repo_copy)  # offline baseline with the replay backend
+    git_commit_all(repo_copy, "baseline")
+    overrides = ["-S", "gemini.backend=vertex", "-S", "gemini.project=test-project",
+                 "-S", f"gemini.base_url={fake_vertex.base_url}"]
+    result = run(["dvc", "exp", "run", *overrides], repo_copy)
+    assert "Stage 'prepare' didn't change, skipping" in result.stdout
+    n = len(manifest_clips(repo_copy))
+    assert fake_vertex.total_calls == n
+    dataset = json.loads((repo_copy / "data/ego4d_vqa_gemini.json").read_text())
+    assert len(dataset) == n and all(len(r["category_question_answer_tuples"]) == 7 for r in dataset)
+    metrics = json.loads((repo_copy / "metrics/generate.json").read_text())
+    assert metrics["calls"] == n and metrics["cost_usd"] > 0
