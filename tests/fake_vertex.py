@@ -104,6 +104,7 @@ class FakeVertex:
         self.batch_lines: Counter[str] = Counter()  # batch request lines processed per clip id
         self.jobs: dict[str, dict[str, Any]] = {}
         self.jobs_created = 0
+        self.failing_jobs = 0  # the next N jobs end JOB_STATE_FAILED without output
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -234,7 +235,11 @@ class FakeVertex:
         if job["state"] == "JOB_STATE_PENDING":
             job["state"] = "JOB_STATE_RUNNING"
         elif job["state"] == "JOB_STATE_RUNNING" and job["polls"] >= 2:
-            self._run_job(job)
+            if self.failing_jobs:
+                self.failing_jobs -= 1
+                job.update(state="JOB_STATE_FAILED", error={"code": 13, "message": "injected job failure"})
+            else:
+                self._run_job(job)
         return self._job_json(job_id)
 
     def _run_job(self, job: dict[str, Any]) -> None:

@@ -52,6 +52,16 @@ def test_batch_answers_every_clip_and_resubmits_only_failed_or_missing(reproduce
     assert again["calls"] == 0 and fake_vertex.jobs_created == 2
 
 
+def test_a_failed_job_is_recorded_and_its_requests_resubmitted(reproduced_sample: Path, tmp_path: Path,
+                                                              fake_vertex: FakeVertex, gcs_emulator: str):
+    fake_vertex.failing_jobs = 1
+    metrics, responses = run_generate(reproduced_sample, tmp_path, batch_params(fake_vertex, "failed-job"))
+    assert fake_vertex.jobs_created == 2 and {r["status"] for r in responses.values()} == {"ok"}
+    assert metrics["retries"] == len(responses)
+    log = [json.loads(line) for line in (tmp_path / "cache" / JOBS_FILE).read_text().splitlines()]
+    assert [e.get("state") for e in log if e["event"] == "collected"] == ["JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"]
+
+
 def test_a_rerun_resumes_the_submitted_job_instead_of_paying_twice(reproduced_sample: Path, tmp_path: Path,
                                                                   fake_vertex: FakeVertex, gcs_emulator: str):
     params = yaml.safe_load(PARAMS.read_text())
