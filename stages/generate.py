@@ -13,7 +13,6 @@ Runtime knobs are environment variables, not params, since they change no output
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections import Counter
