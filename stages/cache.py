@@ -36,10 +36,19 @@ class ResponseCache:
         return entry if entry is not None and entry["status"] != ResponseStatus.failed.value else None
 
     def put(self, entry: dict[str, Any]) -> None:
+        self.put_many([entry])
+
+    def put_many(self, entries: list[dict[str, Any]]) -> None:
+        """Store answers that arrived together; they are on disk (fsync'd) when this returns."""
         if self._appender is None:
             self._appender = DurableAppender(self.path)
-        self._appender.append(entry)
-        self._remember(entry)
+        self._appender.append_many(entries)
+        for entry in entries:
+            self._remember(entry)
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        """The latest entry for this key, failed ones included."""
+        return self._entries.get(key)
 
     def compact(self) -> None:
         """Rewrite the log with one entry per key, sorted, so the cache out is deterministic."""

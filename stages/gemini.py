@@ -67,7 +67,8 @@ def request_key(request: GeminiRequest) -> str:
 
 def build_request(clip: ClipRecord, gemini: GeminiParams, prompt: PromptParams) -> GeminiRequest:
     return GeminiRequest(clip=clip, model=gemini.model, prompt_text=prompt.text,
-                         generation=generation_config(gemini), backend=gemini.backend)
+                         generation=generation_config(gemini), backend=gemini.backend,
+                         response_schema=prompt.response_schema)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,22 @@ def classify_response(response: types.GenerateContentResponse) -> Classified:
     if finish == "MAX_TOKENS":
         return Classified(ResponseStatus.truncated, text, finish, None, usage)
     return Classified(ResponseStatus.ok, text, finish, None, usage)
+
+
+def response_entry(request_key: str, model: str, backend: str, response: types.GenerateContentResponse,
+                   **extra: Any) -> dict[str, Any]:
+    """A cache entry for an answer received (of any status but failed)."""
+    classified = classify_response(response)
+    return {"request_key": request_key, "model": model, "backend": backend, "status": classified.status.value,
+            "text": classified.text, "finish_reason": classified.finish_reason,
+            "block_reason": classified.block_reason, "usage": classified.usage.model_dump(),
+            "response": response.model_dump(mode="json", exclude_none=True, by_alias=True), **extra}
+
+
+def failed_entry(request_key: str, model: str, backend: str, error: str, **extra: Any) -> dict[str, Any]:
+    """A cache entry for a request that got no answer; the key is asked again on the next run."""
+    return {"request_key": request_key, "model": model, "backend": backend, "status": ResponseStatus.failed.value,
+            "error": error, **extra}
 
 
 class Backend(Protocol):

@@ -59,14 +59,32 @@ class GenerationParams(_Section):
     media_resolution: str | None = None
 
 
+class ModelPrice(_Section):
+    """List prices of one model (USD) and how many tokens a second of video costs."""
+
+    input_per_1m: float
+    output_per_1m: float
+    batch_discount: float = 0.5  # batch prediction is billed at (1 - discount) of the online price
+    # Tokens per second of video (frames + audio track), by gemini.generation.media_resolution;
+    # `default` is used when media_resolution is null.
+    video_tokens_per_s: dict[str, float]
+    expected_output_tokens: int = 500  # for the estimate before a run; actual usage is metered after
+
+
 class GeminiParams(_Section):
     backend: Literal["replay", "vertex"]
     model: str
+    mode: Literal["online", "batch"] = "online"
     base_url: str | None = None
     project: str | None = None
     location: str = "us-central1"
+    video_source: Literal["auto", "inline"] = "auto"
+    batch_bucket: str | None = None
+    batch_prefix: str = "evud-batch"
+    max_cost_usd: float | None = None
     replay_file: str | None = None
     generation: GenerationParams = Field(default_factory=GenerationParams)
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
 
 
 class PromptParams(_Section):
@@ -117,6 +135,20 @@ def runtime_int(env_name: str, default: int) -> int:
         raise ValueError(f"{env_name}={raw!r} is not an integer") from None
     if value < 1:
         raise ValueError(f"{env_name} must be at least 1, got {value}")
+    return value
+
+
+def runtime_float(env_name: str, default: float) -> float:
+    """A non-negative number of seconds (or a rate) from the environment; not a DVC param."""
+    raw = os.environ.get(env_name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{env_name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ValueError(f"{env_name} must not be negative, got {value}")
     return value
 
 

@@ -1,0 +1,270 @@
+"""Batch mode (`gemini.mode=batch`): one Vertex AI batch prediction job for all cache misses, at half price.
+
+    requests.jsonl ({"request": {...}} lines, clips as gs:// fileData) -> gs://<batch_bucket>/<batch_prefix>/jobs/<run>/
+    client.batches.create -> job name, logged at once in <cache dir>/batch_jobs.jsonl
+    poll until done -> read predictions.jsonl back -> map each line to its request key (a label we set)
+    -> answers into the response cache -> re-submit only the failed or missing requests (EVUD_BATCH_ROUNDS)
+
+The job log lives beside the response cache (a persisted DVC out), so a re-run after a crash or Ctrl-C
+resumes polling the job it submitted instead of paying for it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from google.genai import errors, types
+
+from .cache import ResponseCache
+from .gemini import GeminiRequest, failed_entry, response_entry
+from .jsonl import DurableAppender, read_jsonl
+from .params import GeminiParams, runtime_float, runtime_int
+from .progress import progress_bar
+from .vertex import VertexBackend, describe_error, generation_settings, google_credentials, is_transient, \
+    request_contents, video_metadata
+
+JOBS_FILE = "batch_jobs.jsonl"
+LABEL = "evud_request"  # label on each request line; Vertex echoes the request into its prediction line
+LABEL_CHARS = 32  # label values are at most 63 characters; 128 bits of the request key are plenty
+
+
+class BatchSetupError(ValueError):
+    """Batch mode cannot start with these params (no bucket, replay backend)."""
+
+
+@dataclass
+class BatchOutcome:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    resubmitted: int = 0  # requests sent again after failing or going missing in a job
+    jobs: list[str] = field(default_factory=list)
+
+
+# --- request lines ---------------------------------------------------------------------------------
+
+
+def request_label(key: str) -> str:
+    return key[:LABEL_CHARS]
+
+
+def clip_object_uri(gemini: GeminiParams, sha256: str) -> str:
+    """Content-addressed: a clip is uploaded once, whatever its name, and re-runs find it there."""
+    return f"gs://{gemini.batch_bucket}/{gemini.batch_prefix}/clips/{sha256}.mp4"
+
+
+def request_line(request: GeminiRequest, file_uri: str) -> dict[str, Any]:
+    """One `{"request": ...}` line in Vertex's REST JSON (camelCase), built from the same parts as online."""
+    video = types.Part(file_data=types.FileData(file_uri=file_uri, mime_type="video/mp4"),
+                       video_metadata=video_metadata(request.clip))
+    generation = types.GenerationConfig(**generation_settings(request))
+    body = {"contents": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in request_contents(request, video)],
+            "generationConfig": generation.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "labels": {LABEL: request_label(request.key)}}
+    return {"request": body}
+
+
+# --- Cloud Storage ---------------------------------------------------------------------------------
+
+
+def storage_client(gemini: GeminiParams) -> Any:
+    from google.cloud import storage  # imported lazily: only batch mode needs it
+
+    return storage.Client(project=gemini.project, credentials=google_credentials())
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    return bucket, name
+
+
+def upload_missing_clips(requests: list[GeminiRequest], gemini: GeminiParams, clips_dir: Path, storage: Any,
+                         concurrency: int) -> dict[str, str]:
+    """request key -> gs:// URI of its clip; clips prepare did not upload are uploaded (once, by content)."""
+    uris = {r.key: r.clip.clip_uri or clip_object_uri(gemini, r.clip.sha256 or "") for r in requests}
+    to_upload = {r.clip.sha256: r for r in requests if not r.clip.clip_uri}
+
+    def upload(request: GeminiRequest) -> None:
+        bucket, name = split_uri(clip_object_uri(gemini, request.clip.sha256 or ""))
+        blob = storage.bucket(bucket).blob(name)
+        if not blob.exists():
+            blob.upload_from_filename(str(clips_dir / (request.clip.clip_path or "")), content_type="video/mp4")
+
+    if to_upload:
+        print(f"generate: batch: uploading {len(to_upload)} clip(s) without a gs:// copy to "
+              f"gs://{gemini.batch_bucket}/{gemini.batch_prefix}/clips/", file=sys.stderr)
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(upload, to_upload.values()))
+    return uris
+
+
+def read_prediction_lines(storage: Any, directory_uri: str) -> list[dict[str, Any]]:
+    """Every line of every .jsonl file the job wrote under its output directory."""
+    bucket, prefix = split_uri(directory_uri.rstrip("/") + "/")
+    lines = []
+    for blob in storage.list_blobs(bucket, prefix=prefix):
+        if blob.name.endswith(".jsonl"):
+            lines += [json.loads(line) for line in blob.download_as_text().splitlines() if line.strip()]
+    return lines
+
+
+# --- the job log -----------------------------------------------------------------------------------
+
+
+class BatchJobLog:
+    """Append-only record of submitted and collected jobs, beside the response cache."""
+
+    def __init__(self, cache_dir: Path):
+        self.path = cache_dir / JOBS_FILE
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with DurableAppender(self.path) as log:
+            log.append(record)
+
+    def submitted(self, record: dict[str, Any]) -> None:
+        self._append({"event": "submitted", **record})
+
+    def collected(self, job: str, state: str) -> None:
+        self._append({"event": "collected", "job": job, "state": state})
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Jobs submitted but never collected: a re-run polls them instead of submitting again."""
+        records = list(read_jsonl(self.path))
+        done = {r["job"] for r in records if r["event"] == "collected"}
+        return [r for r in records if r["event"] == "submitted" and r["job"] not in done]
+
+
+# --- running jobs ----------------------------------------------------------------------------------
+
+
+def submit_job(requests: list[GeminiRequest], gemini: GeminiParams, backend: VertexBackend, storage: Any,
+               uris: dict[str, str], log: BatchJobLog) -> dict[str, Any]:
+    digest = hashlib.sha256("".join(sorted(r.key for r in requests)).encode()).hexdigest()[:12]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_uri = f"gs://{gemini.batch_bucket}/{gemini.batch_prefix}/jobs/{stamp}-{digest}"
+    bucket, name = split_uri(f"{run_uri}/requests.jsonl")
+    body = "".join(json.dumps(request_line(r, uris[r.key]), sort_keys=True) + "\n" for r in requests)
+    storage.bucket(bucket).blob(name).upload_from_string(body, content_type="application/jsonl")
+    job = backend.client.batches.create(
+        model=gemini.model, src=f"{run_uri}/requests.jsonl",
+        config=types.CreateBatchJobConfig(display_name=f"evud-{stamp}-{digest}", dest=f"{run_uri}/predictions"))
+    record = {"job": job.name, "model": gemini.model, "input": f"{run_uri}/requests.jsonl",
+              "dest": f"{run_uri}/predictions", "labels": {request_label(r.key): r.key for r in requests},
+              "uris": {uris[r.key]: r.key for r in requests}}
+    log.submitted(record)  # at once: a crash from here on resumes this job
+    print(f"generate: batch: submitted {job.name} with {len(requests)} request(s); output under {record['dest']}",
+          file=sys.stderr)
+    return record
+
+
+def wait_for_job(backend: VertexBackend, name: str, total: int) -> types.BatchJob:
+    """Poll until the job ends, showing rows done, failures so far and the job state."""
+    poll_s = runtime_float("EVUD_BATCH_POLL_S", 30.0)
+    bar = progress_bar(total, f"generate: batch {name.rsplit('/', 1)[-1]}")
+    try:
+        while True:
+            try:
+                job = backend.client.batches.get(name=name)
+            except errors.APIError as err:
+                if not is_transient(err):
+                    raise
+                print(f"generate: batch: polling {name}: {describe_error(err)}; trying again", file=sys.stderr)
+            else:
+                stats = job.completion_stats or types.CompletionStats()
+                bar.n = min((stats.successful_count or 0) + (stats.failed_count or 0), total)
+                bar.set_postfix(state=str(job.state.value if job.state else "?").removeprefix("JOB_STATE_"),
+                                failed=stats.failed_count or 0)
+                if job.done:
+                    return job
+            time.sleep(poll_s)
+    finally:
+        bar.close()
+
+
+def line_key(line: dict[str, Any], record: dict[str, Any]) -> str | None:
+    """The request key of a prediction line: by our label, else by its clip's URI (unique within one job,
+    whose requests share model, prompt and config)."""
+    request = line.get("request") or {}
+    key = record["labels"].get((request.get("labels") or {}).get(LABEL, ""))
+    if key is not None:
+        return key
+    for content in request.get("contents", []):
+        for part in content.get("parts", []):
+            file_data = part.get("fileData") or part.get("file_data") or {}
+            uri = file_data.get("fileUri") or file_data.get("file_uri")
+            if uri in record.get("uris", {}):
+                return record["uris"][uri]
+    return None
+
+
+def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job: types.BatchJob) -> dict[str, dict[str, Any]]:
+    """Cache entries for every request of a job: its answer, its error, or `batch_missing`."""
+    labels: dict[str, str] = record["labels"]
+    model, name = record["model"], record["job"]
+    entries: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        key = line_key(line, record)
+        if key is None:
+            continue  # not one of ours (another job's output under the same prefix)
+        if line.get("response") and not line.get("status"):
+            response = types.GenerateContentResponse.model_validate(line["response"])
+            entries[key] = response_entry(key, model, "vertex", response, batch_job=name)
+        elif key not in entries:
+            entries[key] = failed_entry(key, model, "vertex", f"batch_error: {line.get('status') or 'no response'}",
+                                        batch_job=name)
+    state = job.state.value if job.state else "JOB_STATE_UNSPECIFIED"
+    for key in labels.values():
+        if key not in entries:
+            why = "no prediction for this request" if state == "JOB_STATE_SUCCEEDED" else \
+                f"job ended {state}: {job.error.message if job.error else 'no error message'}"
+            entries[key] = failed_entry(key, model, "vertex", f"batch_missing: {name}: {why}", batch_job=name)
+    return entries
+
+
+def finish_job(record: dict[str, Any], backend: VertexBackend, storage: Any, cache: ResponseCache,
+               log: BatchJobLog) -> list[dict[str, Any]]:
+    job = wait_for_job(backend, record["job"], len(record["labels"]))
+    directory = (job.output_info and job.output_info.gcs_output_directory) or record["dest"]
+    lines = read_prediction_lines(storage, directory)
+    entries = list(prediction_entries(lines, record, job).values())
+    cache.put_many(entries)
+    log.collected(record["job"], job.state.value if job.state else "?")
+    failed = sum(e["status"] == "failed" for e in entries)
+    print(f"generate: batch: {record['job']} ended {job.state.value if job.state else '?'}: "
+          f"{len(entries) - failed} answered, {failed} failed or missing", file=sys.stderr)
+    return entries
+
+
+def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, backend: VertexBackend, cache: ResponseCache,
+              clips_dir: Path, concurrency: int) -> BatchOutcome:
+    """Resume unfinished jobs, then submit the still-missing requests, up to EVUD_BATCH_ROUNDS jobs."""
+    if not isinstance(backend, VertexBackend):
+        raise BatchSetupError("gemini.mode=batch needs gemini.backend=vertex")
+    if not gemini.batch_bucket:
+        raise BatchSetupError("gemini.mode=batch needs a GCS bucket for requests and predictions: "
+                              "-S gemini.batch_bucket=MY_BUCKET (in the project's batch region)")
+    storage = storage_client(gemini)
+    log = BatchJobLog(cache.path.parent)
+    outcome = BatchOutcome()
+    for record in log.unfinished():
+        print(f"generate: batch: resuming {record['job']} (submitted by an earlier run)", file=sys.stderr)
+        outcome.entries += finish_job(record, backend, storage, cache, log)
+        outcome.jobs.append(record["job"])
+    asked: set[str] = set()
+    for _ in range(runtime_int("EVUD_BATCH_ROUNDS", 3)):
+        pending = [r for r in {r.key: r for r in requests}.values() if cache.get(r.key) is None]
+        if not pending:
+            break
+        outcome.resubmitted += sum(r.key in asked for r in pending)
+        asked |= {r.key for r in pending}
+        uris = upload_missing_clips(pending, gemini, clips_dir, storage, concurrency)
+        record = submit_job(pending, gemini, backend, storage, uris, log)
+        outcome.entries += finish_job(record, backend, storage, cache, log)
+        outcome.jobs.append(record["job"])
+    return outcome

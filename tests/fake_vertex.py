@@ -1,0 +1,349 @@
+"""A local stand-in for Vertex AI's REST API on 127.0.0.1, so the real google-genai code path runs in tests.
+
+It answers what the SDK sends (paths from FIELD_NOTES):
+  POST /v1beta1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent
+  POST /v1beta1/projects/{p}/locations/{l}/batchPredictionJobs          (create)
+  GET  /v1beta1/projects/{p}/locations/{l}/batchPredictionJobs/{id}     (poll)
+  POST /v1beta1/projects/{p}/locations/{l}/batchPredictionJobs/{id}:cancel
+
+A request is attributed to a clip id: the sha256 of its inline bytes, or the stem of its gs:// file URI (batch
+mode uploads clips as `<sha256>.mp4`, so both name a clip by its content). What each clip gets is scripted:
+a list of behaviours consumed one per request, then `default`. Behaviours: "ok", "blocked" (prompt blocked),
+"safety" and "recitation" (finishReason), "truncated" (MAX_TOKENS), "empty", "garbage" (a 200 that is not
+JSON), "hang" (no answer for `hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random
+429/500/503 on top.
+
+Batch jobs read their request file from GCS (the emulator, STORAGE_EMULATOR_HOST) on the second poll, apply
+the same behaviours line by line (an HTTP status becomes a line with an error `status`, "hang" a missing
+line) and write `predictions.jsonl` under the job's output prefix, as Vertex does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+ERROR_STATUS = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+                504: "DEADLINE_EXCEEDED", 408: "DEADLINE_EXCEEDED"}
+_LOCATION = r"/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+GENERATE = re.compile(_LOCATION + r"/publishers/google/models/(?P<model>[^/:]+):generateContent$")
+JOBS = re.compile(_LOCATION + r"/batchPredictionJobs$")
+JOB = re.compile(_LOCATION + r"/batchPredictionJobs/(?P<id>\d+)$")
+CANCEL = re.compile(_LOCATION + r"/batchPredictionJobs/(?P<id>\d+):cancel$")
+
+CATEGORIES = ["object recognition", "attribute recognition", "object state recognition", "object localisation",
+              "spatial reasoning", "functional reasoning", "world knowledge"]
+
+
+def evud_answer(clip_id: str, model: str) -> str:
+    """Seven well-formed QA blocks that name the clip and model, so answers differ per request."""
+    return "\n\n".join(f"Category: {c}\nQuestion: What does clip {clip_id[:8]} show ({c}, {model})?\n"
+                       f"Short answer: Answer {i} from {model}" for i, c in enumerate(CATEGORIES))
+
+
+def _get(d: dict[str, Any], snake: str, camel: str) -> Any:
+    return d.get(snake, d.get(camel))
+
+
+def clip_id_of(body: dict[str, Any]) -> str:
+    for content in body.get("contents", []):
+        for part in content.get("parts", []):
+            inline = _get(part, "inline_data", "inlineData")
+            if inline:
+                data = inline["data"]  # the SDK sends URL-safe base64 without padding
+                return hashlib.sha256(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))).hexdigest()
+            file_data = _get(part, "file_data", "fileData")
+            if file_data:
+                return PurePosixPath(_get(file_data, "file_uri", "fileUri")).stem
+    return "no-video"
+
+
+def answer_json(behaviour: Any, clip_id: str, model: str) -> dict[str, Any]:
+    usage = {"promptTokenCount": 2000, "candidatesTokenCount": 150, "totalTokenCount": 2150}
+    if behaviour == "blocked":
+        return {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage, "modelVersion": model}
+    finish = {"safety": "SAFETY", "recitation": "RECITATION", "truncated": "MAX_TOKENS"}.get(behaviour, "STOP")
+    text = evud_answer(clip_id, model)
+    if behaviour == "truncated":
+        text = text[: len(text) // 2]
+    parts = [] if behaviour == "empty" else [{"text": text}]
+    return {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish}],
+            "usageMetadata": usage, "modelVersion": model}
+
+
+def error_json(code: int) -> dict[str, Any]:
+    return {"error": {"code": code, "message": f"injected {code}", "status": ERROR_STATUS.get(code, "UNKNOWN")}}
+
+
+class FakeVertex:
+    def __init__(self, latency_s: float = 0.0, error_rate: float = 0.0, seed: int = 0, hang_s: float = 30.0):
+        self.latency_s = latency_s
+        self.error_rate = error_rate
+        self.hang_s = hang_s
+        self.default: Any = "ok"
+        self.scripts: dict[str, list[Any]] = {}
+        self.calls: Counter[str] = Counter()  # generateContent requests per clip id
+        self.models: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.batch_lines: Counter[str] = Counter()  # batch request lines processed per clip id
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.jobs_created = 0
+        self.failing_jobs = 0  # the next N jobs end JOB_STATE_FAILED without output
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- configuration and counts -------------------------------------------------------------------
+    def script(self, clip_id: str, *behaviours: Any) -> None:
+        with self._lock:
+            self.scripts[clip_id] = list(behaviours)
+
+    def next_behaviour(self, clip_id: str) -> Any:
+        with self._lock:
+            queue = self.scripts.get(clip_id)
+            if queue:
+                return queue.pop(0)
+            if self.error_rate and self._rng.random() < self.error_rate:
+                return self._rng.choice([429, 500, 503])
+            return self.default
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.models.clear()
+            self.bodies.clear()
+            self.batch_lines.clear()
+
+    # --- server --------------------------------------------------------------------------------------
+    def start(self) -> str:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                fake._route(self, "POST", body)
+
+            def do_GET(self) -> None:
+                fake._route(self, "GET", {})
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self.base_url
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _send(self, handler: BaseHTTPRequestHandler, code: int, payload: dict[str, Any]) -> None:
+        self._send_raw(handler, code, json.dumps(payload).encode())
+
+    def _send_raw(self, handler: BaseHTTPRequestHandler, code: int, data: bytes) -> None:
+        try:
+            handler.send_response(code)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout) before the answer
+
+    def _route(self, handler: BaseHTTPRequestHandler, method: str, body: dict[str, Any]) -> None:
+        path = handler.path.split("?", 1)[0]
+        if method == "POST" and (m := GENERATE.match(path)):
+            return self._generate(handler, m["model"], body)
+        if method == "POST" and (m := JOBS.match(path)):
+            return self._send(handler, 200, self._create_job(m["project"], m["location"], body))
+        if method == "GET" and (m := JOB.match(path)) and m["id"] in self.jobs:
+            return self._send(handler, 200, self._poll_job(m["id"]))
+        if method == "POST" and (m := CANCEL.match(path)) and m["id"] in self.jobs:
+            self.jobs[m["id"]]["state"] = "JOB_STATE_CANCELLED"
+            return self._send(handler, 200, {})
+        self._send(handler, 404, error_json(404))
+
+    # --- online --------------------------------------------------------------------------------------
+    def _generate(self, handler: BaseHTTPRequestHandler, model: str, body: dict[str, Any]) -> None:
+        clip_id = clip_id_of(body)
+        with self._lock:
+            self.calls[clip_id] += 1
+            self.models[model] += 1
+            self.bodies.append(body)
+        behaviour = self.next_behaviour(clip_id)
+        if behaviour == "hang":
+            self._stopping.wait(self.hang_s)
+            return self._send(handler, 504, error_json(504))
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if isinstance(behaviour, int):
+            return self._send(handler, behaviour, error_json(behaviour))
+        if behaviour == "garbage":
+            return self._send_raw(handler, 200, b"<html>proxy error</html>")
+        self._send(handler, 200, answer_json(behaviour, clip_id, model))
+
+    # --- batch ---------------------------------------------------------------------------------------
+    def _create_job(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.jobs_created += 1
+            job_id = str(1000 + self.jobs_created)
+        self.jobs[job_id] = {
+            "name": f"projects/{project}/locations/{location}/batchPredictionJobs/{job_id}",
+            "displayName": body.get("displayName"), "model": body["model"], "state": "JOB_STATE_PENDING",
+            "inputConfig": body["inputConfig"], "outputConfig": body["outputConfig"], "polls": 0,
+            "createTime": "2026-11-26T00:00:00Z",
+        }
+        return self._job_json(job_id)
+
+    def _job_json(self, job_id: str) -> dict[str, Any]:
+        return {k: v for k, v in self.jobs[job_id].items() if k != "polls"}
+
+    def _poll_job(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs[job_id]
+        job["polls"] += 1
+        if job["state"] == "JOB_STATE_PENDING":
+            job["state"] = "JOB_STATE_RUNNING"
+        elif job["state"] == "JOB_STATE_RUNNING" and job["polls"] >= 2:
+            if self.failing_jobs:
+                self.failing_jobs -= 1
+                job.update(state="JOB_STATE_FAILED", error={"code": 13, "message": "injected job failure"})
+            else:
+                self._run_job(job)
+        return self._job_json(job_id)
+
+    def _run_job(self, job: dict[str, Any]) -> None:
+        model = job["model"].rsplit("/", 1)[-1]
+        lines_in = [json.loads(line) for uri in job["inputConfig"]["gcsSource"]["uris"]
+                    for line in gcs_read(uri).splitlines() if line.strip()]
+        lines_out, ok, failed = [], 0, 0
+        for line in lines_in:
+            clip_id = clip_id_of(line["request"])
+            with self._lock:
+                self.batch_lines[clip_id] += 1
+            behaviour = self.next_behaviour(clip_id)
+            if behaviour == "hang":
+                continue  # the row never made it into the output
+            out = {"request": line["request"], "processed_time": "2026-11-26T00:01:00Z"}
+            if isinstance(behaviour, int):
+                out["status"] = f"Error {behaviour}: injected failure"
+                failed += 1
+            else:
+                out["status"] = ""
+                out["response"] = answer_json(behaviour, clip_id, model)
+                ok += 1
+            lines_out.append(json.dumps(out))
+        directory = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/") + \
+            f"/prediction-model-{len(self.jobs)}"
+        gcs_write(directory + "/predictions.jsonl", "\n".join(lines_out) + "\n")
+        job.update(state="JOB_STATE_SUCCEEDED", outputInfo={"gcsOutputDirectory": directory},
+                   completionStats={"successfulCount": str(ok), "failedCount": str(failed),
+                                    "incompleteCount": str(len(lines_in) - ok - failed)})
+
+
+def _bucket_and_name(uri: str) -> tuple[str, str]:
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    return bucket, name
+
+
+def _storage_client() -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(project="test", credentials=AnonymousCredentials())
+
+
+def gcs_read(uri: str) -> str:
+    bucket, name = _bucket_and_name(uri)
+    return _storage_client().bucket(bucket).blob(name).download_as_text()
+
+
+def gcs_write(uri: str, text: str) -> None:
+    bucket, name = _bucket_and_name(uri)
+    _storage_client().bucket(bucket).blob(name).upload_from_string(text, content_type="application/jsonl")
+
+
+# --- pytest fixtures (imported by the test modules that use them) -----------------------------------
+
+BATCH_BUCKET = "evud-batch-test"
+
+# Short waits so retries, timeouts and polling cost milliseconds in tests; a static token so no ADC lookup.
+FAST_ENV = {"GOOGLE_OAUTH_ACCESS_TOKEN": "test-token", "EVUD_RETRY_INITIAL_S": "0.01", "EVUD_RETRY_MAX_S": "0.05",
+            "EVUD_REQUEST_TIMEOUT_S": "1", "EVUD_RETRY_ATTEMPTS": "5", "EVUD_BATCH_POLL_S": "0.05",
+            "EVUD_PROGRESS": "0"}
+
+
+@pytest.fixture
+def fake_vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertex]:
+    for name, value in FAST_ENV.items():
+        monkeypatch.setenv(name, value)
+    fake = FakeVertex(hang_s=5.0)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator on 127.0.0.1 with the batch bucket; STORAGE_EMULATOR_HOST points every client at it."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("gcp-storage-emulator")
+    proc = subprocess.Popen([str(exe) if exe.exists() else "gcp-storage-emulator", "start", "--host=127.0.0.1",
+                             f"--port={port}", "--in-memory", f"--default-bucket={BATCH_BUCKET}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("gcp-storage-emulator did not start")
+    url = f"http://127.0.0.1:{port}"
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    yield url
+    if previous is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = previous
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -1,0 +1,100 @@
+"""Batch mode end to end: the real google-genai batches API against the local Vertex fake, requests and
+predictions in the GCS emulator; failed or missing rows are re-submitted, a re-run resumes a submitted job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from conftest import PROJECT_ROOT
+from fake_vertex import BATCH_BUCKET, FakeVertex, fake_vertex, gcs_emulator, gcs_read  # noqa: F401  (fixtures)
+from stages.batch import JOBS_FILE, line_key
+from test_vertex import PARAMS, manifest_clips, run_generate, vertex_params
+
+
+def batch_params(fake: FakeVertex, prefix: str):
+    return vertex_params(fake, mode="batch", batch_bucket=BATCH_BUCKET, batch_prefix=prefix)
+
+
+def test_batch_answers_every_clip_and_resubmits_only_failed_or_missing(reproduced_sample: Path, tmp_path: Path,
+                                                                     fake_vertex: FakeVertex, gcs_emulator: str):
+    clips = manifest_clips(reproduced_sample)
+    errored, missing = clips[0]["sha256"], clips[1]["sha256"]
+    fake_vertex.script(errored, 500, "ok")  # an error row in the first job
+    fake_vertex.script(missing, "hang", "ok")  # a row absent from the first job's output
+    metrics, responses = run_generate(reproduced_sample, tmp_path, batch_params(fake_vertex, "e2e"))
+
+    assert {r["status"] for r in responses.values()} == {"ok"} and len(responses) == len(clips)
+    assert fake_vertex.total_calls == 0  # nothing went through online generateContent
+    assert fake_vertex.jobs_created == 2
+    second_job = list(fake_vertex.jobs.values())[1]
+    resubmitted = gcs_read(second_job["inputConfig"]["gcsSource"]["uris"][0]).splitlines()
+    assert len(resubmitted) == 2
+    assert fake_vertex.batch_lines[errored] == 2 and fake_vertex.batch_lines[missing] == 2
+    assert sum(fake_vertex.batch_lines.values()) == len(clips) + 2
+    assert metrics["mode"] == "batch" and metrics["retries"] == 2 and metrics["calls"] == len(clips) + 2
+
+    line = json.loads(resubmitted[0])["request"]
+    video = line["contents"][0]["parts"][0]
+    assert video["fileData"]["fileUri"].startswith(f"gs://{BATCH_BUCKET}/e2e/clips/")
+    assert video["fileData"]["mimeType"] == "video/mp4" and line["generationConfig"]["maxOutputTokens"] == 2048
+
+    # Same params again: every answer is in the cache, no job is submitted.
+    fake_vertex.reset_counts()
+    again, _ = run_generate(reproduced_sample, tmp_path, batch_params(fake_vertex, "e2e"))
+    assert again["calls"] == 0 and fake_vertex.jobs_created == 2
+
+
+def test_a_failed_job_is_recorded_and_its_requests_resubmitted(reproduced_sample: Path, tmp_path: Path,
+                                                              fake_vertex: FakeVertex, gcs_emulator: str):
+    fake_vertex.failing_jobs = 1
+    metrics, responses = run_generate(reproduced_sample, tmp_path, batch_params(fake_vertex, "failed-job"))
+    assert fake_vertex.jobs_created == 2 and {r["status"] for r in responses.values()} == {"ok"}
+    assert metrics["retries"] == len(responses)
+    log = [json.loads(line) for line in (tmp_path / "cache" / JOBS_FILE).read_text().splitlines()]
+    assert [e.get("state") for e in log if e["event"] == "collected"] == ["JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"]
+
+
+def test_a_rerun_resumes_the_submitted_job_instead_of_paying_twice(reproduced_sample: Path, tmp_path: Path,
+                                                                  fake_vertex: FakeVertex, gcs_emulator: str):
+    params = yaml.safe_load(PARAMS.read_text())
+    params["gemini"].update(backend="vertex", project="test-project", base_url=fake_vertex.base_url, mode="batch",
+                            batch_bucket=BATCH_BUCKET, batch_prefix="resume")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "stages.generate", "--manifest", str(reproduced_sample / "data/clips.jsonl"),
+           "--clips-dir", str(reproduced_sample / "data/clips"), "--cache-dir", str(tmp_path / "cache"),
+           "--out", str(tmp_path / "responses.jsonl"), "--metrics", str(tmp_path / "metrics.json"),
+           "--params", str(tmp_path / "params.yaml")]
+    # A slow poll: the process is still waiting on its job when it is killed.
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, "EVUD_BATCH_POLL_S": "60"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jobs_log = tmp_path / "cache" / JOBS_FILE
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not jobs_log.exists():
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert fake_vertex.jobs_created == 1
+
+    metrics, responses = run_generate(reproduced_sample, tmp_path, batch_params(fake_vertex, "resume"))
+    assert fake_vertex.jobs_created == 1  # polled the job it had submitted, did not submit another
+    assert {r["status"] for r in responses.values()} == {"ok"} and metrics["calls"] == len(responses)
+    events = [json.loads(line)["event"] for line in jobs_log.read_text().splitlines()]
+    assert events == ["submitted", "collected"]
+
+
+def test_prediction_lines_map_to_keys_by_label_else_by_clip_uri():
+    record = {"labels": {"k1abc": "k1abc" + "0" * 59}, "uris": {"gs://b/clips/2.mp4": "k2" + "0" * 62}}
+    by_label = {"request": {"labels": {"evud_request": "k1abc"}, "contents": []}}
+    by_uri = {"request": {"contents": [{"parts": [{"fileData": {"fileUri": "gs://b/clips/2.mp4"}}, {"text": "q"}]}]}}
+    stranger = {"request": {"contents": [{"parts": [{"file_data": {"file_uri": "gs://b/clips/9.mp4"}}]}]}}
+    assert line_key(by_label, record) == record["labels"]["k1abc"]
+    assert line_key(by_uri, record) == record["uris"]["gs://b/clips/2.mp4"]
+    assert line_key(stranger, record) is None
