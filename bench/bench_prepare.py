@@ -81,15 +81,15 @@ def pick_windows(duration: float, count: int) -> list[tuple[float, float]]:
 
 
 def window_bytes(path: Path, windows: list[tuple[float, float]]) -> int:
-    """Bytes of the source's packets whose timestamps fall in the windows: what a cut truly needs."""
+    """Bytes of the source's packets whose timestamps fall in each window, summed over the windows (two
+    overlapping windows each need their common part): what cutting them truly needs."""
     total = 0
     with av.open(str(path)) as container:
         for packet in container.demux():
             if packet.pts is None:
                 continue
             t = float(packet.pts * packet.stream.time_base)
-            if any(start <= t < end for start, end in windows):
-                total += packet.size
+            total += packet.size * sum(start <= t < end for start, end in windows)
     return total
 
 

@@ -65,18 +65,21 @@ class CountingReader(io.RawIOBase):
     """A seekable reader that counts the bytes it hands out, and adapts remote readahead to the access pattern.
 
     Over a remote file, each jump of the demuxer (to the header, to a window) fetches only a small block;
-    while it then reads sequentially, the block grows with what it has read since the jump (an eighth of
+    while it then reads sequentially, the block grows with what it has read since the jump (a sixteenth of
     it, up to a cap), like an operating system's readahead. Few requests for long windows, little
     overshoot at a window's end: measured 0.56 s CPU and 17 s wall to stream 125 MB from a local S3 with
     fixed 512 KiB blocks, against 0.22 s and 4.7 s with 2 MiB blocks.
     """
 
     def __init__(self, raw: IO[bytes]):
+        # A cut also announces its window's expected size (container bit rate x duration), so the jump to
+        # it fetches most of the window in one request (fewer requests: less CPU and latency).
         self._raw = raw
         self.bytes_read = 0
         self._cache = getattr(raw, "cache", None) if hasattr(getattr(raw, "cache", None), "blocksize") else None
         self._expected = 0
         self._since_jump = 0
+        self._hint = 0
 
     def readable(self) -> bool:
         return True
@@ -94,10 +97,17 @@ class CountingReader(io.RawIOBase):
         self._expected = self._raw.tell()
         return len(data)
 
+    def expect_window(self, size_bytes: int) -> None:
+        """The next jump starts a window of about this many bytes: fetch most of it in one request."""
+        self._hint = max(size_bytes, 0)
+
     def _adapt_readahead(self) -> None:
         if self._raw.tell() != self._expected:
             self._since_jump = 0
-        self._cache.blocksize = min(max(self._since_jump // 8, _MIN_READAHEAD), _MAX_READAHEAD)
+            if self._hint:
+                self._cache.blocksize, self._hint = min(self._hint, 4 * _MAX_READAHEAD), 0
+                return
+        self._cache.blocksize = min(max(self._since_jump // 16, _MIN_READAHEAD), _MAX_READAHEAD)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return self._raw.seek(offset, whence)
@@ -171,7 +181,13 @@ def cut_windows(source: CountingReader, source_url: str, jobs: list[WindowJob],
     with inp:
         if not inp.streams.video:
             return [CutError(f"no_video_stream: {source_url} has no video stream") for _ in jobs]
-        return [_cut_one(inp, source_url, job, settings) for job in jobs]
+        results = []
+        for job in jobs:
+            if inp.bit_rate:
+                # 90 %: an estimate from the average bit rate; the rest streams in growing blocks.
+                source.expect_window(int(0.9 * (job.end - job.start) * inp.bit_rate / 8))
+            results.append(_cut_one(inp, source_url, job, settings))
+        return results
 
 
 def _cut_one(inp: Any, source_url: str, job: WindowJob, settings: CutSettings) -> CutResult | CutError:
