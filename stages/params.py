@@ -124,32 +124,27 @@ def load_section(name: str, params_file: Path = PARAMS_FILE) -> Any:
     return SECTIONS[name].model_validate(params[name])
 
 
-def runtime_int(env_name: str, default: int) -> int:
-    """An integer runtime knob from the environment (not a DVC param: it changes no output)."""
+def _runtime_number(env_name: str, default: Any, parse: Any, minimum: float, what: str) -> Any:
     raw = os.environ.get(env_name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise ValueError(f"{env_name}={raw!r} is not an integer") from None
-    if value < 1:
-        raise ValueError(f"{env_name} must be at least 1, got {value}")
+        raise ValueError(f"{env_name}={raw!r} is not {what}") from None
+    if value < minimum:
+        raise ValueError(f"{env_name} must be at least {minimum}, got {value}")
     return value
+
+
+def runtime_int(env_name: str, default: int) -> int:
+    """An integer runtime knob (at least 1) from the environment; not a DVC param: it changes no output."""
+    return _runtime_number(env_name, default, int, 1, "an integer")
 
 
 def runtime_float(env_name: str, default: float) -> float:
     """A non-negative number of seconds (or a rate) from the environment; not a DVC param."""
-    raw = os.environ.get(env_name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{env_name}={raw!r} is not a number") from None
-    if value < 0:
-        raise ValueError(f"{env_name} must not be negative, got {value}")
-    return value
+    return _runtime_number(env_name, default, float, 0, "a number")
 
 
 def compose_params(output_file: Path = PARAMS_FILE, conf_dir: Path = CONF_DIR, overrides: list[str] | None = None) -> None:

@@ -12,6 +12,9 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+# The local Vertex AI server and the GCS emulator, as fixtures for every test module.
+pytest_plugins = ["fake_vertex"]
+
 
 def project_files() -> list[str]:
     """Files a fresh clone would have: tracked ones plus new, not-ignored ones (uncommitted work included)."""

@@ -23,11 +23,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import re
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -38,6 +35,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+
+import cloud
 
 ERROR_STATUS = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED", 408: "DEADLINE_EXCEEDED"}
@@ -313,37 +312,16 @@ def fake_vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertex]:
     fake.stop()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
-    """gcp-storage-emulator on 127.0.0.1 with the batch bucket; STORAGE_EMULATOR_HOST points every client at it."""
-    port = free_port()
-    exe = Path(sys.executable).with_name("gcp-storage-emulator")
-    proc = subprocess.Popen([str(exe) if exe.exists() else "gcp-storage-emulator", "start", "--host=127.0.0.1",
-                             f"--port={port}", "--in-memory", f"--default-bucket={BATCH_BUCKET}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("gcp-storage-emulator did not start")
-    url = f"http://127.0.0.1:{port}"
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = url
-    yield url
-    if previous is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = previous
-    proc.terminate()
-    proc.wait(timeout=10)
+    """gcp-storage-emulator with the batch bucket, for the whole session (STORAGE_EMULATOR_HOST set)."""
+    with cloud.gcs_emulator(BATCH_BUCKET) as url:
+        yield url
+
+
+def generate_command(reproduced: Path, work: Path, params_file: Path) -> list[str]:
+    """`python -m stages.generate` on a reproduced sample's manifest and clips, writing into `work`."""
+    return [sys.executable, "-m", "stages.generate", "--manifest", str(reproduced / "data/clips.jsonl"),
+            "--clips-dir", str(reproduced / "data/clips"), "--cache-dir", str(work / "cache"),
+            "--out", str(work / "responses.jsonl"), "--metrics", str(work / "metrics.json"),
+            "--params", str(params_file)]

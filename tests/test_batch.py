@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
 from conftest import PROJECT_ROOT
-from fake_vertex import BATCH_BUCKET, FakeVertex, fake_vertex, gcs_emulator, gcs_read  # noqa: F401  (fixtures)
+from fake_vertex import BATCH_BUCKET, FakeVertex, gcs_read, generate_command
 from stages.batch import JOBS_FILE, line_key
 from test_vertex import PARAMS, manifest_clips, run_generate, vertex_params
 
@@ -68,10 +67,7 @@ def test_a_rerun_resumes_the_submitted_job_instead_of_paying_twice(reproduced_sa
     params["gemini"].update(backend="vertex", project="test-project", base_url=fake_vertex.base_url, mode="batch",
                             batch_bucket=BATCH_BUCKET, batch_prefix="resume")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, "-m", "stages.generate", "--manifest", str(reproduced_sample / "data/clips.jsonl"),
-           "--clips-dir", str(reproduced_sample / "data/clips"), "--cache-dir", str(tmp_path / "cache"),
-           "--out", str(tmp_path / "responses.jsonl"), "--metrics", str(tmp_path / "metrics.json"),
-           "--params", str(tmp_path / "params.yaml")]
+    cmd = generate_command(reproduced_sample, tmp_path, tmp_path / "params.yaml")
     # A slow poll: the process is still waiting on its job when it is killed.
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, "EVUD_BATCH_POLL_S": "60"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

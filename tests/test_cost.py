@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fake_vertex import FakeVertex, fake_vertex  # noqa: F401  (fixture)
+from fake_vertex import FakeVertex
 from stages import generate
 from stages.cost import CostLimitExceeded, MissingPrice, estimate_cost
 from stages.gemini import build_request

@@ -15,7 +15,7 @@ from google.cloud import storage
 
 from cloud import gcs_emulator, moto_s3
 from conftest import git_commit_all, run
-from fake_vertex import FAST_ENV, FakeVertex, fake_vertex  # noqa: F401  (fixture)
+from fake_vertex import FAST_ENV, FakeVertex
 from numbered_video import make_numbered_video
 
 EGO4D_BUCKET = "ego4d-consortium-sharing"

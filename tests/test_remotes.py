@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import boto3
-import pytest
 
 from cloud import gcs_emulator, moto_s3
 from conftest import git_commit_all, make_repo_copy, run

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import PROJECT_ROOT
-from fake_vertex import FAST_ENV, FakeVertex, fake_vertex  # noqa: F401  (fixture)
+from fake_vertex import FAST_ENV, FakeVertex, generate_command
 from stages import generate, vertex
 from stages.params import GeminiParams, PromptParams, load_section
 
@@ -114,10 +113,7 @@ def test_kill_9_mid_run_keeps_every_answer_received(reproduced_sample: Path, tmp
     params["gemini"].update(backend="vertex", project="test-project", base_url=fake_vertex.base_url)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cache_file = tmp_path / "cache/responses.jsonl"
-    cmd = [sys.executable, "-m", "stages.generate", "--manifest", str(reproduced_sample / "data/clips.jsonl"),
-           "--clips-dir", str(reproduced_sample / "data/clips"), "--cache-dir", str(tmp_path / "cache"),
-           "--out", str(tmp_path / "responses.jsonl"), "--metrics", str(tmp_path / "metrics.json"),
-           "--params", str(tmp_path / "params.yaml")]
+    cmd = generate_command(reproduced_sample, tmp_path, tmp_path / "params.yaml")
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, "EVUD_CONCURRENCY": "2"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -170,7 +166,6 @@ def test_request_carries_window_offsets_generation_config_and_schema(reproduced_
 
 def fake_vertex_clip(video_part: dict) -> str:
     from fake_vertex import clip_id_of
-
     return clip_id_of({"contents": [{"parts": [video_part]}]})
 
 
