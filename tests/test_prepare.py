@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -211,3 +212,42 @@ def test_killed_mid_run_then_rerun_recuts_nothing_finished(numbered_source: Path
     assert metrics["clips_reused"] == len(finished) and metrics["clips_cut"] == len(windows) - len(finished)
     assert {p: (tmp_path / "clips" / p).stat().st_mtime_ns for p in finished} == mtimes
     assert not list((tmp_path / "clips").rglob("*.part"))
+
+
+def test_http_and_gs_sources_are_read_in_place(numbered_source: Path, tmp_path: Path):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class RangeServer(SimpleHTTPRequestHandler):
+        """A static file server that answers byte ranges, as object stores and CDNs do."""
+
+        def log_message(self, *args):  # no line per request in test output
+            pass
+
+        def do_GET(self):
+            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            if not match:
+                return super().do_GET()
+            data = (numbered_source.parent / self.path.lstrip("/")).read_bytes()
+            start, end = int(match[1]), int(match[2] or len(data) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.end_headers()
+            self.wfile.write(data[start:end + 1])
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeServer, directory=str(numbered_source.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with gcs_emulator("ego4d-mirror"):
+            storage.Client().bucket("ego4d-mirror").blob(f"v/{VIDEO}.mp4").upload_from_filename(str(numbered_source))
+            for name, url in [("http", f"http://127.0.0.1:{server.server_address[1]}/{{video_uid}}.mp4"),
+                              ("gs", "gs://ego4d-mirror/v/{video_uid}.mp4")]:
+                data = write_metadata(tmp_path / name / "meta", {VIDEO: 120.0}, [(VIDEO, 30.0, 33.0)])
+                (record,) = run_prepare(tmp_path / name, data.model_copy(update={"video_url": url})).values()
+                assert record["status"] == "ok", (name, record["reason"])
+                shown = presented_frame_numbers(tmp_path / name / "clips" / record["clip_path"], until=3.0)
+                assert shown == list(range(300, 330)), name
+    finally:
+        server.shutdown()
