@@ -291,7 +291,11 @@ def _reencode_window(inp: Any, dest: Path, start: float, end: float, settings: C
         video_out = out.add_stream("libx264", rate=rate)
         video_out.width, video_out.height, video_out.pix_fmt = width, _even(height), "yuv420p"
         # One encoder thread: x264 output then does not depend on the machine's core count.
-        video_out.options = {"crf": str(settings.crf), "preset": settings.preset, "threads": "1"}
+        # mbtree off: measured here, x264's macroblock-tree ratecontrol gave different bytes from run to
+        # run (even on one thread), and a clip's sha256 keys the Gemini cache. One thread, so the output
+        # does not depend on the machine's core count either.
+        video_out.options = {"crf": str(settings.crf), "preset": settings.preset, "x264-params": "mbtree=0"}
+        video_out.codec_context.thread_count = 1
         audio_out = None
         if audio_in is not None:
             audio_out = out.add_stream("aac", rate=audio_in.codec_context.sample_rate,
@@ -307,7 +311,8 @@ def _reencode_window(inp: Any, dest: Path, start: float, end: float, settings: C
 
 
 def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out) -> int:
-    frames = 0
+    frames, last_pts = 0, -1
+    frame_period = Fraction(1) / video_out.average_rate
     video_done, audio_done = False, audio_in is None
     for frame in inp.decode(*[s for s in (video_in, audio_in) if s is not None]):
         if frame.time is None:
@@ -318,8 +323,14 @@ def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, 
         elif frame.time >= start:
             if is_video and not video_done:
                 picture = frame.reformat(width=video_out.width, height=video_out.height, format="yuv420p")
-                picture.pts = int(round((frame.time - start) / video_in.time_base))
-                picture.time_base = video_in.time_base
+                # Timestamps in frame periods (the encoder's own time base): measured, x264 output was not
+                # repeatable when frames came in the source's finer time base. Strictly increasing, even
+                # for a variable-rate source whose frames round to the same period.
+                last_pts = max(int(round((frame.time - start) / frame_period)), last_pts + 1)
+                picture.pts, picture.time_base = last_pts, frame_period
+                # The source's frame types are not ours to keep: x264 chooses its own (and FFmpeg would
+                # otherwise pass the decoder's I/P/B marks on as forced types).
+                picture.pict_type = av.video.frame.PictureType.NONE
                 out.mux(video_out.encode(picture))
                 frames += 1
             elif not is_video and not audio_done:

@@ -8,7 +8,7 @@ import av
 import pytest
 
 from conftest import PROJECT_ROOT
-from stages.video import CutError, cut_window
+from stages.video import CutError, CutSettings, WindowJob, cut_window, cut_windows, open_source
 
 WITH_AUDIO = PROJECT_ROOT / "data/sample/videos/3c0dffd0-e38e-4643-bc48-d513943dc20b.mp4"
 VIDEO_ONLY = PROJECT_ROOT / "data/sample/videos/9a4b6c1e-2f0d-4e7a-8b3c-5d6e7f809102.mp4"
@@ -37,10 +37,15 @@ def test_audio_is_kept_unless_asked_not_to(tmp_path: Path):
         assert len(a.streams.audio) == 1 and len(b.streams.audio) == 0
 
 
-def test_same_cut_gives_the_same_bytes(tmp_path: Path):
-    first = cut_window(str(WITH_AUDIO), tmp_path / "a.mp4", 20.0, 28.0)
-    second = cut_window(str(WITH_AUDIO), tmp_path / "b.mp4", 20.0, 28.0)
-    assert first.sha256 == second.sha256
+@pytest.mark.parametrize("mode", ["copy", "reencode"])
+def test_same_cut_gives_the_same_bytes(tmp_path: Path, mode: str):
+    settings = CutSettings(mode=mode, height=120)
+    digests = []
+    for name in ("a", "b"):
+        with open_source(str(WITH_AUDIO)) as source:
+            (result,) = cut_windows(source, str(WITH_AUDIO), [WindowJob(tmp_path / f"{name}.mp4", 20.0, 28.0)], settings)
+        digests.append(result.sha256)
+    assert digests[0] == digests[1]
 
 
 def test_missing_source_is_a_clear_error(tmp_path: Path):
