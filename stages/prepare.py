@@ -87,8 +87,8 @@ def fingerprint_sources(urls: list[str], dest: Destination) -> dict[str, str]:
             return f"!source_missing: {url} does not exist (404)"
         except PermissionError as err:
             return f"!source_denied: {url}: access denied ({err}); check your credentials"
-        except OSError as err:
-            return f"!source_unreadable: {url}: {err}"
+        except Exception as err:  # noqa: BLE001  one unreachable video (bad credentials, odd store) must not stop the run
+            return f"!source_unreadable: {url}: {type(err).__name__}: {err}"
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         return dict(zip(urls, pool.map(one, urls)))
@@ -142,8 +142,9 @@ def cut_task(plans: list[ClipPlan], keys: dict[str, str], existing: dict[str, di
                 read = fetched_bytes(source)
         except CutError as err:
             results = [err for _ in to_cut]
-        except (OSError, ValueError) as err:
-            results = [CutError(f"source_unreadable: {to_cut[0].source_url}: {err}") for _ in to_cut]
+        except Exception as err:  # noqa: BLE001  a worker must report its windows, whatever the store raised
+            results = [CutError(f"source_unreadable: {to_cut[0].source_url}: {type(err).__name__}: {err}")
+                       for _ in to_cut]
         cut_entries = {p.clip_path: cut_entry(p, keys[p.clip_path], r) for p, r in zip(to_cut, results)}
     outcomes = [finish_clip(plan, already_cut.get(plan.clip_path) or cut_entries[plan.clip_path], dest)
                 for plan in plans]
