@@ -144,25 +144,21 @@ def measure(approach: str, endpoint: str, windows: list[tuple[float, float]], se
         started = time.monotonic()
         child = psutil.Popen(cmd, env={**os.environ, "EVUD_PROGRESS": "0"}, stderr=open(Path(work) / "stderr.txt", "w"))
         peak = 0
-        cpu: dict[int, float] = {}
         while child.poll() is None:
-            tree = [child] + child.children(recursive=True)
-            rss = 0
-            for proc in tree:
+            pss = 0
+            for proc in [child] + child.children(recursive=True):
                 try:
                     # PSS: shared pages (the forked workers' libraries) are counted once, not once per process.
-                    rss += proc.memory_full_info().pss
-                    times = proc.cpu_times()
-                    cpu[proc.pid] = times.user + times.system + times.children_user + times.children_system
+                    pss += proc.memory_full_info().pss
                 except psutil.Error:
                     pass
-            peak = max(peak, rss)
+            peak = max(peak, pss)
             time.sleep(0.05)
         wall = time.monotonic() - started
         if child.returncode != 0:
             raise RuntimeError(f"{approach} failed ({child.returncode}): {(Path(work) / 'stderr.txt').read_text()[-2000:]}")
         result = json.loads((Path(work) / "result.json").read_text())
-    return {"approach": approach, "wall_s": wall, "cpu_s": result["cpu_s"], "peak_rss_mb": peak / 2**20,
+    return {"approach": approach, "wall_s": wall, "cpu_s": result["cpu_s"], "peak_pss_mb": peak / 2**20,
             "bytes_fetched": server.bytes_sent}
 
 
@@ -215,7 +211,7 @@ def main() -> None:
     print(f"\n{'approach':<10}{'wall s':>9}{'CPU s/clip-s':>14}{'fetched MB':>12}{'fetched/need':>14}{'peak PSS MB':>13}")
     for row in rows:
         print(f"{row['approach']:<10}{row['wall_s']:>9.2f}{row['cpu_s'] / clip_seconds:>14.4f}"
-              f"{row['bytes_fetched'] / 1e6:>12.1f}{row['bytes_fetched'] / need:>14.2f}{row['peak_rss_mb']:>13.0f}")
+              f"{row['bytes_fetched'] / 1e6:>12.1f}{row['bytes_fetched'] / need:>14.2f}{row['peak_pss_mb']:>13.0f}")
     print(f"\nmarginal CPU per clip-second (all {len(windows)} windows minus the first 2):")
     marginal = {}
     for row in rows:
@@ -230,7 +226,7 @@ def main() -> None:
     naive, copy = by_name["naive"], by_name["copy"]
     print(f"\ncopy uses {naive['cpu_s'] / copy['cpu_s']:.0f}x less CPU per clip-second than naive in total, "
           f"{marginal['naive'] / marginal['copy']:.0f}x at the margin (target >= 100x); fetches {copy['bytes_fetched'] / need:.2f}x the window bytes (target <= 1.2x); "
-          f"peak memory {copy['peak_rss_mb']:.0f} MB (target <= 300 MB)")
+          f"peak memory {copy['peak_pss_mb']:.0f} MB (target <= 300 MB)")
 
 
 if __name__ == "__main__":

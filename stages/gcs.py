@@ -32,14 +32,14 @@ def upload_clip(bucket: str, name: str, local_path: str, md5_b64: str) -> tuple[
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     uri = f"gs://{bucket}/{name}"
-    blob = storage_client().bucket(bucket).blob(name)
+    target = storage_client().bucket(bucket)
     try:
-        if blob.exists(retry=DEFAULT_RETRY):
-            blob.reload(retry=DEFAULT_RETRY)
-            if blob.md5_hash == md5_b64:
-                return uri, False
+        existing = target.get_blob(name, retry=DEFAULT_RETRY)  # one metadata request; None if absent
+        if existing is not None and existing.md5_hash == md5_b64:
+            return uri, False
         # Generation preconditions make the upload idempotent, so the client retries it on 429/5xx.
-        generation = blob.generation if blob.generation is not None else 0
+        generation = existing.generation if existing is not None else 0
+        blob = target.blob(name)
         blob.upload_from_filename(local_path, content_type="video/mp4", if_generation_match=generation,
                                   checksum="md5", retry=DEFAULT_RETRY)
         blob.reload(retry=DEFAULT_RETRY)

@@ -118,16 +118,9 @@ def append_index_line(clips_dir: str, entry: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def fetched_bytes(source: Any) -> int:
-    """Bytes fetched from the store: fsspec's block cache knows; for a local file, what the demuxer read."""
-    cache = getattr(getattr(source, "_raw", None), "cache", None)
-    return getattr(cache, "total_requested_bytes", None) or source.bytes_read
-
-
 def cut_task(plans: list[ClipPlan], keys: dict[str, str], existing: dict[str, dict[str, Any]],
              dest: Destination) -> list[dict[str, Any]]:
-    """Worker task: cut (or only upload) some windows of one source, opened once. Never raises."""
-    plans = sorted(plans, key=lambda p: (p.window_start, p.clip_path))
+    """Worker task: cut (or only upload) some windows of one source (sorted by start), opened once. Never raises."""
     already_cut = {p.clip_path: dict(existing[p.clip_path]) for p in plans
                    if p.clip_path in existing and existing[p.clip_path].get("cut_key") == keys[p.clip_path]
                    and (Path(dest.clips_dir) / p.clip_path).is_file()}
@@ -139,7 +132,7 @@ def cut_task(plans: list[ClipPlan], keys: dict[str, str], existing: dict[str, di
             with open_source(to_cut[0].source_url, dest.storage_options(to_cut[0].source_url)) as source:
                 jobs = [WindowJob(Path(dest.clips_dir) / p.clip_path, p.window_start, p.window_end) for p in to_cut]
                 results = cut_windows(source, to_cut[0].source_url, jobs, dest.settings)
-                read = fetched_bytes(source)
+                read = source.fetched_bytes
         except CutError as err:
             results = [err for _ in to_cut]
         except Exception as err:  # noqa: BLE001  a worker must report its windows, whatever the store raised
@@ -229,11 +222,12 @@ def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], index: dict[str
         while futures:
             done, futures = wait(futures, return_when=FIRST_COMPLETED)
             for future in done:
-                for outcome in future.result():
+                task_outcomes = future.result()
+                for outcome in task_outcomes:
                     outcomes[outcome["clip_path"]] = outcome
                     failures += "error" in outcome
                     bytes_read += outcome.pop("bytes_read", 0)
-                bar.update(sum(1 for _ in future.result()))
+                bar.update(len(task_outcomes))
                 bar.set_postfix(failed=failures, read=f"{bytes_read / 1e6:.1f}MB")
     bar.close()
     return outcomes, bytes_read

@@ -9,6 +9,7 @@ import av
 import numpy as np
 
 BITS, CELL = 12, 16  # 12 black/white cells of 16x16 px across the top: frame numbers up to 4095
+SOURCE_SIZE = (256, 144)  # every numbered video is made at this size; decode_number scales from it
 
 
 def numbered_frame(index: int, width: int, height: int, noise: bool = False) -> np.ndarray:
@@ -22,13 +23,14 @@ def numbered_frame(index: int, width: int, height: int, noise: bool = False) -> 
     return frame
 
 
-def make_numbered_video(path: Path, seconds: int, fps: int = 10, width: int = 256, height: int = 144,
-                        gop: int = 20, with_audio: bool = False, bitrate_crf: int = 18, noise: bool = False) -> None:
+def make_numbered_video(path: Path, seconds: int, fps: int = 10, gop: int = 20, with_audio: bool = False,
+                        crf: int = 18, noise: bool = False) -> None:
     """An H.264 mp4 (keyframe every `gop` frames) whose frame i shows the number i."""
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
+        width, height = SOURCE_SIZE
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"crf": str(bitrate_crf), "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
+        video.options = {"crf": str(crf), "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
                          "preset": "veryfast"}
         audio = out.add_stream("aac", rate=16000, layout="mono") if with_audio else None
         for i in range(seconds * fps):
@@ -67,5 +69,3 @@ def decode_number(frame: av.VideoFrame) -> int:
     y = int(CELL / 2 * sy)
     return sum(1 << bit for bit in range(BITS) if gray[y, int((bit * CELL + CELL / 2) * sx)] > 128)
 
-
-SOURCE_SIZE = (256, 144)

@@ -17,7 +17,7 @@ from google.cloud import storage
 
 from cloud import gcs_emulator, moto_s3
 from conftest import PROJECT_ROOT
-from numbered_video import SOURCE_SIZE, make_numbered_video, presented_frame_numbers
+from numbered_video import make_numbered_video, presented_frame_numbers
 from stages import prepare
 from stages.ego4d import MetadataError
 from stages.params import ClipParams, DataParams, GcsParams
@@ -53,7 +53,7 @@ def run_prepare(tmp: Path, data: DataParams, clip: ClipParams | None = None, gcs
 @pytest.fixture(scope="module")
 def numbered_source(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("src") / f"{VIDEO}.mp4"
-    make_numbered_video(path, 120, fps=FPS, width=SOURCE_SIZE[0], height=SOURCE_SIZE[1], noise=True, bitrate_crf=30)
+    make_numbered_video(path, 120, fps=FPS, noise=True, crf=30)
     return path
 
 
@@ -166,7 +166,7 @@ def test_uploads_to_gcs_skip_existing_and_keep_local_false(numbered_source: Path
         assert not list((tmp_path / "clips").rglob("*.mp4"))  # removed once the upload verified
         bucket = storage.Client().bucket("evud-clips")
         blobs = {b.name: b for b in bucket.list_blobs(prefix="clips/v1/")}
-        assert {b.md5_hash for b in blobs.values()} == {r["clip_uri"] and _md5_of(tmp_path, r) for r in records.values()}
+        assert {b.md5_hash for b in blobs.values()} == {_md5_of(tmp_path, r) for r in records.values()}
         generations = {name: b.generation for name, b in blobs.items()}
         again = run_prepare(tmp_path, data, ClipParams(keep_local=False), gcs)
         assert json.loads((tmp_path / "metrics.json").read_text())["clips_cut"] == 0  # nothing re-cut
