@@ -10,7 +10,7 @@ Scenarios, all through the real google-genai SDK over HTTP on 127.0.0.1:
   2. ours with EVUD_MAX_RPM=60 (EVUD_CONCURRENCY 8);
   3. ours uncapped at EVUD_CONCURRENCY=32;
   4. ours at EVUD_CONCURRENCY=32 with 30 % of requests answered 429/500/503 (default retries and backoff);
-  5. persisting 10,000 responses in the response cache (each fsync'd) and compacting it.
+  5. persisting 10,000 answers in the answer store (one file each, written whole and fsync'd).
 Latency-bound and light on CPU; do not run it alongside the test suite.
 """
 
@@ -30,11 +30,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fake_vertex import FakeVertex, answer_json  # noqa: E402
 from stages import generate  # noqa: E402
-from stages.cache import ResponseCache  # noqa: E402
+from stages.answer_store import AnswerStore  # noqa: E402
 from stages.gemini import build_request  # noqa: E402
 from stages.jsonl import write_jsonl  # noqa: E402
 from stages.params import load_section  # noqa: E402
-from stages.records import ClipRecord  # noqa: E402
+from stages.records import AnswerEntry, ClipRecord  # noqa: E402
 from stages.vertex import make_client, request_config, request_contents, video_part  # noqa: E402
 
 PARAMS = ROOT / "params.yaml"
@@ -82,35 +82,36 @@ def ours(fake: FakeVertex, n: int, work: Path, name: str, env: dict[str, str]) -
         manifest = work / f"{name}.jsonl"
         write_jsonl(manifest, synthetic_clips(n, name))
         started = time.monotonic()
-        results = generate.run(gemini, prompt, manifest, work, work / f"{name}-cache", work / f"{name}-out.jsonl",
-                               work / f"{name}-metrics.json", int(env["EVUD_CONCURRENCY"]))
+        outcome = generate.run(gemini, prompt, manifest, work, work / f"{name}-out.jsonl", work / f"{name}-metrics.json",
+                               int(env["EVUD_CONCURRENCY"]), store=AnswerStore(str(work / f"{name}-answers")))
         elapsed = time.monotonic() - started
     finally:
         for k, v in previous.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    metrics = json.loads((work / f"{name}-metrics.json").read_text())
-    return {"clips": n, "wall_s": elapsed, "rpm": metrics["requests_per_minute"], "retries": metrics["retries"],
-            "failed": sum(r.status.value == "failed" for r in results)}
+    facts = outcome.facts
+    return {"clips": n, "wall_s": elapsed, "rpm": facts["requests_per_minute"], "retries": facts["retries"],
+            "failed": sum(r.status.value == "failed" for r in outcome.results)}
 
 
 def persist_10k(work: Path, n: int = 10_000) -> dict:
-    """Append n realistic entries (a full generateContent response each) one at a time, fsync'd, then compact."""
+    """Store n realistic answers (a full generateContent response each) one at a time, each written whole and
+    fsync'd, then list and read them all back as the next run does."""
     response = answer_json("ok", "0" * 64, "gemini-3.5-flash")
-    entries = [{"request_key": hashlib.sha256(str(i).encode()).hexdigest(), "model": "gemini-3.5-flash",
-                "backend": "vertex", "status": "ok", "text": response["candidates"][0]["content"]["parts"][0]["text"],
-                "usage": {"prompt_tokens": 2000, "output_tokens": 150, "total_tokens": 2150}, "response": response,
-                "latency_s": 3.0} for i in range(n)]
-    cache = ResponseCache(work / "persist-cache")
+    entries = [AnswerEntry(request_key=hashlib.sha256(str(i).encode()).hexdigest(), model="gemini-3.5-flash",
+                           backend="vertex", status="ok", text=response["candidates"][0]["content"]["parts"][0]["text"],
+                           usage={"prompt_tokens": 2000, "output_tokens": 150, "total_tokens": 2150},
+                           response=response) for i in range(n)]
+    store = AnswerStore(str(work / "persist-answers"))
     started = time.monotonic()
     for entry in entries:
-        cache.put(entry)
-    appended = time.monotonic() - started
+        store.put(entry)
+    stored = time.monotonic() - started
     started = time.monotonic()
-    cache.compact()
-    compacted = time.monotonic() - started
-    size_mb = cache.path.stat().st_size / 1e6
-    return {"n": n, "append_s": appended, "per_answer_ms": appended / n * 1000, "compact_s": compacted,
-            "size_mb": size_mb}
+    found = store.get_many(e.request_key for e in entries)
+    read_back = time.monotonic() - started
+    assert len(found) == n
+    size_mb = sum(p.stat().st_size for p in (work / "persist-answers").rglob("*.json")) / 1e6
+    return {"n": n, "store_s": stored, "per_answer_ms": stored / n * 1000, "read_s": read_back, "size_mb": size_mb}
 
 
 def main() -> None:
@@ -144,9 +145,10 @@ def main() -> None:
     for name, row, target in rows:
         print(f"{name:40} {row['clips']:>6} {row['wall_s']:>8.1f} {row['rpm']:>8.1f} {row['retries']!s:>8} "
               f"{row['failed']!s:>5}  {target}")
-    print(f"\npersisting {persisted['n']:,} responses ({persisted['size_mb']:.0f} MB): "
-          f"{persisted['append_s']:.2f} s of fsync'd appends ({persisted['per_answer_ms']:.3f} ms per answer, "
-          f"off the request threads), {persisted['compact_s']:.2f} s to compact at the end; published: 422 s")
+    print(f"\npersisting {persisted['n']:,} answers ({persisted['size_mb']:.0f} MB): "
+          f"{persisted['store_s']:.2f} s of whole, fsync'd writes ({persisted['per_answer_ms']:.3f} ms per answer, "
+          f"on the request threads), {persisted['read_s']:.2f} s to list and read them all back (the next run); "
+          "published: 422 s of rewriting its whole output")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,8 @@ def ours_cut(endpoint: str, windows: list[tuple[float, float]], out_dir: Path, m
         {"clip_uid": "c", "annotations": [{"annotation_uid": "a", "language_queries": queries}]}]}]}))
     data = DataParams(name="bench", root=str(meta), ego4d_json=str(meta / "ego4d.json"),
                       nlq_json=str(meta / "nlq_train.json"), window_rounding="exact", s3_endpoint_url=endpoint)
+    # A clip store of its own: every measured run cuts every window (none is reused from an earlier run).
+    os.environ["EVUD_STORE"] = str(out_dir / "store")
     prepare.run(data, ClipParams(mode=mode, height=540), GcsParams(), out_dir / "clips", out_dir / "clips.jsonl",
                 out_dir / "metrics.json", int(os.environ.get("EVUD_WORKERS", "2")))
 

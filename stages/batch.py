@@ -1,12 +1,12 @@
 """Batch mode (`gemini.mode=batch`): one Vertex AI batch prediction job for all cache misses, at half price.
 
     requests.jsonl ({"request": {...}} lines, clips as gs:// fileData) -> gs://<batch_bucket>/<batch_prefix>/jobs/<run>/
-    client.batches.create -> job name, logged at once in <cache dir>/batch_jobs.jsonl
+    client.batches.create -> job name, logged at once in the answer store (batch-jobs/)
     poll until done -> read predictions.jsonl back -> map each line to its request key (a label we set)
-    -> answers into the response cache -> re-submit only the failed or missing requests (EVUD_BATCH_ROUNDS)
+    -> answers into the answer store -> re-submit only the failed or missing requests (EVUD_BATCH_ROUNDS)
 
-The job log lives beside the response cache (a persisted DVC out), so a re-run after a crash or Ctrl-C
-resumes polling the job it submitted instead of paying for it twice.
+The job log lives in the answer store (outside every DVC out), so a re-run after a crash or Ctrl-C, in the
+workspace or in any experiment, resumes polling the job it submitted instead of paying for it twice.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from typing import Any
 
 from google.genai import errors, types
 
-from .cache import ResponseCache
+from .answer_store import AnswerStore
 from .gemini import GeminiRequest, failed_entry, response_entry
-from .jsonl import DurableAppender, read_jsonl
+from .records import AnswerEntry
 from .params import GeminiParams, runtime_float, runtime_int
 from .progress import progress_bar
 from .vertex import VertexBackend, describe_error, generation_settings, google_credentials, is_transient, \
     request_contents, video_metadata
 
-JOBS_FILE = "batch_jobs.jsonl"
+JOBS_DIR = "batch-jobs"
 LABEL = "evud_request"  # label on each request line; Vertex echoes the request into its prediction line
 LABEL_CHARS = 32  # label values are at most 63 characters; 128 bits of the request key are plenty
 
@@ -42,8 +42,9 @@ class BatchSetupError(ValueError):
 
 @dataclass
 class BatchOutcome:
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[AnswerEntry] = field(default_factory=list)
     resubmitted: int = 0  # requests sent again after failing or going missing in a job
+    rows: int = 0  # request rows of every job collected (each a billed request when answered)
     jobs: list[str] = field(default_factory=list)
 
 
@@ -118,26 +119,33 @@ def read_prediction_lines(storage: Any, directory_uri: str) -> list[dict[str, An
 
 
 class BatchJobLog:
-    """Append-only record of submitted and collected jobs, beside the response cache."""
+    """One record per submitted job in the answer store (`batch-jobs/`), marked once its answers are collected."""
 
-    def __init__(self, cache_dir: Path):
-        self.path = cache_dir / JOBS_FILE
+    def __init__(self, store: AnswerStore):
+        self.store = store
+        self.fs = store.fs
+        self.root = f"{store.root}/{JOBS_DIR}"
 
-    def _append(self, record: dict[str, Any]) -> None:
-        with DurableAppender(self.path) as log:
-            log.append(record)
+    def _path(self, job: str) -> str:
+        return f"{self.root}/{hashlib.sha256(job.encode()).hexdigest()[:32]}.json"
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.store.write_object(self._path(record["job"]), json.dumps(record, sort_keys=True).encode())
 
     def submitted(self, record: dict[str, Any]) -> None:
-        self._append({"event": "submitted", **record})
+        self._write({**record, "collected": None})
 
-    def collected(self, job: str, state: str) -> None:
-        self._append({"event": "collected", "job": job, "state": state})
+    def collected(self, record: dict[str, Any], state: str) -> None:
+        self._write({**record, "collected": state})
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Jobs submitted but never collected: a re-run polls them instead of submitting again."""
-        records = list(read_jsonl(self.path))
-        done = {r["job"] for r in records if r["event"] == "collected"}
-        return [r for r in records if r["event"] == "submitted" and r["job"] not in done]
+        try:
+            paths = sorted(self.fs.find(self.root))
+        except FileNotFoundError:
+            return []
+        records = [json.loads(self.fs.cat_file(path)) for path in paths if path.endswith(".json")]
+        return sorted((r for r in records if r.get("collected") is None), key=lambda r: r["job"])
 
 
 # --- running jobs ----------------------------------------------------------------------------------
@@ -203,11 +211,11 @@ def line_key(line: dict[str, Any], record: dict[str, Any]) -> str | None:
     return None
 
 
-def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job: types.BatchJob) -> dict[str, dict[str, Any]]:
-    """Cache entries for every request of a job: its answer, its error, or `batch_missing`."""
+def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job: types.BatchJob) -> dict[str, AnswerEntry]:
+    """Entries for every request of a job: its answer, its error, or `batch_missing`."""
     labels: dict[str, str] = record["labels"]
     model, name = record["model"], record["job"]
-    entries: dict[str, dict[str, Any]] = {}
+    entries: dict[str, AnswerEntry] = {}
     for line in lines:
         key = line_key(line, record)
         if key is None:
@@ -217,31 +225,34 @@ def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job:
             entries[key] = response_entry(key, model, "vertex", response, batch_job=name)
         elif key not in entries:
             entries[key] = failed_entry(key, model, "vertex", f"batch_error: {line.get('status') or 'no response'}",
-                                        batch_job=name)
+                                        retryable=True, batch_job=name)
     state = job.state.value if job.state else "JOB_STATE_UNSPECIFIED"
     for key in labels.values():
         if key not in entries:
             why = "no prediction for this request" if state == "JOB_STATE_SUCCEEDED" else \
                 f"job ended {state}: {job.error.message if job.error else 'no error message'}"
-            entries[key] = failed_entry(key, model, "vertex", f"batch_missing: {name}: {why}", batch_job=name)
+            entries[key] = failed_entry(key, model, "vertex", f"batch_missing: {name}: {why}", retryable=True,
+                                        batch_job=name)
     return entries
 
 
-def finish_job(record: dict[str, Any], backend: VertexBackend, storage: Any, cache: ResponseCache,
-               log: BatchJobLog) -> list[dict[str, Any]]:
+def finish_job(record: dict[str, Any], backend: VertexBackend, storage: Any, store: AnswerStore,
+               log: BatchJobLog) -> list[AnswerEntry]:
     job = wait_for_job(backend, record["job"], len(record["labels"]))
     directory = (job.output_info and job.output_info.gcs_output_directory) or record["dest"]
     lines = read_prediction_lines(storage, directory)
     entries = list(prediction_entries(lines, record, job).values())
-    cache.put_many(entries)
-    log.collected(record["job"], job.state.value if job.state else "?")
-    failed = sum(e["status"] == "failed" for e in entries)
+    for entry in entries:
+        if entry.is_final:
+            store.put(entry)
+    log.collected(record, job.state.value if job.state else "?")
+    failed = sum(not e.is_final for e in entries)
     print(f"generate: batch: {record['job']} ended {job.state.value if job.state else '?'}: "
           f"{len(entries) - failed} answered, {failed} failed or missing", file=sys.stderr)
     return entries
 
 
-def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, backend: VertexBackend, cache: ResponseCache,
+def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, backend: VertexBackend, store: AnswerStore,
               clips_dir: Path, concurrency: int) -> BatchOutcome:
     """Resume unfinished jobs, then submit the still-missing requests, up to EVUD_BATCH_ROUNDS jobs."""
     if not isinstance(backend, VertexBackend):
@@ -250,21 +261,32 @@ def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, backend: Vert
         raise BatchSetupError("gemini.mode=batch needs a GCS bucket for requests and predictions: "
                               "-S gemini.batch_bucket=MY_BUCKET (in the project's batch region)")
     storage = storage_client(gemini)
-    log = BatchJobLog(cache.path.parent)
+    log = BatchJobLog(store)
     outcome = BatchOutcome()
+    answered: set[str] = set()
     for record in log.unfinished():
         print(f"generate: batch: resuming {record['job']} (submitted by an earlier run)", file=sys.stderr)
-        outcome.entries += finish_job(record, backend, storage, cache, log)
+        entries = finish_job(record, backend, storage, store, log)
+        outcome.entries += entries
+        outcome.rows += len(entries)
+        answered |= {e.request_key for e in entries if e.is_final}
         outcome.jobs.append(record["job"])
     asked: set[str] = set()
     for _ in range(runtime_int("EVUD_BATCH_ROUNDS", 3)):
-        pending = [r for r in {r.key: r for r in requests}.values() if cache.get(r.key) is None]
+        pending = [r for r in {r.key: r for r in requests}.values() if r.key not in answered]
         if not pending:
             break
         outcome.resubmitted += sum(r.key in asked for r in pending)
         asked |= {r.key for r in pending}
         uris = upload_missing_clips(pending, gemini, clips_dir, storage, concurrency)
         record = submit_job(pending, gemini, backend, storage, uris, log)
-        outcome.entries += finish_job(record, backend, storage, cache, log)
+        entries = finish_job(record, backend, storage, store, log)
+        outcome.entries += entries
+        outcome.rows += len(entries)
+        answered |= {e.request_key for e in entries if e.is_final}
         outcome.jobs.append(record["job"])
+    # A request answered in one round and failed in another: the answer counts.
+    final = {e.request_key: e for e in outcome.entries if not e.is_final}
+    final.update({e.request_key: e for e in outcome.entries if e.is_final})
+    outcome.entries = list(final.values())
     return outcome

@@ -26,6 +26,18 @@ def blob_name(prefix: str, clip_path: str) -> str:
     return f"{prefix.strip('/')}/{clip_path}" if prefix.strip("/") else clip_path
 
 
+def blob_matches(bucket: str, name: str, md5_b64: str) -> bool:
+    """Whether the blob exists with exactly these bytes (one metadata request)."""
+    from google.api_core import exceptions as gexc
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    try:
+        existing = storage_client().bucket(bucket).get_blob(name, retry=DEFAULT_RETRY)
+    except gexc.GoogleAPIError as err:
+        raise UploadError(f"upload_failed: gs://{bucket}/{name}: cannot check the blob: {err}") from None
+    return existing is not None and existing.md5_hash == md5_b64
+
+
 def upload_clip(bucket: str, name: str, local_path: str, md5_b64: str) -> tuple[str, bool]:
     """Upload unless a blob with the same MD5 exists; returns (gs:// URI, whether bytes were sent)."""
     from google.api_core import exceptions as gexc

@@ -16,14 +16,22 @@ from typing import Any, Protocol
 from google.genai import types
 
 from .params import GeminiParams, PromptParams
-from .records import ClipRecord, ResponseStatus, Usage
+from .records import AnswerEntry, ClipRecord, ResponseStatus, Usage
 
 # finishReasons that mean "the service refused to answer this": retrying the same request will not help.
 _BLOCKING_FINISH = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
 
 
 class BackendError(Exception):
-    """A request failed after the backend's retries; the clip is recorded `failed` and retried next run."""
+    """A request failed after the backend's retries; the clip is recorded `failed` and asked again next run.
+
+    `retryable`: a later run may succeed (429, 5xx, timeout, dropped connection), so the stage exits non-zero
+    to make DVC run it again; otherwise (a bad request, a clip too large) only a change of input helps.
+    """
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -109,26 +117,32 @@ def classify_response(response: types.GenerateContentResponse) -> Classified:
 
 
 def response_entry(request_key: str, model: str, backend: str, response: types.GenerateContentResponse,
-                   **extra: Any) -> dict[str, Any]:
-    """A cache entry for an answer received (of any status but failed)."""
+                   batch_job: str | None = None) -> AnswerEntry:
+    """The entry for an answer received (of any status but failed)."""
     classified = classify_response(response)
-    return {"request_key": request_key, "model": model, "backend": backend, "status": classified.status.value,
-            "text": classified.text, "finish_reason": classified.finish_reason,
-            "block_reason": classified.block_reason, "usage": classified.usage.model_dump(),
-            "response": response.model_dump(mode="json", exclude_none=True, by_alias=True), **extra}
+    return AnswerEntry(request_key=request_key, model=model, backend=backend, status=classified.status,
+                       text=classified.text, finish_reason=classified.finish_reason,
+                       block_reason=classified.block_reason, usage=classified.usage,
+                       response=response.model_dump(mode="json", exclude_none=True, by_alias=True), batch_job=batch_job)
 
 
-def failed_entry(request_key: str, model: str, backend: str, error: str, **extra: Any) -> dict[str, Any]:
-    """A cache entry for a request that got no answer; the key is asked again on the next run."""
-    return {"request_key": request_key, "model": model, "backend": backend, "status": ResponseStatus.failed.value,
-            "error": error, **extra}
+def failed_entry(request_key: str, model: str, backend: str, error: str, retryable: bool,
+                 batch_job: str | None = None) -> AnswerEntry:
+    """The entry for a request that got no answer; it is never stored, so the next run asks again."""
+    return AnswerEntry(request_key=request_key, model=model, backend=backend, status=ResponseStatus.failed,
+                       error=error, retryable=retryable, batch_job=batch_job)
 
 
 class Backend(Protocol):
     name: str
+    billed: bool  # answers cost money: keep them in the answer store (replay answers are free and are not kept)
 
     def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
         """Answer one request, or raise BackendError once retries are exhausted."""
+        ...
+
+    def retries_made(self) -> int:
+        """Retries made so far by this backend (for progress and the run report)."""
         ...
 
 
@@ -136,6 +150,7 @@ class ReplayBackend:
     """Answers from a file of example generateContent responses keyed by the clip's Ego4D ids."""
 
     name = "replay"
+    billed = False
 
     def __init__(self, path: Path):
         with open(path, encoding="utf-8") as f:
@@ -147,6 +162,9 @@ class ReplayBackend:
                 types.GenerateContentResponse.model_validate(r["response"])
             for r in document["responses"]
         }
+
+    def retries_made(self) -> int:
+        return 0
 
     def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
         response = self._responses.get(request.clip.key)

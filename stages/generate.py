@@ -1,13 +1,16 @@
-"""Stage `generate`: ask Gemini about every `ok` clip of the manifest, through the response cache.
+r"""Stage `generate`: ask Gemini about every `ok` clip of the manifest, paying once per answer.
 
     python -m stages.generate --manifest data/clips.jsonl --clips-dir data/clips \
-        --cache-dir data/gemini_cache --out data/responses.jsonl --metrics metrics/generate.json
+        --out data/responses.jsonl --metrics metrics/generate.json
 
-Only cache misses are requested; each answer is stored durably as it arrives. Before calling, the stage logs
-what it will call and what that should cost, and refuses to start above gemini.max_cost_usd.
-`gemini.mode=online` sends one generateContent per clip, EVUD_CONCURRENCY (default 8) at a time, at most
-EVUD_MAX_RPM per minute; `gemini.mode=batch` submits one Vertex batch prediction job (stages.batch).
-Runtime knobs are environment variables, not params, since they change no output.
+Answers already paid for are reused: those in the answer store (stages.answer_store; outside every DVC
+out, shared by experiments, optionally by a team) and those in the responses dvc.lock last recorded (a
+fresh clone after `dvc pull`). Only the rest is requested; each answer is stored the moment it arrives.
+Before calling, the stage logs what it will call and what that should cost, and refuses to start above
+gemini.max_cost_usd. `gemini.mode=online` sends one generateContent per clip, EVUD_CONCURRENCY (default 8)
+at a time, at most EVUD_MAX_RPM per minute; `gemini.mode=batch` submits Vertex batch prediction jobs.
+Requests that fail for a reason a retry can fix make the stage exit 1 after writing its outputs, so the
+next `dvc repro` asks them again; EVUD_ALLOW_FAILED=1 builds the dataset from what succeeded instead.
 """
 
 from __future__ import annotations
@@ -17,16 +20,20 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import ResponseCache
+from .answer_store import AnswerStore
 from .cost import CostEstimate, CostLimitExceeded, MissingPrice, check_budget, estimate_cost, usage_cost
 from .gemini import Backend, BackendError, GeminiRequest, build_request, failed_entry, make_backend, response_entry
 from .jsonl import read_jsonl, write_json, write_jsonl
 from .params import GeminiParams, PromptParams, load_section, runtime_int
-from .progress import progress_bar, summarise_failures
-from .records import ClipRecord, ClipStatus, GeminiResult, ResponseStatus, Usage
+from .progress import StageIncomplete, check_complete, progress_bar, summarise_failures, write_run_report
+from .records import AnswerEntry, ClipRecord, ClipStatus, GeminiResult, ResponseStatus
+from .store import answer_store_url, locked_file
+
+_WAIT_FOR_OTHER_RUN_S = 0.25  # how often to look for an answer another run is asking for
 
 
 def ok_clips(manifest: Path) -> list[ClipRecord]:
@@ -34,56 +41,124 @@ def ok_clips(manifest: Path) -> list[ClipRecord]:
     return [c for c in clips if c.status is ClipStatus.ok]
 
 
-def answer_entry(request: GeminiRequest, backend: Backend) -> dict[str, Any]:
-    """Call the backend once (it retries inside) and turn the outcome into a cache entry; never raises."""
+@dataclass(frozen=True)
+class Answered:
+    """An answer (or failure) received by this run, with how long it took."""
+
+    entry: AnswerEntry
+    latency_s: float
+
+
+def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
+    """Call the backend once (it retries inside) and turn the outcome into an entry; never raises."""
     started = time.monotonic()
     try:
         response = backend.generate(request)
+        entry = response_entry(request.key, request.model, backend.name, response)
     except BackendError as err:
-        return failed_entry(request.key, request.model, backend.name, str(err),
-                            latency_s=round(time.monotonic() - started, 3))
+        entry = failed_entry(request.key, request.model, backend.name, str(err), retryable=err.retryable)
     except Exception as err:  # noqa: BLE001  an answer the SDK cannot read must not stop 13,000 paid calls
-        return failed_entry(request.key, request.model, backend.name, f"unexpected_error: {type(err).__name__}: {err}",
-                            latency_s=round(time.monotonic() - started, 3))
-    return response_entry(request.key, request.model, backend.name, response,
-                          latency_s=round(time.monotonic() - started, 3))
+        # A 200 the SDK cannot read is most often a proxy's error page: worth asking again.
+        entry = failed_entry(request.key, request.model, backend.name,
+                             f"unexpected_error: {type(err).__name__}: {err}", retryable=True)
+    return Answered(entry, round(time.monotonic() - started, 3))
 
 
-def result_record(request: GeminiRequest, entry: dict[str, Any]) -> GeminiResult:
-    clip = request.clip
-    return GeminiResult(**clip.ids().model_dump(), request_key=request.key, clip_sha256=clip.sha256 or "",
-                        model=request.model, backend=entry["backend"], status=entry["status"],
-                        finish_reason=entry.get("finish_reason"), block_reason=entry.get("block_reason"),
-                        error=entry.get("error"), text=entry.get("text"), usage=entry.get("usage") or {},
-                        response=entry.get("response"))
+def locked_answers(out: Path) -> list[AnswerEntry]:
+    """The final answers in the responses file dvc.lock last recorded (DVC deletes the file before a re-run)."""
+    cached = locked_file("generate", out.as_posix())
+    if cached is None:
+        return []
+    results = (GeminiResult.model_validate(r) for r in read_jsonl(cached))
+    return [result.entry() for result in results if result.status is not ResponseStatus.failed]
 
 
-def request_missing(requests: list[GeminiRequest], backend: Backend, cache: ResponseCache, concurrency: int) -> list[dict[str, Any]]:
-    """Ask the backend for each request, `concurrency` at a time, caching every answer as it arrives.
+def known_answers(requests: list[GeminiRequest], store: AnswerStore | None, out: Path) -> dict[str, AnswerEntry]:
+    """Answers already paid for: the answer store, then the last locked responses (copied into the store)."""
+    keys = {r.key for r in requests}
+    known = store.get_many(keys) if store is not None else {}
+    for entry in locked_answers(out):
+        if entry.request_key in keys and entry.request_key not in known:
+            known[entry.request_key] = entry
+            if store is not None and entry.backend != "replay":
+                store.put(entry)
+    return known
 
-    Answers that complete together are written with one fsync (group commit); each is on disk before the
-    next wait, so a kill -9 loses only requests still in flight.
+
+class Asker:
+    """Asks the backend for requests on a thread pool, storing each final answer the moment it arrives.
+
+    On a local answer store each request is claimed first; a request another live run has claimed is
+    set aside and its answer taken from the store once that run stored it (or asked here if it died).
     """
-    entries: list[dict[str, Any]] = []
-    failures = 0
-    bar = progress_bar(len(requests), f"generate: {backend.name}")
-    pool = ThreadPoolExecutor(max_workers=concurrency)
-    pending: set[Future] = {pool.submit(answer_entry, request, backend) for request in requests}
-    try:
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            arrived = [future.result() for future in done]
-            cache.put_many(arrived)
-            entries += arrived
-            failures += sum(e["status"] == ResponseStatus.failed.value for e in arrived)
-            bar.update(len(arrived))
-            retries = getattr(getattr(backend, "retries", None), "total", 0)
-            bar.set_postfix(failed=failures, retries=retries, refresh=False)
-    finally:
-        # On Ctrl-C or an error, queued requests are dropped; those in flight finish (and are lost).
-        pool.shutdown(wait=not pending, cancel_futures=True)
-        bar.close()
-    return entries
+
+    def __init__(self, backend: Backend, store: AnswerStore | None, concurrency: int):
+        self.backend = backend
+        self.store = store if backend.billed else None
+        self.pool = ThreadPoolExecutor(max_workers=concurrency)
+
+    def ask(self, request: GeminiRequest) -> Answered | None:
+        """Worker: None if another run holds the claim on this request."""
+        if self.store is not None and not self.store.claim(request.key):
+            return None
+        try:
+            answered = answer_entry(request, self.backend)
+            if self.store is not None and answered.entry.is_final:
+                self.store.put(answered.entry)
+            return answered
+        finally:
+            if self.store is not None:
+                self.store.release(request.key)
+
+    def answered_elsewhere(self, request: GeminiRequest) -> Answered | None:
+        entry = self.store.get(request.key) if self.store is not None else None
+        return Answered(entry, 0.0) if entry is not None else None
+
+    def ask_all(self, requests: list[GeminiRequest]) -> list[Answered]:
+        answers: list[Answered] = []
+        bar = progress_bar(len(requests), f"generate: {self.backend.name}")
+        futures: dict[Future, GeminiRequest] = {self.pool.submit(self.ask, r): r for r in requests}
+        set_aside: list[GeminiRequest] = []
+        failures = 0
+        try:
+            while futures or set_aside:
+                done, _ = wait(futures, timeout=_WAIT_FOR_OTHER_RUN_S if set_aside else None,
+                               return_when=FIRST_COMPLETED)
+                if not futures:
+                    time.sleep(_WAIT_FOR_OTHER_RUN_S)
+                arrived = []
+                for future in done:
+                    request = futures.pop(future)
+                    answered = future.result()
+                    if answered is None:
+                        set_aside.append(request)
+                    else:
+                        arrived.append(answered)
+                still_aside = []
+                for request in set_aside:
+                    answered = self.answered_elsewhere(request)
+                    if answered is not None:
+                        arrived.append(answered)
+                    elif self.store is not None and self.store.claimed_elsewhere(request.key):
+                        still_aside.append(request)
+                    else:  # its run died or failed to answer: ask here
+                        futures[self.pool.submit(self.ask, request)] = request
+                set_aside = still_aside
+                answers += arrived
+                failures += sum(not a.entry.is_final for a in arrived)
+                bar.update(len(arrived))
+                bar.set_postfix(failed=failures, retries=self.backend.retries_made(), waiting=len(set_aside),
+                                refresh=False)
+        except KeyboardInterrupt:
+            in_flight = sum(f.running() for f in futures)
+            print(f"\ngenerate: interrupted; {len(answers)} answer(s) received are kept in the answer store. "
+                  f"Waiting for the {in_flight} request(s) in flight, whose answers are paid for "
+                  "(Ctrl-C again to abandon them).", file=sys.stderr)
+            raise
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+        return answers
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -99,100 +174,134 @@ def not_ok_reason(result: GeminiResult) -> str:
     return f"{result.status.value}:{result.block_reason or result.finish_reason or 'unknown'}"
 
 
-def generate_metrics(results: list[GeminiResult], fresh: list[dict[str, Any]], hits: int, gemini: GeminiParams,
-                     estimate: CostEstimate, retries: int, elapsed_s: float) -> dict[str, Any]:
-    latencies = sorted(e["latency_s"] for e in fresh if "latency_s" in e)
-    fresh_usage = [Usage.model_validate(e.get("usage") or {}) for e in fresh]
+def result_record(request: GeminiRequest, entry: AnswerEntry) -> GeminiResult:
+    fields = entry.model_dump(exclude={"batch_job"})
+    return GeminiResult(**request.clip.ids().model_dump(), clip_sha256=request.clip.sha256 or "", **fields)
+
+
+def generate_metrics(results: list[GeminiResult], gemini: GeminiParams, billed: bool) -> dict[str, Any]:
+    """Facts of the answers in responses.jsonl (tracked): the same answers give the same figures, every run."""
+    usages = [r.usage for r in results if r.status is not ResponseStatus.failed]
     return {
+        "model": gemini.model,
         "mode": gemini.mode,
         "clips": len(results),
-        "calls": len(fresh),
-        "cache_hits": hits,
-        "retries": retries,
         "by_status": dict(sorted(Counter(r.status.value for r in results).items())),
         "not_ok_by_reason": dict(sorted(Counter(not_ok_reason(r) for r in results
                                                 if r.status is not ResponseStatus.ok).items())),
-        "tokens_in": sum(r.usage.prompt_tokens for r in results),
-        "tokens_out": sum(r.usage.output_tokens for r in results),
-        "calls_tokens_in": sum(u.prompt_tokens for u in fresh_usage),
-        "calls_tokens_out": sum(u.output_tokens for u in fresh_usage),
-        "estimated_cost_usd": None if estimate.cost_usd is None else round(estimate.cost_usd, 4),
-        "cost_usd": usage_cost(fresh_usage, gemini, gemini.mode == "batch") if gemini.backend == "vertex" else 0.0,
-        "latency_p50_s": percentile(latencies, 0.50),
-        "latency_p95_s": percentile(latencies, 0.95),
-        "requests_per_minute": round(len(fresh) / elapsed_s * 60, 1) if fresh and elapsed_s > 0 else None,
+        "tokens_in": sum(u.prompt_tokens for u in usages),
+        "tokens_out": sum(u.output_tokens for u in usages),
+        # What these answers cost at list price (thinking billed as output); replay answers cost nothing.
+        "answers_cost_usd": usage_cost(usages, gemini, gemini.mode == "batch") if billed else 0.0,
     }
 
 
-def end_summary(metrics: dict[str, Any], elapsed_s: float) -> str:
-    cost = metrics["cost_usd"]
-    return (f"generate: {metrics['calls']} call(s) in {elapsed_s:.1f} s"
-            f" ({metrics['requests_per_minute'] or 0:.0f}/min), {metrics['cache_hits']} from cache,"
-            f" {metrics['retries']} retries, {metrics['by_status'].get('failed', 0)} failed;"
-            f" tokens in/out {metrics['calls_tokens_in']:,}/{metrics['calls_tokens_out']:,};"
+def run_facts(fresh: list[Answered], calls: int, known: int, requests: int, gemini: GeminiParams,
+              estimate: CostEstimate, retries: int, elapsed_s: float, billed: bool) -> dict[str, Any]:
+    """Facts of this run only (untracked report and log): calls, reuse, retries, latency, rate, spend."""
+    latencies = sorted(a.latency_s for a in fresh if a.latency_s)
+    usages = [a.entry.usage for a in fresh]
+    return {
+        "requests": requests,
+        "reused_answers": known,
+        "calls": calls,
+        "retries": retries,
+        "failed": sum(not a.entry.is_final for a in fresh),
+        "calls_tokens_in": sum(u.prompt_tokens for u in usages),
+        "calls_tokens_out": sum(u.output_tokens for u in usages),
+        "estimated_cost_usd": None if estimate.cost_usd is None else round(estimate.cost_usd, 4),
+        "cost_usd": usage_cost(usages, gemini, gemini.mode == "batch") if billed else 0.0,
+        "latency_p50_s": percentile(latencies, 0.50),
+        "latency_p95_s": percentile(latencies, 0.95),
+        "requests_per_minute": round(calls / elapsed_s * 60, 1) if calls and elapsed_s > 0 else None,
+        "elapsed_s": round(elapsed_s, 3),
+    }
+
+
+def end_summary(facts: dict[str, Any]) -> str:
+    cost = facts["cost_usd"]
+    return (f"generate: {facts['calls']} call(s) in {facts['elapsed_s']:.1f} s"
+            f" ({facts['requests_per_minute'] or 0:.0f}/min), {facts['reused_answers']} answer(s) reused,"
+            f" {facts['retries']} retries, {facts['failed']} failed;"
+            f" tokens in/out {facts['calls_tokens_in']:,}/{facts['calls_tokens_out']:,};"
             f" cost {'unknown' if cost is None else f'${cost:,.4f}'}")
 
 
-def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: Path, cache_dir: Path, out: Path,
-        metrics: Path, concurrency: int, backend: Backend | None = None) -> list[GeminiResult]:
+def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: Backend, store: AnswerStore | None,
+                  clips_dir: Path, concurrency: int) -> tuple[list[Answered], int, int]:
+    """Ask for every missing request, online or in batch jobs; returns the answers, the calls and the retries."""
+    if not missing:
+        return [], 0, 0
+    if gemini.mode == "batch":
+        from .batch import run_batch  # imported lazily: only batch mode needs Cloud Storage
+
+        outcome = run_batch(missing, gemini, backend, store, clips_dir, concurrency)  # type: ignore[arg-type]
+        return [Answered(e, 0.0) for e in outcome.entries], outcome.rows, outcome.resubmitted
+    answers = Asker(backend, store, concurrency).ask_all(missing)
+    return answers, len(answers), backend.retries_made()
+
+
+@dataclass(frozen=True)
+class GenerateRun:
+    results: list[GeminiResult]  # what responses.jsonl holds
+    facts: dict[str, Any]  # facts of this run (the run report)
+
+
+def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: Path, out: Path, metrics: Path,
+        concurrency: int, backend: Backend | None = None, store: AnswerStore | None = None) -> GenerateRun:
     requests = [build_request(clip, gemini, prompt) for clip in ok_clips(manifest)]
-    cache = ResponseCache(cache_dir)
-    missing = list({r.key: r for r in requests if cache.get(r.key) is None}.values())
-    estimate = estimate_cost(missing, gemini)
-    print(f"generate: {len(requests)} clips, {len(requests) - len(missing)} answered before (cache); "
-          f"{gemini.backend} {gemini.mode} model {gemini.model}: {estimate.describe()}"
-          + (" (replay: free)" if gemini.backend == "replay" else ""), file=sys.stderr)
-    if gemini.backend == "vertex":
-        check_budget(estimate, gemini)
     if gemini.mode == "batch" and gemini.backend != "vertex":
         from .batch import BatchSetupError
 
         raise BatchSetupError("gemini.mode=batch needs gemini.backend=vertex")
     backend = backend or make_backend(gemini, clips_dir)
+    if store is None and backend.billed:
+        store = AnswerStore(answer_store_url())
+    known = known_answers(requests, store, out)
+    missing = list({r.key: r for r in requests if r.key not in known}.values())
+    estimate = estimate_cost(missing, gemini)
+    print(f"generate: {len(requests)} clips, {len(requests) - len(missing)} answered before"
+          f" ({store.url if store else 'replay: free'}); {gemini.backend} {gemini.mode} model {gemini.model}:"
+          f" {estimate.describe()}", file=sys.stderr)
+    if backend.billed:
+        check_budget(estimate, gemini)
     started = time.monotonic()
-    retries = 0
-    try:
-        if not missing:
-            fresh = []
-        elif gemini.mode == "batch":
-            from .batch import run_batch  # imported lazily: only batch mode needs Cloud Storage
-
-            outcome = run_batch(missing, gemini, backend, cache, clips_dir, concurrency)  # type: ignore[arg-type]
-            fresh, retries = outcome.entries, outcome.resubmitted
-        else:
-            fresh = request_missing(missing, backend, cache, concurrency)
-            retries = getattr(getattr(backend, "retries", None), "total", 0)
-    finally:
-        cache.compact()
+    fresh, calls, retries = fetch_answers(missing, gemini, backend, store, clips_dir, concurrency)
     elapsed = time.monotonic() - started
-    results = [result_record(r, cache.entry(r.key) or failed_entry(r.key, r.model, backend.name, "not_requested"))
-               for r in requests]
-    results.sort(key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
+    answers = {**known, **{a.entry.request_key: a.entry for a in fresh}}
+    not_asked = failed_entry("", gemini.model, backend.name, "not_requested: the run ended before asking", retryable=True)
+    results = sorted((result_record(r, answers.get(r.key) or not_asked.model_copy(update={"request_key": r.key}))
+                      for r in requests), key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
     write_jsonl(out, results)
-    summary = generate_metrics(results, fresh, len(requests) - len(missing), gemini, estimate, retries, elapsed)
-    write_json(metrics, summary)
-    print(end_summary(summary, elapsed), file=sys.stderr)
+    write_json(metrics, generate_metrics(results, gemini, backend.billed))
+    facts = run_facts(fresh, calls, len(requests) - len(missing), len(requests), gemini, estimate, retries, elapsed,
+                      backend.billed)
+    report = write_run_report("generate", facts)
+    print(end_summary(facts) + f"; run report {report}", file=sys.stderr)
     not_ok = [(r.key, f"{r.status.value}: {r.error or r.block_reason or r.finish_reason}") for r in results
               if r.status is not ResponseStatus.ok]
     print(summarise_failures("generate", not_ok), file=sys.stderr)
-    return results
+    check_complete("generate", [(r.key, not_ok_reason(r)) for r in results if r.retryable],
+                   sum(r.status is not ResponseStatus.failed for r in results), len(results), "clip", "asks")
+    return GenerateRun(results, facts)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--clips-dir", type=Path, required=True)
-    parser.add_argument("--cache-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     try:
         run(load_section("gemini", args.params), load_section("prompt", args.params), args.manifest,
-            args.clips_dir, args.cache_dir, args.out, args.metrics, runtime_int("EVUD_CONCURRENCY", 8))
-    except (CostLimitExceeded, MissingPrice, ValueError) as err:
+            args.clips_dir, args.out, args.metrics, runtime_int("EVUD_CONCURRENCY", 8))
+    except (CostLimitExceeded, MissingPrice, StageIncomplete, ValueError) as err:
         # User-actionable: say what to do, without a traceback.
-        sys.exit(f"generate: {err}" if not str(err).startswith("generate:") else str(err))
+        sys.exit(str(err) if str(err).startswith("generate:") else f"generate: {err}")
+    except KeyboardInterrupt:
+        sys.exit("generate: interrupted; answers received are kept; run again to ask only the rest")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,27 @@
-"""Stage `prepare`: select NLQ queries, cut each window into an mp4 clip, upload it, write the manifest.
+r"""Stage `prepare`: select NLQ queries, cut each window into an mp4 clip, upload it, write the manifest.
 
     python -m stages.prepare --clips-dir data/clips --manifest data/clips.jsonl --metrics metrics/prepare.json
 
-The clips directory is a persisted DVC out holding an index of finished cuts (`_cut_index.jsonl`), to
-which each worker appends a line the moment a clip is done (and uploaded): a crash or Ctrl-C keeps every
-finished clip, and a re-run cuts only what is missing or whose source or cut params changed.
-Workers: EVUD_WORKERS (default: CPU count); not a param, since it changes no output.
+Clips are cut into the clip store (stages.clip_store; outside every DVC out), each recorded there the
+moment it is complete, then linked into the clips directory: whatever DVC does to data/clips, a clip
+already cut from the same source with the same cut key is never cut again, and a crash, Ctrl-C or
+kill -9 loses at most the clips in flight. Clips that fail for a reason a re-run can fix (a store or
+network error) make the stage exit 1 after writing the manifest, so the next `dvc repro` cuts them again;
+EVUD_ALLOW_FAILED=1 carries on without them. Workers: EVUD_WORKERS (default: CPU count); a worker dies with
+the stage process.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -25,16 +31,18 @@ from typing import Any
 
 import fsspec
 
+from .clip_store import ClipStore, StoredClip, link_file
 from .ego4d import ClipPlan, MetadataError, plan_clips
-from .gcs import UploadError, blob_name, upload_clip
+from .gcs import UploadError, blob_matches, blob_name, upload_clip
 from .jsonl import read_jsonl, write_json, write_jsonl
 from .params import ClipParams, DataParams, GcsParams, load_section, runtime_int
-from .progress import progress_bar, summarise_failures
+from .progress import StageIncomplete, check_complete, progress_bar, summarise_failures, write_run_report
 from .records import ClipRecord, ClipStatus
+from .store import locked_directory, locked_file, store_root
 from .video import CutError, CutResult, CutSettings, WindowJob, cut_windows, file_digests, open_source
 
-CUT_INDEX = "_cut_index.jsonl"
-WINDOWS_PER_TASK = 8  # a task opens its source once; small tasks keep progress and crash loss fine-grained
+WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as soon as it is cut
+_ORPHAN_CHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,16 @@ class Destination:
     """Where clips go and how they are cut: the same for every task of a run."""
 
     clips_dir: str
+    store_dir: str
     settings: CutSettings
     keep_local: bool
     bucket: str | None
     prefix: str
     s3_endpoint_url: str | None
+
+    @property
+    def store(self) -> ClipStore:
+        return ClipStore(Path(self.store_dir))
 
     def storage_options(self, url: str) -> dict[str, Any]:
         """fsspec options for a source URL; credentials are never here (standard chains only)."""
@@ -58,8 +71,29 @@ class Destination:
         return f"gs://{self.bucket}/{blob_name(self.prefix, clip_path)}" if self.bucket else None
 
 
+@dataclass(frozen=True)
+class SourceFingerprint:
+    """What identifies a source's content without reading it, or why the source cannot be reached."""
+
+    url: str
+    fingerprint: str | None = None
+    error: CutError | None = None
+
+
+@dataclass
+class ClipOutcome:
+    """What became of one planned window: a stored clip (cut now or reused), or an error."""
+
+    clip_path: str
+    stored: StoredClip | None = None
+    clip_uri: str | None = None
+    error: CutError | None = None
+    cut_now: bool = False
+    bytes_read: int = 0
+
+
 def source_fingerprint(url: str, storage_options: dict[str, Any]) -> str:
-    """What identifies a source's content without reading it: the store's checksum, or local size + edges."""
+    """The store's checksum of a source, or a local file's size + edges."""
     if "://" in url and not url.startswith("file://"):
         fs, path = fsspec.core.url_to_fs(url, **storage_options)
         info = fs.info(path)
@@ -77,18 +111,19 @@ def source_fingerprint(url: str, storage_options: dict[str, Any]) -> str:
     return f"local:{size}:{digest.hexdigest()}"
 
 
-def fingerprint_sources(urls: list[str], dest: Destination) -> dict[str, str]:
-    """url -> fingerprint, or `!reason` when the source cannot be reached; one HEAD per video, in parallel."""
+def fingerprint_sources(urls: list[str], dest: Destination) -> dict[str, SourceFingerprint]:
+    """One HEAD per video, in parallel; an unreachable source is recorded with its reason, never raised."""
 
-    def one(url: str) -> str:
+    def one(url: str) -> SourceFingerprint:
         try:
-            return source_fingerprint(url, dest.storage_options(url))
+            return SourceFingerprint(url, fingerprint=source_fingerprint(url, dest.storage_options(url)))
         except FileNotFoundError:
-            return f"!source_missing: {url} does not exist (404)"
+            return SourceFingerprint(url, error=CutError(f"source_missing: {url} does not exist (404)", permanent=True))
         except PermissionError as err:
-            return f"!source_denied: {url}: access denied ({err}); check your credentials"
+            return SourceFingerprint(url, error=CutError(f"source_denied: {url}: access denied ({err}); "
+                                                         "check your credentials"))
         except Exception as err:  # noqa: BLE001  one unreachable video (bad credentials, odd store) must not stop the run
-            return f"!source_unreadable: {url}: {type(err).__name__}: {err}"
+            return SourceFingerprint(url, error=CutError(f"source_unreadable: {url}: {type(err).__name__}: {err}"))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         return dict(zip(urls, pool.map(one, urls)))
@@ -107,94 +142,99 @@ def cut_settings(clip: ClipParams) -> CutSettings:
     return CutSettings(mode="reencode", keep_audio=clip.keep_audio, height=clip.height, crf=clip.crf, preset=clip.preset)
 
 
-def append_index_line(clips_dir: str, entry: dict[str, Any]) -> None:
-    """One O_APPEND write + fsync per finished clip: safe from several processes, survives kill -9."""
-    line = (json.dumps(entry, sort_keys=True) + "\n").encode()
-    fd = os.open(os.path.join(clips_dir, CUT_INDEX), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+# --- workers ---------------------------------------------------------------------------------------
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker exit when the stage process dies, even by kill -9 (it would otherwise cut on alone)."""
+    try:  # Linux: the kernel sends SIGKILL the moment the parent exits
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:  # elsewhere (and as a second guard): notice being re-parented
+        while os.getppid() == parent:
+            time.sleep(_ORPHAN_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def worker_init(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stage process's to handle, once
+    _die_with_parent(parent)
+
+
+def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: bool) -> ClipOutcome:
+    """Upload a stored clip when asked (skipped if GCS holds the same bytes), drop or link its local copy."""
+    store, outcome = dest.store, ClipOutcome(plan.clip_path, cut_now=cut_now)
     try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        if dest.bucket:
+            if stored.has_file and not stored.md5_b64:  # cut by a run that did not upload
+                stored = store.commit(stored.model_copy(update={"md5_b64": file_digests(store.clip_file(stored.cut_key))[1]}))
+            name = blob_name(dest.prefix, plan.clip_path)
+            if stored.has_file:
+                outcome.clip_uri, _ = upload_clip(dest.bucket, name, str(store.clip_file(stored.cut_key)), stored.md5_b64)
+            elif blob_matches(dest.bucket, name, stored.md5_b64 or ""):
+                outcome.clip_uri = dest.uri(plan.clip_path)
+            else:
+                raise UploadError("gone")  # caller cuts it again
+            if not dest.keep_local and stored.has_file:
+                stored = store.drop_file(stored)
+        if dest.keep_local:
+            link_file(store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
+    except UploadError as err:
+        outcome.error = CutError(str(err))
+        return outcome
+    outcome.stored = stored
+    return outcome
 
 
-def cut_task(plans: list[ClipPlan], keys: dict[str, str], existing: dict[str, dict[str, Any]],
-             dest: Destination) -> list[dict[str, Any]]:
-    """Worker task: cut (or only upload) some windows of one source (sorted by start), opened once. Never raises."""
-    already_cut = {p.clip_path: dict(existing[p.clip_path]) for p in plans
-                   if p.clip_path in existing and existing[p.clip_path].get("cut_key") == keys[p.clip_path]
-                   and (Path(dest.clips_dir) / p.clip_path).is_file()}
-    to_cut = [p for p in plans if p.clip_path not in already_cut]
-    cut_entries: dict[str, dict[str, Any]] = {}
-    read = 0
-    if to_cut:
-        try:
-            with open_source(to_cut[0].source_url, dest.storage_options(to_cut[0].source_url)) as source:
-                jobs = [WindowJob(Path(dest.clips_dir) / p.clip_path, p.window_start, p.window_end) for p in to_cut]
-                results = cut_windows(source, to_cut[0].source_url, jobs, dest.settings)
-                read = source.fetched_bytes
-        except CutError as err:
-            results = [err for _ in to_cut]
-        except Exception as err:  # noqa: BLE001  a worker must report its windows, whatever the store raised
-            results = [CutError(f"source_unreadable: {to_cut[0].source_url}: {type(err).__name__}: {err}")
-                       for _ in to_cut]
-        cut_entries = {p.clip_path: cut_entry(p, keys[p.clip_path], r) for p, r in zip(to_cut, results)}
-    outcomes = [finish_clip(plan, already_cut.get(plan.clip_path) or cut_entries[plan.clip_path], dest)
-                for plan in plans]
-    if outcomes:
-        outcomes[0]["bytes_read"] = read
+def cut_and_store(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
+    """Cut windows of one source (opened once) into the store, recording each clip as soon as it is complete."""
+    store, outcomes = dest.store, []
+    source_url = plans[0].source_url
+    jobs = [WindowJob(store.clip_file(keys[p.clip_path]), p.window_start, p.window_end,
+                      partial=store.partial_file(keys[p.clip_path])) for p in plans]
+    try:
+        with open_source(source_url, dest.storage_options(source_url)) as source:
+            for plan, result in zip(plans, cut_windows(source, source_url, jobs, dest.settings)):
+                if isinstance(result, CutError):
+                    outcomes.append(ClipOutcome(plan.clip_path, error=result))
+                    continue
+                stored = store.commit(stored_clip(keys[plan.clip_path], result))
+                outcomes.append(finish_clip(plan, stored, dest, cut_now=True))
+            if outcomes:
+                outcomes[0].bytes_read = source.fetched_bytes
+    except CutError as err:
+        outcomes += [ClipOutcome(p.clip_path, error=err) for p in plans[len(outcomes):]]
+    except Exception as err:  # noqa: BLE001  a worker must report its windows, whatever the store raised
+        failure = CutError(f"source_unreadable: {source_url}: {type(err).__name__}: {err}")
+        outcomes += [ClipOutcome(p.clip_path, error=failure) for p in plans[len(outcomes):]]
     return outcomes
 
 
-def cut_entry(plan: ClipPlan, key: str, result: CutResult | CutError) -> dict[str, Any]:
-    if isinstance(result, CutError):
-        return {"clip_path": plan.clip_path, "error": str(result)}
-    return {"clip_path": plan.clip_path, "cut_key": key, "sha256": result.sha256, "md5_b64": result.md5_b64,
-            "size_bytes": result.size_bytes, "file_start": result.file_start, "file_end": result.file_end}
+def stored_clip(key: str, result: CutResult) -> StoredClip:
+    return StoredClip(cut_key=key, sha256=result.sha256, md5_b64=result.md5_b64, size_bytes=result.size_bytes,
+                      file_start=result.file_start, file_end=result.file_end)
 
 
-def finish_clip(plan: ClipPlan, entry: dict[str, Any], dest: Destination) -> dict[str, Any]:
-    """Upload a cut clip when asked, drop its local copy if not kept, and index it durably."""
-    if "error" in entry:
-        return entry
-    local = Path(dest.clips_dir) / plan.clip_path
-    entry["clip_uri"] = None
-    if dest.bucket:
-        if not entry.get("md5_b64"):  # cut by an earlier run that did not upload
-            entry["md5_b64"] = file_digests(local)[1]
-        try:
-            entry["clip_uri"], _ = upload_clip(dest.bucket, blob_name(dest.prefix, plan.clip_path), str(local),
-                                               entry["md5_b64"])
-        except UploadError as err:
-            return {"clip_path": plan.clip_path, "error": str(err)}
-        if not dest.keep_local:
-            local.unlink()
-    append_index_line(dest.clips_dir, entry)
-    return entry
+def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
+    """Worker task: finish the windows of one source already in the store, cut the others. Never raises."""
+    store, outcomes, to_cut = dest.store, [], []
+    for plan in plans:
+        stored = store.verified(keys[plan.clip_path])
+        outcome = finish_clip(plan, stored, dest, cut_now=False) if stored is not None else None
+        if outcome is None or outcome.error is not None and not stored.has_file:
+            to_cut.append(plan)  # never cut, or its only copy (in GCS) is gone
+        else:
+            outcomes.append(outcome)
+    return outcomes + (cut_and_store(to_cut, keys, dest) if to_cut else [])
 
 
-def load_cut_index(clips_dir: Path) -> dict[str, dict[str, Any]]:
-    """clip_path -> the latest finished cut recorded for it."""
-    return {entry["clip_path"]: entry for entry in read_jsonl(clips_dir / CUT_INDEX)}
-
-
-def is_done(entry: dict[str, Any] | None, key: str, dest: Destination) -> bool:
-    """Cut with the same key, and present where this run wants it (local file, GCS blob, or both)."""
-    if entry is None or entry.get("cut_key") != key:
-        return False
-    local_ok = (Path(dest.clips_dir) / entry["clip_path"]).is_file()
-    uploaded = dest.bucket is None or entry.get("clip_uri") == dest.uri(entry["clip_path"])
-    return uploaded and (local_ok or (not dest.keep_local and dest.bucket is not None))
-
-
-def manifest_record(plan: ClipPlan, outcome: dict[str, Any]) -> ClipRecord:
-    if "error" in outcome:
-        # A window the file does not have is an input problem: a re-run cannot fix it, unlike an I/O failure.
-        status = ClipStatus.skipped if outcome["error"].startswith("no_frames_in_window") else ClipStatus.failed
-        return plan.record(status=status, reason=outcome["error"])
-    return plan.record(status=ClipStatus.ok, clip_path=plan.clip_path, clip_uri=outcome.get("clip_uri"),
-                       sha256=outcome["sha256"], size_bytes=outcome["size_bytes"],
-                       file_start=outcome["file_start"], file_end=outcome["file_end"])
+# --- the run ---------------------------------------------------------------------------------------
 
 
 def make_tasks(pending: list[ClipPlan]) -> list[list[ClipPlan]]:
@@ -209,84 +249,156 @@ def make_tasks(pending: list[ClipPlan]) -> list[list[ClipPlan]]:
     return tasks
 
 
-def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], index: dict[str, dict[str, Any]],
-              dest: Destination, workers: int, total: int) -> tuple[dict[str, dict[str, Any]], int]:
-    """Run cut tasks in a process pool with progress; returns outcomes by clip path and bytes read."""
-    outcomes: dict[str, dict[str, Any]] = {}
+def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destination, workers: int,
+              total: int) -> list[ClipOutcome]:
+    """Run clip tasks in a process pool, with progress; workers die with this process."""
+    outcomes: list[ClipOutcome] = []
     failures = bytes_read = 0
     bar = progress_bar(total, "prepare: cutting")
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(cut_task, task, {p.clip_path: keys[p.clip_path] for p in task},
-                               {p.clip_path: index[p.clip_path] for p in task if p.clip_path in index}, dest)
-                   for task in tasks}
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=worker_init, initargs=(os.getpid(),))
+    try:
+        futures = {pool.submit(clip_task, task, {p.clip_path: keys[p.clip_path] for p in task}, dest) for task in tasks}
         while futures:
             done, futures = wait(futures, return_when=FIRST_COMPLETED)
             for future in done:
                 task_outcomes = future.result()
-                for outcome in task_outcomes:
-                    outcomes[outcome["clip_path"]] = outcome
-                    failures += "error" in outcome
-                    bytes_read += outcome.pop("bytes_read", 0)
+                outcomes += task_outcomes
+                failures += sum(o.error is not None for o in task_outcomes)
+                bytes_read += sum(o.bytes_read for o in task_outcomes)
                 bar.update(len(task_outcomes))
                 bar.set_postfix(failed=failures, read=f"{bytes_read / 1e6:.1f}MB")
-    bar.close()
-    return outcomes, bytes_read
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()  # Ctrl-C or an error: no worker cuts on after the stage ended
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown()
+    return outcomes
 
 
-def prune_clips_dir(clips_dir: Path, keep: dict[str, dict[str, Any]]) -> None:
-    """Remove clips no longer selected (and partial files) and rewrite the index compactly and sorted."""
+def link_reused(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
+    """Clips already in the store, with no upload to check: link them into the clips directory (main process)."""
+    outcomes = []
+    for plan in plans:
+        stored = dest.store.get(keys[plan.clip_path])
+        link_file(dest.store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
+        outcomes.append(ClipOutcome(plan.clip_path, stored=stored))
+    return outcomes
+
+
+def reuse_locked_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore, clips_dir: Path,
+                       manifest: Path) -> int:
+    """Copy into the store the clips dvc.lock last recorded (e.g. pulled from a remote) that it lacks."""
+    wanted = {keys[p.clip_path] for p in plans if p.clip_path in keys and store.get(keys[p.clip_path]) is None}
+    locked_manifest = locked_file("prepare", manifest.as_posix()) if wanted else None
+    if locked_manifest is None:
+        return 0
+    files = locked_directory("prepare", clips_dir.as_posix())
+    added = 0
+    for record in (ClipRecord.model_validate(r) for r in read_jsonl(locked_manifest)):
+        cached = files.get(record.clip_path or "")
+        if record.cut_key not in wanted or cached is None or record.sha256 is None:
+            continue
+        partial = store.partial_file(record.cut_key)
+        link_file(cached, partial)
+        if file_digests(partial, with_md5=False)[0] != record.sha256:
+            partial.unlink()
+            continue
+        os.replace(partial, store.clip_file(record.cut_key))
+        store.commit(StoredClip(cut_key=record.cut_key, sha256=record.sha256, size_bytes=record.size_bytes or 0,
+                                file_start=record.file_start or 0.0, file_end=record.file_end or 0.0))
+        wanted.discard(record.cut_key)
+        added += 1
+    return added
+
+
+def manifest_record(plan: ClipPlan, key: str | None, outcome: ClipOutcome) -> ClipRecord:
+    if outcome.error is not None:
+        status = ClipStatus.skipped if outcome.error.permanent else ClipStatus.failed
+        return plan.record(status=status, reason=str(outcome.error))
+    stored = outcome.stored
+    return plan.record(status=ClipStatus.ok, clip_path=plan.clip_path, clip_uri=outcome.clip_uri, cut_key=key,
+                       sha256=stored.sha256, size_bytes=stored.size_bytes, file_start=stored.file_start,
+                       file_end=stored.file_end)
+
+
+def prune_clips_dir(clips_dir: Path, keep: set[str]) -> None:
+    """Remove clips no longer selected and leftovers (DVC empties the out before a run; a direct run may not)."""
     for path in sorted(clips_dir.rglob("*"), reverse=True):
         relative = path.relative_to(clips_dir).as_posix()
-        if path.is_file() and relative != CUT_INDEX and relative not in keep:
+        if path.is_file() and relative not in keep:
             path.unlink()
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()
-    write_jsonl(clips_dir / CUT_INDEX, [keep[k] for k in sorted(keep)])
 
 
-def prepare_metrics(records: list[ClipRecord], reused: int, cut: int, bytes_read: int) -> dict[str, Any]:
+def prepare_metrics(records: list[ClipRecord]) -> dict[str, Any]:
+    """Facts of the manifest (tracked): the same manifest gives the same figures."""
     ok = [r for r in records if r.status is ClipStatus.ok]
     return {
         "queries": len(records),
         "clips_ok": len(ok),
-        "clips_reused": reused,
-        "clips_cut": cut,
         "by_status": dict(sorted(Counter(r.status.value for r in records).items())),
-        "not_done_by_reason": dict(sorted(Counter(r.reason.split(":", 1)[0] for r in records if r.reason).items())),
+        "not_ok_by_reason": dict(sorted(Counter(r.reason.split(":", 1)[0] for r in records if r.reason).items())),
         "clip_seconds": round(sum(r.duration or 0 for r in ok), 3),
         "clip_bytes": sum(r.size_bytes or 0 for r in ok),
-        "source_bytes_read": bytes_read,
     }
 
 
+@dataclass(frozen=True)
+class PrepareRun:
+    records: list[ClipRecord]  # what the manifest holds
+    facts: dict[str, Any]  # facts of this run (the run report)
+
+
 def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path, metrics: Path,
-        workers: int) -> list[ClipRecord]:
+        workers: int, store_dir: Path | None = None) -> PrepareRun:
     started = time.monotonic()
     clips_dir.mkdir(parents=True, exist_ok=True)
+    store = ClipStore(store_dir or store_root() / "clips")
+    store.sweep_partials()
     plans, records = plan_clips(data)
     settings = dataclasses.replace(cut_settings(clip), md5=gcs.bucket is not None)
-    dest = Destination(str(clips_dir), settings, clip.keep_local, gcs.bucket, gcs.prefix, data.s3_endpoint_url)
+    dest = Destination(str(clips_dir), str(store.root), settings, clip.keep_local, gcs.bucket, gcs.prefix,
+                       data.s3_endpoint_url)
     fingerprints = fingerprint_sources(sorted({p.source_url for p in plans}), dest)
-    index = load_cut_index(clips_dir)
-    unreachable = {p.clip_path: {"clip_path": p.clip_path, "error": fingerprints[p.source_url][1:]}
-                   for p in plans if fingerprints[p.source_url].startswith("!")}
-    keys = {p.clip_path: cut_key(p, fingerprints[p.source_url], dest.settings) for p in plans if p.clip_path not in unreachable}
-    done = {path: index[path] for path, key in keys.items() if is_done(index.get(path), key, dest)}
-    pending = [p for p in plans if p.clip_path in keys and p.clip_path not in done]
-    print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(done)} already done, "
-          f"{len(unreachable)} with unreachable sources, {len(pending)} to cut with {workers} worker(s)", file=sys.stderr)
-    outcomes, bytes_read = run_tasks(make_tasks(pending), keys, index, dest, workers, len(pending)) if pending else ({}, 0)
-    outcomes = {**unreachable, **done, **outcomes}
-    records += [manifest_record(p, outcomes[p.clip_path]) for p in plans]
+    outcomes = {p.clip_path: ClipOutcome(p.clip_path, error=fingerprints[p.source_url].error)
+                for p in plans if fingerprints[p.source_url].error is not None}
+    keys = {p.clip_path: cut_key(p, fingerprints[p.source_url].fingerprint, dest.settings)
+            for p in plans if p.clip_path not in outcomes}
+    from_lock = reuse_locked_clips(plans, keys, store, clips_dir, manifest)
+    verified = {path: store.verified(key) for path, key in keys.items()}
+    stored = {path for path, entry in verified.items() if entry is not None}
+    linkable = [p for p in plans if not gcs.bucket and verified.get(p.clip_path) and verified[p.clip_path].has_file]
+    others = [p for p in plans if p.clip_path in keys and p not in linkable]
+    print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(stored)} already done"
+          f"{f' ({from_lock} from the last locked clips)' if from_lock else ''}, {len(outcomes)} with unreachable "
+          f"sources, {len(keys) - len(stored)} to cut with {workers} worker(s); clip store {store.root}", file=sys.stderr)
+    done = link_reused(linkable, keys, dest)
+    if others:
+        done += run_tasks(make_tasks(others), keys, dest, workers, len(others))
+    outcomes.update({o.clip_path: o for o in done})
+    records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path]) for p in plans]
     records.sort(key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
-    prune_clips_dir(clips_dir, {k: v for k, v in outcomes.items() if "error" not in v})
+    prune_clips_dir(clips_dir, {r.clip_path for r in records if r.clip_path and clip.keep_local})
     write_jsonl(manifest, records)
-    write_json(metrics, prepare_metrics(records, len(done), len(pending), bytes_read))
+    write_json(metrics, prepare_metrics(records))
+    cut_now = sum(o.cut_now for o in outcomes.values())
+    bytes_read = sum(o.bytes_read for o in outcomes.values())
+    facts = {"windows": len(plans), "reused": sum(o.stored is not None and not o.cut_now for o in outcomes.values()),
+             "cut": cut_now, "from_lock": from_lock, "source_bytes_read": bytes_read, "workers": workers,
+             "elapsed_s": round(time.monotonic() - started, 3)}
+    report = write_run_report("prepare", facts)
     print(summarise_failures("prepare", [(r.key, r.reason) for r in records if r.status is not ClipStatus.ok]), file=sys.stderr)
     by_status = Counter(r.status.value for r in records)
-    print(f"prepare: {dict(sorted(by_status.items()))} of {len(records)} queries; read {bytes_read / 1e6:.1f} MB "
-          f"from sources in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    return records
+    print(f"prepare: {dict(sorted(by_status.items()))} of {len(records)} queries; {cut_now} cut now, "
+          f"read {bytes_read / 1e6:.1f} MB from sources in {time.monotonic() - started:.1f} s; run report {report}",
+          file=sys.stderr)
+    check_complete("prepare", [(r.key, r.reason or "") for r in records if r.status is ClipStatus.failed],
+                   by_status.get(ClipStatus.ok.value, 0), len(plans), "clip", "cuts")
+    return PrepareRun(records, facts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -301,6 +413,11 @@ def main(argv: list[str] | None = None) -> None:
             args.clips_dir, args.manifest, args.metrics, runtime_int("EVUD_WORKERS", os.cpu_count() or 1))
     except MetadataError as err:
         sys.exit(f"prepare: bad metadata: {err}")
+    except StageIncomplete as err:
+        sys.exit(str(err))
+    except KeyboardInterrupt:
+        sys.exit("prepare: interrupted; every clip finished so far is kept in the clip store; run again to cut "
+                 "only the rest")
 
 
 if __name__ == "__main__":

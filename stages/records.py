@@ -115,6 +115,7 @@ class ClipRecord(QueryIds):
     duration: float | None = None  # window_end - window_start: the EVUD `duration_(s)`
     clip_path: str | None = None  # relative to the clips directory
     clip_uri: str | None = None  # gs:// copy, when uploaded
+    cut_key: str | None = None  # what decided the clip's bytes (source, window, cut settings): its clip store key
     sha256: str | None = None
     size_bytes: int | None = None
 
@@ -133,6 +134,28 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
+class AnswerEntry(BaseModel):
+    """The outcome of one request: an answer (any status but `failed`: final, kept in the answer store and
+    never asked again) or a failure (never stored, so the next run asks again)."""
+
+    request_key: str
+    model: str
+    backend: str
+    status: ResponseStatus
+    finish_reason: str | None = None
+    block_reason: str | None = None
+    error: str | None = None  # failed only: `reason: detail`
+    retryable: bool = False  # failed only: a later run may succeed (429, 5xx, timeout, dropped connection)
+    text: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    response: dict[str, Any] | None = None  # the generateContent response JSON as received
+    batch_job: str | None = None  # the batch prediction job that answered, in batch mode
+
+    @property
+    def is_final(self) -> bool:
+        return self.status is not ResponseStatus.failed
+
+
 class GeminiResult(QueryIds):
     """One line of generate's output: the answer (or failure) for one clip under the current params."""
 
@@ -144,9 +167,14 @@ class GeminiResult(QueryIds):
     finish_reason: str | None = None
     block_reason: str | None = None
     error: str | None = None
+    retryable: bool = False
     text: str | None = None
     usage: Usage = Field(default_factory=Usage)
     response: dict[str, Any] | None = None  # the generateContent response JSON as received
+
+    def entry(self) -> AnswerEntry:
+        """The answer this line holds, as the answer store keeps it (to reuse answers a lock recorded)."""
+        return AnswerEntry(**{name: getattr(self, name) for name in AnswerEntry.model_fields if name != "batch_job"})
 
 
 class QAPair(BaseModel):

@@ -156,6 +156,7 @@ class RetryStats:
 
 class VertexBackend:
     name = "vertex"
+    billed = True
 
     def __init__(self, gemini: GeminiParams, clips_dir: Path):
         self.client = make_client(gemini)
@@ -167,6 +168,9 @@ class VertexBackend:
         # Exponential backoff with full jitter (tenacity): spreads retries of many threads after a 429 burst.
         self._wait = tenacity.wait_random_exponential(multiplier=runtime_float("EVUD_RETRY_INITIAL_S", 1.0),
                                                       max=runtime_float("EVUD_RETRY_MAX_S", 60.0))
+
+    def retries_made(self) -> int:
+        return self.retries.total
 
     def _count_retry(self, state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -186,4 +190,4 @@ class VertexBackend:
         try:
             return retrying(self._call, request, contents, config)
         except (errors.APIError, auth_exceptions.TransportError, *HTTP_ERRORS) as err:
-            raise BackendError(describe_error(err)) from None
+            raise BackendError(describe_error(err), retryable=is_transient(err)) from None

@@ -39,7 +39,16 @@ _DEMUX_BUFFER = 128 * 1024  # bytes per Python read call from the demuxer: fewer
 
 
 class CutError(Exception):
-    """A window could not be cut; the message starts with a short reason code."""
+    """A window could not be cut; the message starts with a short reason code.
+
+    `permanent`: the input itself is the problem (no such object, a corrupt file, no video stream, a window
+    the file does not hold), so a re-run cannot help and the query is `skipped`; otherwise (a network or
+    store error, access denied) it is `failed` and cut again next run.
+    """
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,7 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Iter
     if "://" not in url or url.startswith("file://"):
         path = url.removeprefix("file://")
         if not os.path.isfile(path):
-            raise CutError(f"source_missing: {url} does not exist")
+            raise CutError(f"source_missing: {url} does not exist", permanent=True)
         with open(path, "rb", buffering=0) as raw:
             yield CountingReader(raw)
         return
@@ -136,7 +145,7 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Iter
         fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
         raw = fs.open(path, "rb", block_size=_MIN_READAHEAD, cache_type="readahead")
     except FileNotFoundError:
-        raise CutError(f"source_missing: {url} does not exist (404)") from None
+        raise CutError(f"source_missing: {url} does not exist (404)", permanent=True) from None
     except PermissionError as err:
         raise CutError(f"source_denied: {url}: access denied ({err}); check your credentials") from None
     try:
@@ -161,6 +170,7 @@ class WindowJob:
     dest: Path
     start: float
     end: float
+    partial: Path | None = None  # where to write while cutting (default: beside dest); renamed to dest when done
 
 
 def cut_window(source_url: str, dest: Path, start: float, end: float, keep_audio: bool = True) -> CutResult:
@@ -173,41 +183,50 @@ def cut_window(source_url: str, dest: Path, start: float, end: float, keep_audio
 
 
 def cut_windows(source: CountingReader, source_url: str, jobs: list[WindowJob],
-                settings: CutSettings) -> list[CutResult | CutError]:
-    """Cut several windows of one open source, demuxing its header once; one result or error per job.
+                settings: CutSettings) -> Iterator[CutResult | CutError]:
+    """Cut several windows of one open source, demuxing its header once; yields one result or error per job,
+    each as soon as its clip is complete (so the caller can record it before the next window is cut).
 
     Each clip appears at its dest only when complete. A source that cannot be opened fails every job with
     the same reason; a window that cannot be cut fails only itself.
     """
     try:
         inp = av.open(source, "r", buffer_size=_DEMUX_BUFFER)
-    except (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError) as err:
-        failure = CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}")
-        return [failure for _ in jobs]
+    except Exception as err:  # noqa: BLE001  classified: a corrupt file, or the store failing under it
+        failure = _read_error(source_url, err)
+        yield from (failure for _ in jobs)
+        return
     with inp:
         if not inp.streams.video:
-            return [CutError(f"no_video_stream: {source_url} has no video stream") for _ in jobs]
-        results = []
+            yield from (CutError(f"no_video_stream: {source_url} has no video stream (audio only?)", permanent=True)
+                        for _ in jobs)
+            return
         for job in jobs:
             if inp.bit_rate:
                 # 90 %: an estimate from the average bit rate; the rest streams in growing blocks.
                 source.expect_window(int(0.9 * (job.end - job.start) * inp.bit_rate / 8))
-            results.append(_cut_one(inp, source_url, job, settings))
-        return results
+            yield _cut_one(inp, source_url, job, settings)
+
+
+def _read_error(source_url: str, err: Exception) -> CutError:
+    """FFmpeg rejecting the bytes is a corrupt file (permanent); anything else is the store failing (retry)."""
+    if isinstance(err, (av.error.FFmpegError, ValueError, IndexError, EOFError)):
+        return CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}", permanent=True)
+    return CutError(f"source_unreadable: {source_url}: {type(err).__name__}: {err}")
 
 
 def _cut_one(inp: Any, source_url: str, job: WindowJob, settings: CutSettings) -> CutResult | CutError:
     job.dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = job.dest.with_name(job.dest.name + ".part")
+    partial = job.partial or job.dest.with_name(job.dest.name + ".part")
     cut = _copy_window if settings.mode == "copy" else _reencode_window
     try:
         file_start, file_end = cut(inp, partial, job.start, job.end, settings)
     except CutError as err:
         partial.unlink(missing_ok=True)
         return err
-    except (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError) as err:
+    except Exception as err:  # noqa: BLE001  classified by _read_error; a worker must report every window
         partial.unlink(missing_ok=True)
-        return CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}")
+        return _read_error(source_url, err)
     os.replace(partial, job.dest)
     sha256, md5_b64 = file_digests(job.dest, settings.md5)
     return CutResult(file_start=file_start, file_end=file_end, sha256=sha256, md5_b64=md5_b64,
@@ -230,7 +249,7 @@ def _copy_window(inp: Any, dest: Path, start: float, end: float, settings: CutSe
         inp.seek(_ticks(start, video_in), stream=video_in, backward=True)
         span = _copy_packets(inp, (video_in, video_out), (audio_in, audio_out), start, end, out)
     if span is None:
-        raise CutError(f"no_frames_in_window: no video frames between {start} and {end} s")
+        raise CutError(f"no_frames_in_window: no video frames between {start} and {end} s", permanent=True)
     return span
 
 
@@ -311,7 +330,7 @@ def _reencode_window(inp: Any, dest: Path, start: float, end: float, settings: C
         if audio_out is not None:
             out.mux(audio_out.encode(None))
     if frames == 0:
-        raise CutError(f"no_frames_in_window: no video frames between {start} and {end} s")
+        raise CutError(f"no_frames_in_window: no video frames between {start} and {end} s", permanent=True)
     return float(start), float(end)
 
 

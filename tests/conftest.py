@@ -23,8 +23,13 @@ def project_files() -> list[str]:
     return [f for f in listed.split("\0") if f and (PROJECT_ROOT / f).is_file()]
 
 
+# A repository copy keeps its store in its own .evud/ unless a test says otherwise.
+_STORE_VARIABLES = ("EVUD_STORE", "EVUD_ANSWER_STORE")
+
+
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "EVUD_PROGRESS": "0", "DVC_NO_ANALYTICS": "1", **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if k not in _STORE_VARIABLES}
+    full_env = {**inherited, "EVUD_PROGRESS": "0", "DVC_NO_ANALYTICS": "1", **(env or {})}
     result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -54,6 +59,15 @@ def tree_digest(root: Path) -> dict[str, str]:
     """relative path -> sha256 of every file under root."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stages run in this process (or started with its environment) keep answers, clips and run reports in a
+    store of their own, never in this checkout's .evud/."""
+    monkeypatch.setenv("EVUD_STORE", str(tmp_path / "evud-store"))
+    monkeypatch.delenv("EVUD_ANSWER_STORE", raising=False)
+    return tmp_path / "evud-store"
 
 
 @pytest.fixture

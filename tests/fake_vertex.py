@@ -107,6 +107,9 @@ class FakeVertex:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.answered = 0  # 200 answers sent (each one paid for)
+        self._hold_after: int | None = None  # after this many answers, requests hang until release()
+        self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
     # --- configuration and counts -------------------------------------------------------------------
@@ -123,6 +126,15 @@ class FakeVertex:
                 return self._rng.choice([429, 500, 503])
             return self.default
 
+    def hold_after(self, answers: int) -> None:
+        """Answer `answers` requests, then hold every further one (a run that is killed mid-flight)."""
+        self._hold_after = answers
+        self._released.clear()
+
+    def release(self) -> None:
+        self._hold_after = None
+        self._released.set()
+
     @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
@@ -133,6 +145,7 @@ class FakeVertex:
             self.models.clear()
             self.bodies.clear()
             self.batch_lines.clear()
+            self.answered = 0
 
     # --- server --------------------------------------------------------------------------------------
     def start(self) -> str:
@@ -200,6 +213,13 @@ class FakeVertex:
             self.calls[clip_id] += 1
             self.models[model] += 1
             self.bodies.append(body)
+        with self._lock:
+            held = self._hold_after is not None and self.answered >= self._hold_after
+            if not held:
+                self.answered += 1
+        if held:
+            self._released.wait(60)
+            return self._send(handler, 503, error_json(503))
         behaviour = self.next_behaviour(clip_id)
         if behaviour == "hang":
             self._stopping.wait(self.hang_s)
@@ -322,6 +342,5 @@ def gcs_emulator() -> Iterator[str]:
 def generate_command(reproduced: Path, work: Path, params_file: Path) -> list[str]:
     """`python -m stages.generate` on a reproduced sample's manifest and clips, writing into `work`."""
     return [sys.executable, "-m", "stages.generate", "--manifest", str(reproduced / "data/clips.jsonl"),
-            "--clips-dir", str(reproduced / "data/clips"), "--cache-dir", str(work / "cache"),
-            "--out", str(work / "responses.jsonl"), "--metrics", str(work / "metrics.json"),
-            "--params", str(params_file)]
+            "--clips-dir", str(reproduced / "data/clips"), "--out", str(work / "responses.jsonl"),
+            "--metrics", str(work / "metrics.json"), "--params", str(params_file)]

@@ -24,8 +24,8 @@ def numbered_frame(index: int, width: int, height: int, noise: bool = False) -> 
 
 
 def make_numbered_video(path: Path, seconds: int, fps: int = 10, gop: int = 20, with_audio: bool = False,
-                        crf: int = 18, noise: bool = False) -> None:
-    """An H.264 mp4 (keyframe every `gop` frames) whose frame i shows the number i."""
+                        crf: int = 18, noise: bool = False, first_number: int = 0) -> None:
+    """An H.264 mp4 (keyframe every `gop` frames) whose frame i shows the number first_number + i."""
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
         width, height = SOURCE_SIZE
@@ -34,7 +34,7 @@ def make_numbered_video(path: Path, seconds: int, fps: int = 10, gop: int = 20, 
                          "preset": "veryfast"}
         audio = out.add_stream("aac", rate=16000, layout="mono") if with_audio else None
         for i in range(seconds * fps):
-            frame = av.VideoFrame.from_ndarray(numbered_frame(i, width, height, noise), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(numbered_frame(first_number + i, width, height, noise), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
             out.mux(video.encode(frame))
             if audio is not None and i % fps == 0:

@@ -14,7 +14,8 @@ import yaml
 
 from conftest import PROJECT_ROOT
 from fake_vertex import BATCH_BUCKET, FakeVertex, gcs_read, generate_command
-from stages.batch import JOBS_FILE, line_key
+from stages.answer_store import AnswerStore
+from stages.batch import BatchJobLog, line_key
 from test_vertex import PARAMS, manifest_clips, run_generate, vertex_params
 
 
@@ -57,8 +58,10 @@ def test_a_failed_job_is_recorded_and_its_requests_resubmitted(reproduced_sample
     metrics, responses = run_generate(reproduced_sample, tmp_path, batch_params(fake_vertex, "failed-job"))
     assert fake_vertex.jobs_created == 2 and {r["status"] for r in responses.values()} == {"ok"}
     assert metrics["retries"] == len(responses)
-    log = [json.loads(line) for line in (tmp_path / "cache" / JOBS_FILE).read_text().splitlines()]
-    assert [e.get("state") for e in log if e["event"] == "collected"] == ["JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"]
+    log = BatchJobLog(AnswerStore(str(tmp_path / "answers")))
+    records = [json.loads(p.read_text()) for p in sorted(Path(log.root).glob("*.json"))]
+    assert sorted(r["collected"] for r in records) == ["JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"]
+    assert not log.unfinished()
 
 
 def test_a_rerun_resumes_the_submitted_job_instead_of_paying_twice(reproduced_sample: Path, tmp_path: Path,
@@ -68,12 +71,13 @@ def test_a_rerun_resumes_the_submitted_job_instead_of_paying_twice(reproduced_sa
                             batch_bucket=BATCH_BUCKET, batch_prefix="resume")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = generate_command(reproduced_sample, tmp_path, tmp_path / "params.yaml")
+    log = BatchJobLog(AnswerStore(str(tmp_path / "answers")))
     # A slow poll: the process is still waiting on its job when it is killed.
-    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, "EVUD_BATCH_POLL_S": "60"},
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, "EVUD_BATCH_POLL_S": "60",
+                                                        "EVUD_ANSWER_STORE": str(tmp_path / "answers")},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    jobs_log = tmp_path / "cache" / JOBS_FILE
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not jobs_log.exists():
+    while time.monotonic() < deadline and not log.unfinished():
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -82,8 +86,8 @@ def test_a_rerun_resumes_the_submitted_job_instead_of_paying_twice(reproduced_sa
     metrics, responses = run_generate(reproduced_sample, tmp_path, batch_params(fake_vertex, "resume"))
     assert fake_vertex.jobs_created == 1  # polled the job it had submitted, did not submit another
     assert {r["status"] for r in responses.values()} == {"ok"} and metrics["calls"] == len(responses)
-    events = [json.loads(line)["event"] for line in jobs_log.read_text().splitlines()]
-    assert events == ["submitted", "collected"]
+    assert not log.unfinished()
+    assert [json.loads(p.read_text())["collected"] for p in Path(log.root).glob("*.json")] == ["JOB_STATE_SUCCEEDED"]
 
 
 def test_prediction_lines_map_to_keys_by_label_else_by_clip_uri():

@@ -61,8 +61,7 @@ def test_the_command_line_says_what_to_do_when_refusing(reproduced_sample: Path,
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SystemExit) as exit_info:
         generate.main(["--manifest", str(reproduced_sample / "data/clips.jsonl"), "--clips-dir",
-                       str(reproduced_sample / "data/clips"), "--cache-dir", str(tmp_path / "cache"),
-                       "--out", str(tmp_path / "out.jsonl"), "--metrics", str(tmp_path / "m.json"),
+                       str(reproduced_sample / "data/clips"), "--out", str(tmp_path / "out.jsonl"), "--metrics", str(tmp_path / "m.json"),
                        "--params", str(tmp_path / "params.yaml")])
     assert "refusing to start" in str(exit_info.value.code) and "-S gemini.max_cost_usd=" in str(exit_info.value.code)
     assert fake_vertex.total_calls == 0

@@ -76,5 +76,7 @@ def test_real_run_from_the_readme(repo_copy: Path, fake_vertex: FakeVertex, tmp_
         secrets = [os.environ["AWS_SECRET_ACCESS_KEY"], FAST_ENV["GOOGLE_OAUTH_ACCESS_TOKEN"]]
         written = [pilot.stdout, pilot.stderr] + [(repo_copy / name).read_text() for name in
                    ("params.yaml", "data/clips.jsonl", "data/responses.jsonl", "data/ego4d_vqa_gemini.json",
-                    "metrics/prepare.json", "metrics/generate.json", "data/gemini_cache/responses.jsonl")]
+                    "metrics/prepare.json", "metrics/generate.json")]
+        written += [p.read_text() for p in (repo_copy / ".evud").rglob("*.json")]  # answers, clips, run reports
+        assert len(list((repo_copy / ".evud/answers").rglob("*.json"))) == 5
         assert not [s for s in secrets for text in written if s in text]
