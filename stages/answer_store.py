@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -111,18 +112,22 @@ class AnswerStore:
             return True
         path = self._claim_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._claim_is_live(path):
-                    return False
-                path.unlink(missing_ok=True)  # its run died (kill -9): take it over
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()} {self._host} {time.time():.0f}\n")
-            return True
-        return False
+        # Written whole, then linked into place: link() fails if the claim exists, and a reader never sees an
+        # empty claim (which it would take for a torn one and take over).
+        mine = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+        mine.write_text(f"{os.getpid()} {self._host} {time.time():.0f}\n")
+        try:
+            for _ in range(2):
+                try:
+                    os.link(mine, path)
+                    return True
+                except FileExistsError:
+                    if self._claim_is_live(path):
+                        return False
+                    path.unlink(missing_ok=True)  # its run died (kill -9): take it over
+            return False
+        finally:
+            mine.unlink(missing_ok=True)
 
     def claimed_elsewhere(self, key: str) -> bool:
         return self.local and self._claim_is_live(self._claim_path(key))

@@ -24,6 +24,7 @@ from typing import Any
 from google.genai import errors, types
 
 from .answer_store import AnswerStore
+from .errors import UserError
 from .gemini import GeminiRequest, failed_entry, response_entry
 from .records import AnswerEntry
 from .params import GeminiParams, runtime_float, runtime_int
@@ -36,7 +37,7 @@ LABEL = "evud_request"  # label on each request line; Vertex echoes the request 
 LABEL_CHARS = 32  # label values are at most 63 characters; 128 bits of the request key are plenty
 
 
-class BatchSetupError(ValueError):
+class BatchSetupError(UserError):
     """Batch mode cannot start with these params (no bucket, replay backend)."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .errors import UserError
 from .gemini import GeminiRequest
 from .params import GeminiParams, ModelPrice
 from .records import Usage
@@ -15,11 +16,11 @@ from .records import Usage
 PROMPT_CHARS_PER_TOKEN = 4  # rough rule for English text; the prompt is a small part of a video request
 
 
-class CostLimitExceeded(Exception):
+class CostLimitExceeded(UserError):
     """The estimated cost of the calls to make is above gemini.max_cost_usd; nothing was called."""
 
 
-class MissingPrice(Exception):
+class MissingPrice(UserError):
     """gemini.max_cost_usd is set but the price table has no row for the model, so the limit cannot be checked."""
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 import ijson
 from pydantic import ValidationError
 
+from .errors import UserError
 from .params import DataParams
 from .records import ClipRecord, ClipStatus, Ego4dVideo, LanguageQuery, QueryIds, UnsafeUidError, check_path_safe_uid
 
@@ -36,18 +39,67 @@ class ClipPlan:
                           window_end=self.window_end, duration=round(self.window_end - self.window_start, 6), **fields)
 
 
-class MetadataError(Exception):
+class MetadataError(UserError):
     """A metadata file that cannot be used at all: fail fast, naming the file and the field."""
 
 
+_BOM = codecs.BOM_UTF8
+
+
+def not_utf8(url: str, offset: int, err: UnicodeDecodeError) -> MetadataError:
+    return MetadataError(f"{url} is not UTF-8: byte {offset} is {err.object[err.start:err.start + 1]!r} ({err.reason}). "
+                         "Ego4D ships UTF-8 JSON; re-save this file as UTF-8, e.g. "
+                         "`iconv -f latin1 -t utf-8 in.json > out.json` if it is Latin-1")
+
+
 def load_json(url: str) -> Any:
+    """A whole JSON document in UTF-8 (a byte-order mark is allowed); any other encoding is refused by name."""
     try:
-        with fsspec.open(url, "r", encoding="utf-8") as f:
-            return json.load(f)
+        with fsspec.open(url, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise MetadataError(f"{url}: file not found") from None
+    start = len(_BOM) if data.startswith(_BOM) else 0
+    try:
+        text = data[start:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise not_utf8(url, start + err.start, err) from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise MetadataError(f"{url}: not valid JSON ({err})") from None
+
+
+class Utf8Stream(io.RawIOBase):
+    """A binary stream checked as UTF-8 while it is read (a leading byte-order mark is dropped), so a file
+    streamed by ijson fails with the byte offset of its first non-UTF-8 byte, in one pass."""
+
+    def __init__(self, raw: IO[bytes], url: str):
+        self._raw, self._url = raw, url
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._offset = 0
+        head = raw.read(len(_BOM))
+        self._pending = b"" if head == _BOM else head
+        self._offset = len(head) - len(self._pending)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = len(buffer)
+        if not size:
+            return 0
+        if self._pending:
+            data, self._pending = self._pending[:size], self._pending[size:]
+        else:
+            data = self._raw.read(size)
+        try:
+            self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as err:
+            raise not_utf8(self._url, self._offset + err.start, err) from None
+        self._offset += len(data)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def load_nlq(url: str) -> dict[str, Any]:
@@ -77,7 +129,7 @@ def load_videos(ego4d_json: str, wanted: set[str] | None = None) -> dict[str, Eg
     videos: dict[str, Ego4dVideo | str] = {}
     try:
         with fsspec.open(ego4d_json, "rb") as f:
-            for i, raw in enumerate(ijson.items(f, "videos.item", use_float=True)):
+            for i, raw in enumerate(ijson.items(Utf8Stream(f, ego4d_json), "videos.item", use_float=True)):
                 uid = raw.get("video_uid") if isinstance(raw, dict) else None
                 if not isinstance(uid, str) or (wanted is not None and uid not in wanted):
                     continue
@@ -96,7 +148,7 @@ def load_videos(ego4d_json: str, wanted: set[str] | None = None) -> dict[str, Eg
 
 def _require_videos_field(ego4d_json: str) -> None:
     with fsspec.open(ego4d_json, "rb") as f:
-        for prefix, event, _ in ijson.parse(f):
+        for prefix, event, _ in ijson.parse(Utf8Stream(f, ego4d_json)):
             if prefix == "videos" and event == "start_array":
                 return
     raise MetadataError(f"{ego4d_json}: field 'videos' is missing or not a list; is this Ego4D's ego4d.json?")
@@ -107,15 +159,32 @@ def _first_error(err: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
-def iter_language_queries(nlq: dict[str, Any]) -> Iterator[tuple[QueryIds, dict[str, Any]]]:
-    """Every language query of nlq_train.json with its four ids, in file order."""
-    for video in nlq.get("videos", []):
-        for clip in video.get("clips", []):
-            for annotation in clip.get("annotations", []):
-                for index, raw_query in enumerate(annotation.get("language_queries", [])):
-                    ids = QueryIds(video_uid=str(video.get("video_uid")), clip_uid=str(clip.get("clip_uid")),
-                                   annotation_uid=str(annotation.get("annotation_uid")), language_query_index=index)
-                    yield ids, raw_query
+@dataclass(frozen=True)
+class RawQuery:
+    """One language query of nlq_train.json as found: its ids (blank when missing), where it is, its fields."""
+
+    ids: QueryIds
+    position: str  # videos[i].clips[j].annotations[k].language_queries[q]
+    fields: Any
+    missing_uid: str | None = None  # the first id field that is missing or empty
+
+
+def _uid(container: dict[str, Any], field: str) -> str | None:
+    value = container.get(field)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def iter_language_queries(nlq: dict[str, Any]) -> Iterator[RawQuery]:
+    """Every language query of nlq_train.json with its four ids and position, in file order."""
+    for i, video in enumerate(nlq.get("videos", [])):
+        for j, clip in enumerate(video.get("clips", [])):
+            for k, annotation in enumerate(clip.get("annotations", [])):
+                uids = {"video_uid": _uid(video, "video_uid"), "clip_uid": _uid(clip, "clip_uid"),
+                        "annotation_uid": _uid(annotation, "annotation_uid")}
+                missing = next((field for field, value in uids.items() if value is None), None)
+                for q, fields in enumerate(annotation.get("language_queries", [])):
+                    ids = QueryIds(**{f: v or "" for f, v in uids.items()}, language_query_index=q)
+                    yield RawQuery(ids, f"videos[{i}].clips[{j}].annotations[{k}].language_queries[{q}]", fields, missing)
 
 
 def round_window(start: float, end: float, duration: float, rounding: str) -> tuple[float, float]:
@@ -179,6 +248,15 @@ def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str
                     source_url=video_source_url(video, params), clip_path=relative_path)
 
 
+def check_identity(query: RawQuery, first_seen: dict[str, str]) -> None:
+    """Raise SkipQuery for a query without all its ids, or with the ids of an earlier one (never cut over it)."""
+    if query.missing_uid is not None:
+        raise SkipQuery(f"missing_uid: {query.missing_uid} is missing or empty at {query.position}")
+    earlier = first_seen.setdefault(query.ids.key, query.position)
+    if earlier != query.position:
+        raise SkipQuery(f"duplicate_query: {query.position} has the ids of {earlier}")
+
+
 def plan_clips(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
     """All selected queries as plans, plus a `skipped` record for every query that cannot be cut.
 
@@ -186,15 +264,17 @@ def plan_clips(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
     """
     nlq = load_nlq(params.nlq_json)
     allowed = set(params.video_uids) if params.video_uids is not None else None
-    queries = [(ids, raw) for ids, raw in iter_language_queries(nlq) if allowed is None or ids.video_uid in allowed]
-    videos = load_videos(params.ego4d_json, {ids.video_uid for ids, _ in queries})
+    queries = [q for q in iter_language_queries(nlq) if allowed is None or q.ids.video_uid in allowed]
+    videos = load_videos(params.ego4d_json, {q.ids.video_uid for q in queries if q.ids.video_uid})
     plans: list[ClipPlan] = []
     skipped: list[ClipRecord] = []
-    for ids, raw_query in queries:
+    first_seen: dict[str, str] = {}
+    for query in queries:
         if params.limit is not None and len(plans) >= params.limit:
             break
         try:
-            plans.append(plan_query(ids, raw_query, videos, params))
+            check_identity(query, first_seen)
+            plans.append(plan_query(query.ids, query.fields, videos, params))
         except SkipQuery as why:
-            skipped.append(ClipRecord(**ids.model_dump(), status=ClipStatus.skipped, reason=str(why)))
+            skipped.append(ClipRecord(**query.ids.model_dump(), status=ClipStatus.skipped, reason=str(why)))
     return plans, skipped

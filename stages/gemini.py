@@ -69,7 +69,9 @@ def request_key(request: GeminiRequest) -> str:
         "response_schema": request.response_schema,
     }
     if request.backend == "replay":
+        # Replay answers are examples looked up by the clip's ids: keep them apart from real answers, and per clip.
         material["backend"] = "replay"
+        material["clip"] = request.clip.key
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -95,14 +97,17 @@ def _enum_name(value: Any) -> str | None:
 
 
 def classify_response(response: types.GenerateContentResponse) -> Classified:
-    """ok / blocked / truncated / empty, with the finishReason or blockReason that says why."""
+    """ok / blocked / truncated / empty (or failed: no candidate and no reason), with the finishReason or
+    blockReason that says why."""
     usage_meta = response.usage_metadata
     usage = Usage(prompt_tokens=(usage_meta and usage_meta.prompt_token_count) or 0,
                   output_tokens=(usage_meta and usage_meta.candidates_token_count) or 0,
                   total_tokens=(usage_meta and usage_meta.total_token_count) or 0)
     block = response.prompt_feedback and _enum_name(response.prompt_feedback.block_reason)
-    if block or not response.candidates:
-        return Classified(ResponseStatus.blocked, None, None, block or "NO_CANDIDATES", usage)
+    if block:
+        return Classified(ResponseStatus.blocked, None, None, block, usage)
+    if not response.candidates:  # no answer and no reason: a glitch, not a refusal (asked again next run)
+        return Classified(ResponseStatus.failed, None, None, None, usage)
     candidate = response.candidates[0]
     finish = _enum_name(candidate.finish_reason)
     parts = (candidate.content and candidate.content.parts) or []
@@ -120,6 +125,9 @@ def response_entry(request_key: str, model: str, backend: str, response: types.G
                    batch_job: str | None = None) -> AnswerEntry:
     """The entry for an answer received (of any status but failed)."""
     classified = classify_response(response)
+    if classified.status is ResponseStatus.failed:
+        return failed_entry(request_key, model, backend, "no_candidates: the response holds no candidate and no "
+                            "block reason", retryable=True, batch_job=batch_job)
     return AnswerEntry(request_key=request_key, model=model, backend=backend, status=classified.status,
                        text=classified.text, finish_reason=classified.finish_reason,
                        block_reason=classified.block_reason, usage=classified.usage,
@@ -169,7 +177,7 @@ class ReplayBackend:
     def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
         response = self._responses.get(request.clip.key)
         if response is None:
-            raise BackendError(f"no_replay_response: the replay file has no answer for clip {request.clip.key}")
+            raise BackendError("no_replay_response: the replay file has no answer for this clip")
         return response.model_copy(deep=True)
 
 

@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from .answer_store import AnswerStore
-from .cost import CostEstimate, CostLimitExceeded, MissingPrice, check_budget, estimate_cost, usage_cost
+from .cost import CostEstimate, check_budget, estimate_cost, usage_cost
+from .errors import run_stage
 from .gemini import Backend, BackendError, GeminiRequest, build_request, failed_entry, make_backend, response_entry
 from .jsonl import read_jsonl, write_json, write_jsonl
 from .params import GeminiParams, PromptParams, load_section, runtime_int
-from .progress import StageIncomplete, check_complete, progress_bar, summarise_failures, write_run_report
+from .progress import check_complete, progress_bar, summarise_failures, write_run_report
 from .records import AnswerEntry, ClipRecord, ClipStatus, GeminiResult, ResponseStatus
 from .store import answer_store_url, locked_file
 
@@ -47,6 +48,7 @@ class Answered:
 
     entry: AnswerEntry
     latency_s: float
+    elsewhere: bool = False  # asked and stored by another run at the same time: not paid by this one
 
 
 def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
@@ -102,6 +104,10 @@ class Asker:
         if self.store is not None and not self.store.claim(request.key):
             return None
         try:
+            # Another run may have stored this answer since this run looked (and released its claim).
+            stored = self.answered_elsewhere(request)
+            if stored is not None:
+                return stored
             answered = answer_entry(request, self.backend)
             if self.store is not None and answered.entry.is_final:
                 self.store.put(answered.entry)
@@ -112,7 +118,7 @@ class Asker:
 
     def answered_elsewhere(self, request: GeminiRequest) -> Answered | None:
         entry = self.store.get(request.key) if self.store is not None else None
-        return Answered(entry, 0.0) if entry is not None else None
+        return Answered(entry, 0.0, elsewhere=True) if entry is not None else None
 
     def ask_all(self, requests: list[GeminiRequest]) -> list[Answered]:
         answers: list[Answered] = []
@@ -200,10 +206,10 @@ def run_facts(fresh: list[Answered], calls: int, known: int, requests: int, gemi
               estimate: CostEstimate, retries: int, elapsed_s: float, billed: bool) -> dict[str, Any]:
     """Facts of this run only (untracked report and log): calls, reuse, retries, latency, rate, spend."""
     latencies = sorted(a.latency_s for a in fresh if a.latency_s)
-    usages = [a.entry.usage for a in fresh]
+    usages = [a.entry.usage for a in fresh if not a.elsewhere]
     return {
         "requests": requests,
-        "reused_answers": known,
+        "reused_answers": known + sum(a.elsewhere for a in fresh),
         "calls": calls,
         "retries": retries,
         "failed": sum(not a.entry.is_final for a in fresh),
@@ -238,7 +244,7 @@ def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: B
         outcome = run_batch(missing, gemini, backend, store, clips_dir, concurrency)  # type: ignore[arg-type]
         return [Answered(e, 0.0) for e in outcome.entries], outcome.rows, outcome.resubmitted
     answers = Asker(backend, store, concurrency).ask_all(missing)
-    return answers, len(answers), backend.retries_made()
+    return answers, sum(not a.elsewhere for a in answers), backend.retries_made()
 
 
 @dataclass(frozen=True)
@@ -294,14 +300,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    try:
-        run(load_section("gemini", args.params), load_section("prompt", args.params), args.manifest,
-            args.clips_dir, args.out, args.metrics, runtime_int("EVUD_CONCURRENCY", 8))
-    except (CostLimitExceeded, MissingPrice, StageIncomplete, ValueError) as err:
-        # User-actionable: say what to do, without a traceback.
-        sys.exit(str(err) if str(err).startswith("generate:") else f"generate: {err}")
-    except KeyboardInterrupt:
-        sys.exit("generate: interrupted; answers received are kept; run again to ask only the rest")
+    run_stage("generate", lambda: run(
+        load_section("gemini", args.params), load_section("prompt", args.params), args.manifest, args.clips_dir,
+        args.out, args.metrics, runtime_int("EVUD_CONCURRENCY", 8)),
+        on_interrupt="answers received are kept in the answer store; run again to ask only the rest")
 
 
 if __name__ == "__main__":

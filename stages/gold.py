@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .answers import normalise_category
+from .errors import UserError
 from .records import GoldAnswer, QAPair, Reject, RejectScope
 from .report import count_by_reason
 
@@ -27,7 +28,7 @@ GOLD_COLUMNS = ("ego4d_video_uid", "ego4d_clip_uid", "ego4d_annotation_uid", "eg
                 "category", "gold_answer")
 
 
-class GoldAnswersError(ValueError):
+class GoldAnswersError(UserError):
     """The gold answers file cannot be used at all (wrong place, wrong columns, unreadable)."""
 
 

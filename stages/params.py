@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UserError
 
 PARAMS_FILE = Path("params.yaml")
 CONF_DIR = Path("conf")
@@ -115,13 +117,30 @@ SECTIONS: dict[str, type[_Section]] = {
 }
 
 
+class ParamsError(UserError):
+    """A param value the stage cannot use; the message names the key, the value and what is allowed."""
+
+
+def describe_errors(where: str, err: ValidationError) -> str:
+    """`<where>.<key>=<value>: <what is allowed>` for each invalid key, e.g. `clip.mode='fast': Input should be ...`."""
+    parts = []
+    for problem in err.errors():
+        key = ".".join([where, *(str(p) for p in problem["loc"])])
+        value = "" if problem["type"] == "missing" else f"={problem['input']!r}"
+        parts.append(f"{key}{value}: {problem['msg']}")
+    return "; ".join(parts)
+
+
 def load_section(name: str, params_file: Path = PARAMS_FILE) -> Any:
-    """Load one typed section of params.yaml."""
+    """Load one typed section of params.yaml; a bad value stops the stage naming the key and what is allowed."""
     with open(params_file, encoding="utf-8") as f:
         params = yaml.safe_load(f) or {}
     if name not in params:
-        raise KeyError(f"{params_file} has no '{name}' section; regenerate it with `python -m stages.params`")
-    return SECTIONS[name].model_validate(params[name])
+        raise ParamsError(f"{params_file} has no '{name}' section; regenerate it with `python -m stages.params`")
+    try:
+        return SECTIONS[name].model_validate(params[name])
+    except ValidationError as err:
+        raise ParamsError(f"{params_file}: {describe_errors(name, err)}") from None
 
 
 def _runtime_number(env_name: str, default: Any, parse: Any, minimum: float, what: str) -> Any:
@@ -131,15 +150,15 @@ def _runtime_number(env_name: str, default: Any, parse: Any, minimum: float, wha
     try:
         value = parse(raw)
     except ValueError:
-        raise ValueError(f"{env_name}={raw!r} is not {what}") from None
-    if value < minimum:
-        raise ValueError(f"{env_name} must be at least {minimum}, got {value}")
+        value = None
+    if value is None or value < minimum:
+        raise ParamsError(f"{env_name}={raw!r} is not {what} of at least {minimum:g}")
     return value
 
 
 def runtime_int(env_name: str, default: int) -> int:
     """An integer runtime knob (at least 1) from the environment; not a DVC param: it changes no output."""
-    return _runtime_number(env_name, default, int, 1, "an integer")
+    return _runtime_number(env_name, default, int, 1, "a whole number")
 
 
 def runtime_float(env_name: str, default: float) -> float:

@@ -1,4 +1,4 @@
-"""Stage `postprocess`: parse Gemini's answers into LLaVA instruction-tuning records (EVUD layout).
+r"""Stage `postprocess`: parse Gemini's answers into LLaVA instruction-tuning records (EVUD layout).
 
     python -m stages.postprocess --manifest data/clips.jsonl --responses data/responses.jsonl \
         --out data/ego4d_vqa_gemini.json --rejects data/rejects.jsonl --metrics metrics/postprocess.json \
@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .answers import EVUD_CATEGORIES, capitalise_first, parse_answer
+from .errors import run_stage
 from .gold import GoldIndex, apply_gold, gold_metrics, load_gold_answers, report_unmatched
 from .jsonl import read_jsonl, write_json, write_jsonl
 from .params import PostParams, PromptParams, load_section
@@ -248,8 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plots-dir", type=Path, default=None, help="where to write the plot data files")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    run(load_section("post", args.params), load_section("prompt", args.params), args.manifest, args.responses,
-        args.out, args.rejects, args.metrics, args.plots_dir)
+    run_stage("postprocess", lambda: run(
+        load_section("post", args.params), load_section("prompt", args.params), args.manifest, args.responses,
+        args.out, args.rejects, args.metrics, args.plots_dir), on_interrupt="nothing was written; run again")
 
 
 if __name__ == "__main__":

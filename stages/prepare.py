@@ -32,14 +32,15 @@ from typing import Any
 import fsspec
 
 from .clip_store import ClipStore, StoredClip, link_file
-from .ego4d import ClipPlan, MetadataError, plan_clips
+from .ego4d import ClipPlan, plan_clips
+from .errors import run_stage
 from .gcs import UploadError, blob_matches, blob_name, upload_clip
 from .jsonl import read_jsonl, write_json, write_jsonl
 from .params import ClipParams, DataParams, GcsParams, load_section, runtime_int
-from .progress import StageIncomplete, check_complete, progress_bar, summarise_failures, write_run_report
+from .progress import check_complete, progress_bar, summarise_failures, write_run_report
 from .records import ClipRecord, ClipStatus
 from .store import locked_directory, locked_file, store_root
-from .video import CutError, CutResult, CutSettings, WindowJob, cut_windows, file_digests, open_source
+from .video import CUTTER_VERSION, CutError, CutResult, CutSettings, WindowJob, cut_windows, file_digests, open_source
 
 WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as soon as it is cut
 _ORPHAN_CHECK_S = 0.5
@@ -132,7 +133,8 @@ def fingerprint_sources(urls: list[str], dest: Destination) -> dict[str, SourceF
 def cut_key(plan: ClipPlan, fingerprint: str, settings: CutSettings) -> str:
     """Everything that decides a clip's bytes; a clip whose key is unchanged is never cut again."""
     cut = {k: v for k, v in settings.__dict__.items() if k != "md5"}  # md5 is a checksum, not a cut setting
-    material = {"source": fingerprint, "start": plan.window_start, "end": plan.window_end, "cut": cut}
+    material = {"source": fingerprint, "start": plan.window_start, "end": plan.window_end, "cut": cut,
+                "cutter": CUTTER_VERSION}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -408,16 +410,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    try:
-        run(load_section("data", args.params), load_section("clip", args.params), load_section("gcs", args.params),
-            args.clips_dir, args.manifest, args.metrics, runtime_int("EVUD_WORKERS", os.cpu_count() or 1))
-    except MetadataError as err:
-        sys.exit(f"prepare: bad metadata: {err}")
-    except StageIncomplete as err:
-        sys.exit(str(err))
-    except KeyboardInterrupt:
-        sys.exit("prepare: interrupted; every clip finished so far is kept in the clip store; run again to cut "
-                 "only the rest")
+    run_stage("prepare", lambda: run(
+        load_section("data", args.params), load_section("clip", args.params), load_section("gcs", args.params),
+        args.clips_dir, args.manifest, args.metrics, runtime_int("EVUD_WORKERS", os.cpu_count() or 1)),
+        on_interrupt="every clip finished so far is kept in the clip store; run again to cut only the rest")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .errors import UserError
 from .jsonl import write_json
 from .store import store_root
 
@@ -41,7 +42,7 @@ def failures_accepted() -> bool:
     return os.environ.get("EVUD_ALLOW_FAILED", "").strip().lower() in ("1", "true", "yes")
 
 
-class StageIncomplete(Exception):
+class StageIncomplete(UserError):
     """Items failed for a reason a re-run can fix: the stage wrote what it has and exits non-zero, so DVC does
     not lock it and the next `dvc repro` / `dvc exp run` runs it again (asking only what is missing)."""
 

@@ -42,7 +42,7 @@ def dataset_metrics(manifest: list[ClipRecord], results: list[GeminiResult], rec
     answers = [p.short_answer for p in pairs]
     return {
         "queries": len(manifest),
-        "clips_cut": sum(c.status is ClipStatus.ok for c in manifest),
+        "clips_ok": sum(c.status is ClipStatus.ok for c in manifest),
         "clips_answered": answered,
         "clips_out": len(records),
         "qa_pairs": len(pairs),

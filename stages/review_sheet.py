@@ -1,4 +1,4 @@
-"""Export the dataset as a review sheet (CSV) for annotators writing gold answers.
+r"""Export the dataset as a review sheet (CSV) for annotators writing gold answers.
 
     python -m stages.review_sheet --dataset data/ego4d_vqa_gemini.json --manifest data/clips.jsonl \
         --out data/gold/review.csv          # or: evud-review-sheet ...
@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .errors import run_stage
 from .gold import GoldIndex, load_gold_answers
 from .jsonl import read_jsonl
 from .records import ClipRecord, LlavaRecord
@@ -73,14 +75,18 @@ def write_review_sheet(dataset: Path, manifest: Path | None, out: Path, gold_ans
     clips = {}
     if manifest is not None:
         clips = {c.key: c for c in (ClipRecord.model_validate(r) for r in read_jsonl(manifest))}
+    # Read the gold answers before writing: the sheet written may be the very gold file (a second round).
+    gold = load_gold_answers(gold_answers)
     out.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with open(out, "w", encoding="utf-8", newline="") as f:
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=REVIEW_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        for row in review_rows(records, clips, load_gold_answers(gold_answers)):
+        for row in review_rows(records, clips, gold):
             writer.writerow(row)
             count += 1
+    os.replace(tmp, out)  # whole or not at all
     return count
 
 
@@ -102,9 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     gold = args.gold or configured_gold_answers(args.params)
-    rows = write_review_sheet(args.dataset, args.manifest if args.manifest.exists() else None, args.out, gold)
-    print(f"review sheet: {rows} QA pairs -> {args.out}; fill in gold_answer, then set post.gold_answers={args.out} "
-          "and run dvc repro")
+
+    def export() -> None:
+        rows = write_review_sheet(args.dataset, args.manifest if args.manifest.exists() else None, args.out, gold)
+        print(f"review sheet: {rows} QA pairs -> {args.out}; fill in gold_answer, then set "
+              f"post.gold_answers={args.out} and run dvc repro")
+
+    run_stage("review_sheet", export, on_interrupt="the sheet was not written")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from google import genai
 from google.auth import exceptions as auth_exceptions
 from google.genai import errors, types
 
+from .errors import UserError
 from .gemini import BackendError, GeminiRequest
 from .params import GeminiParams, runtime_float, runtime_int
 from .ratelimit import RequestRateLimiter
@@ -49,7 +50,7 @@ INLINE_REQUEST_LIMIT_BYTES = 20_000_000  # decimal MB: the conservative reading
 _REQUEST_OVERHEAD_BYTES = 64 * 1024  # JSON framing, generation config, schema: generous
 
 
-class VertexSetupError(ValueError):
+class VertexSetupError(UserError):
     """The vertex backend cannot start with these params (no project)."""
 
 
@@ -113,11 +114,11 @@ def video_part(request: GeminiRequest, clips_dir: Path, video_source: str = "aut
         size = path.stat().st_size
         if inline_request_bytes(size, request.prompt_text) > INLINE_REQUEST_LIMIT_BYTES:
             raise BackendError(
-                f"inline_too_large: clip {clip.key} is {size / 1e6:.1f} MB, too big for Vertex's 20 MB inline request "
+                f"inline_too_large: the clip file is {size / 1e6:.1f} MB, too big for Vertex's 20 MB inline request "
                 f"cap; give it a gs:// copy (clip_uri) and use gemini.video_source=auto, or use gemini.mode=batch")
         data = path.read_bytes()
     except OSError as err:
-        raise BackendError(f"clip_unreadable: clip {clip.key}: {err}") from None
+        raise BackendError(f"clip_unreadable: {err}") from None
     return types.Part(inline_data=types.Blob(data=data, mime_type="video/mp4"), video_metadata=metadata)
 
 

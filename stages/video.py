@@ -29,6 +29,11 @@ from typing import IO, Any
 import av
 import fsspec
 
+# Part of every cut key: bump it whenever a change to this module changes the bytes of a clip, so clips
+# cut by older code are cut again (tests/test_true_records.py pins the sample's clip hashes to it).
+# 2: short clips are refused; reencode records the span its frames really cover.
+CUTTER_VERSION = 2
+
 # bitexact: the mp4 muxer writes no library version strings, so the same cut gives the same bytes and
 # clip sha256s (and the Gemini cache keyed on them) stay valid.
 _BITEXACT = av.container.Flags.bitexact.value
@@ -250,6 +255,7 @@ def _copy_window(inp: Any, dest: Path, start: float, end: float, settings: CutSe
         span = _copy_packets(inp, (video_in, video_out), (audio_in, audio_out), start, end, out)
     if span is None:
         raise CutError(f"no_frames_in_window: no video frames between {start} and {end} s", permanent=True)
+    check_span(inp, video_in, start, end, *span)
     return span
 
 
@@ -289,6 +295,31 @@ def _copy_packets(inp: Any, video: tuple, audio: tuple, start: float, end: float
     return float(first_pts * video_in.time_base), float(last_end * video_in.time_base)
 
 
+def frame_period_s(stream: Any) -> float:
+    rate = stream.average_rate or stream.guessed_rate or 30
+    return float(1 / rate)
+
+
+def declared_end(inp: Any, stream: Any) -> float | None:
+    """Where the container says the video stream ends (seconds), or None if it does not say."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+    return inp.duration / av.time_base if inp.duration else None
+
+
+def check_span(inp: Any, stream: Any, start: float, end: float, file_start: float, file_end: float) -> None:
+    """Refuse a clip that holds less than its window, beyond one frame period at each end; say why."""
+    tolerance = frame_period_s(stream) + 1e-6
+    if file_start <= start + tolerance and file_end >= end - tolerance:
+        return
+    holds = f"the file holds [{file_start:.3f}, {file_end:.3f}] s of the window [{start}, {end}] s"
+    source_end = declared_end(inp, stream)
+    if source_end is not None and source_end < end - tolerance:
+        raise CutError(f"source_shorter_than_metadata: the video ends at {source_end:.1f} s, before the window "
+                       f"[{start}, {end}] s that ego4d.json's duration allows; {holds}", permanent=True)
+    raise CutError(f"short_clip: {holds}: the source is truncated or corrupt there", permanent=True)
+
+
 def _ticks(seconds: float, stream: Any) -> int:
     """A time in seconds as an integer timestamp of the stream (its time base)."""
     return int(seconds / stream.time_base)
@@ -325,20 +356,36 @@ def _reencode_window(inp: Any, dest: Path, start: float, end: float, settings: C
             audio_out = out.add_stream("aac", rate=audio_in.codec_context.sample_rate,
                                        layout=audio_in.codec_context.layout.name)
         inp.seek(_ticks(start, video_in), stream=video_in, backward=True)
-        frames = _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out)
+        span = _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out)
         out.mux(video_out.encode(None))
         if audio_out is not None:
             out.mux(audio_out.encode(None))
-    if frames == 0:
+    if span is None:
         raise CutError(f"no_frames_in_window: no video frames between {start} and {end} s", permanent=True)
-    return float(start), float(end)
+    check_span(inp, video_in, start, end, *span)
+    return span
 
 
-def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out) -> int:
+def _decoded_until_broken(inp: Any, streams: list[Any]) -> Iterator[Any]:
+    """Decoded frames, ending where the data breaks (a file cut short): what came before is still good, and
+    check_span then says the clip is short, as the copy mode does."""
+    frames = inp.decode(*streams)
+    while True:
+        try:
+            yield next(frames)
+        except StopIteration:
+            return
+        except (av.error.InvalidDataError, EOFError):
+            return
+
+
+def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out) -> tuple[float, float] | None:
+    """Encode the window's frames; returns the source span they cover (first frame to last frame's end)."""
     frames, last_pts = 0, -1
+    first_time = last_time = None
     frame_period = Fraction(1) / video_out.average_rate
     video_done, audio_done = False, audio_in is None
-    for frame in inp.decode(*[s for s in (video_in, audio_in) if s is not None]):
+    for frame in _decoded_until_broken(inp, [s for s in (video_in, audio_in) if s is not None]):
         if frame.time is None:
             continue
         is_video = isinstance(frame, av.VideoFrame)
@@ -346,6 +393,9 @@ def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, 
             video_done, audio_done = (True, audio_done) if is_video else (video_done, True)
         elif frame.time >= start:
             if is_video and not video_done:
+                # Before its timestamps are rewritten (reformat may return this very frame).
+                first_time = frame.time if first_time is None else first_time
+                last_time = frame.time
                 picture = frame.reformat(width=video_out.width, height=video_out.height, format="yuv420p")
                 # Timestamps in frame periods (the encoder's own time base): measured, x264 output was not
                 # repeatable when frames came in the source's finer time base. Strictly increasing, even
@@ -363,4 +413,6 @@ def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, 
                 out.mux(audio_out.encode(frame))
         if video_done and audio_done:
             break
-    return frames
+    if not frames:
+        return None
+    return round(float(first_time), 6), round(float(last_time) + frame_period_s(video_in), 6)

@@ -9,7 +9,7 @@ It answers what the SDK sends (paths from FIELD_NOTES):
 A request is attributed to a clip id: the sha256 of its inline bytes, or the stem of its gs:// file URI (batch
 mode uploads clips as `<sha256>.mp4`, so both name a clip by its content). What each clip gets is scripted:
 a list of behaviours consumed one per request, then `default`. Behaviours: "ok", "blocked" (prompt blocked),
-"safety" and "recitation" (finishReason), "truncated" (MAX_TOKENS), "empty", "garbage" (a 200 that is not
+"safety" and "recitation" (finishReason), "truncated" (MAX_TOKENS), "empty", "no_candidates", "garbage" (a 200 that is not
 JSON), "hang" (no answer for `hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random
 429/500/503 on top.
 
@@ -77,6 +77,8 @@ def answer_json(behaviour: Any, clip_id: str, model: str) -> dict[str, Any]:
     usage = {"promptTokenCount": 2000, "candidatesTokenCount": 150, "totalTokenCount": 2150}
     if behaviour == "blocked":
         return {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage, "modelVersion": model}
+    if behaviour == "no_candidates":  # no answer and no reason given
+        return {"usageMetadata": usage, "modelVersion": model}
     finish = {"safety": "SAFETY", "recitation": "RECITATION", "truncated": "MAX_TOKENS"}.get(behaviour, "STOP")
     text = evud_answer(clip_id, model)
     if behaviour == "truncated":

@@ -24,9 +24,12 @@ def numbered_frame(index: int, width: int, height: int, noise: bool = False) -> 
 
 
 def make_numbered_video(path: Path, seconds: int, fps: int = 10, gop: int = 20, with_audio: bool = False,
-                        crf: int = 18, noise: bool = False, first_number: int = 0) -> None:
-    """An H.264 mp4 (keyframe every `gop` frames) whose frame i shows the number first_number + i."""
-    with av.open(str(path), "w") as out:
+                        crf: int = 18, noise: bool = False, first_number: int = 0, faststart: bool = False) -> None:
+    """An H.264 mp4 (keyframe every `gop` frames) whose frame i shows the number first_number + i.
+
+    `faststart` puts the header first, as streaming servers do: a file cut short then still opens.
+    """
+    with av.open(str(path), "w", options={"movflags": "+faststart"} if faststart else {}) as out:
         video = out.add_stream("libx264", rate=fps)
         width, height = SOURCE_SIZE
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"

@@ -102,7 +102,10 @@ def test_two_queued_experiments_at_once_pay_each_answer_once_and_a_later_one_not
         dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", f"post.seed={seed}")
     dvc(vertex_repo, "exp", "run", "--run-all", "-j", "2")
     assert fake_vertex.total_calls == SAMPLE_CLIPS
-    assert len(dvc(vertex_repo, "exp", "ls", "--name-only").stdout.split()) == 2
+    status = dvc(vertex_repo, "queue", "status").stdout
+    assert status.count("Success") == 2, status + "\n".join(
+        dvc(vertex_repo, "queue", "logs", line.split()[0], check=False).stdout[-3000:]
+        for line in status.splitlines()[1:] if "Failed" in line)
     fake_vertex.reset_counts()
     # The same requests again from a queued run, with a param that re-runs generate (not served by the run cache).
     dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=999")

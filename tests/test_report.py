@@ -12,7 +12,7 @@ from stages.records import QAPair
 from stages.report import duration_histogram
 from test_postprocess import clip
 
-REPORT_METRICS = ["queries", "clips_cut", "clips_answered", "clips_out", "qa_pairs", "parse_yield", "clip_yield",
+REPORT_METRICS = ["queries", "clips_ok", "clips_answered", "clips_out", "qa_pairs", "parse_yield", "clip_yield",
                   "clips_rejected_by_reason", "pairs_dropped_by_reason", "rejects_by_reason", "pairs_per_category",
                   "mean_answer_chars", "mean_answer_words", "human_annotated", "gold"]
 
