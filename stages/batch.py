@@ -29,7 +29,7 @@ from .gemini import GeminiRequest, failed_entry, response_entry
 from .records import AnswerEntry
 from .params import GeminiParams, runtime_float, runtime_int
 from .progress import progress_bar
-from .vertex import VertexBackend, describe_error, generation_settings, google_credentials, is_transient, \
+from .vertex import VertexBackend, describe_error, generation_settings, is_transient, \
     request_contents, video_metadata
 
 JOBS_DIR = "batch-jobs"
@@ -61,24 +61,48 @@ def clip_object_uri(gemini: GeminiParams, sha256: str) -> str:
     return f"gs://{gemini.batch_bucket}/{gemini.batch_prefix}/clips/{sha256}.mp4"
 
 
+# Settings of GenerateContentConfig that a batch request line carries beside its generationConfig.
+_REQUEST_FIELDS = {"system_instruction": ("systemInstruction", types.Content),
+                   "safety_settings": ("safetySettings", None)}
+
+
+def batch_settings_problem(generation: dict[str, Any]) -> str | None:
+    """Why these generation settings cannot go into a batch request line, or None."""
+    unsupported = sorted(set(generation) - set(types.GenerationConfig.model_fields) - set(_REQUEST_FIELDS))
+    if not unsupported:
+        return None
+    return (f"gemini.generation.{unsupported[0]} cannot be sent in batch mode (a batch request carries "
+            "generationConfig fields, system_instruction and safety_settings): use gemini.mode=online")
+
+
 def request_line(request: GeminiRequest, file_uri: str) -> dict[str, Any]:
     """One `{"request": ...}` line in Vertex's REST JSON (camelCase), built from the same parts as online."""
     video = types.Part(file_data=types.FileData(file_uri=file_uri, mime_type="video/mp4"),
                        video_metadata=video_metadata(request.clip))
-    generation = types.GenerationConfig(**generation_settings(request))
-    body = {"contents": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in request_contents(request, video)],
-            "generationConfig": generation.model_dump(mode="json", by_alias=True, exclude_none=True),
-            "labels": {LABEL: request_label(request.key)}}
+    settings = generation_settings(request)
+    body: dict[str, Any] = {
+        "contents": [c.model_dump(mode="json", by_alias=True, exclude_none=True)
+                     for c in request_contents(request, video)],
+        "labels": {LABEL: request_label(request.key)}}
+    for name, (rest_name, model) in _REQUEST_FIELDS.items():
+        if name in settings:
+            value = settings.pop(name)
+            if model is types.Content and isinstance(value, str):
+                value = types.Content(role="user", parts=[types.Part(text=value)])
+            body[rest_name] = value.model_dump(mode="json", by_alias=True, exclude_none=True) \
+                if isinstance(value, types.Content) else value
+    body["generationConfig"] = types.GenerationConfig(**settings).model_dump(mode="json", by_alias=True,
+                                                                             exclude_none=True)
     return {"request": body}
 
 
 # --- Cloud Storage ---------------------------------------------------------------------------------
 
 
-def storage_client(gemini: GeminiParams) -> Any:
+def storage_client(gemini: GeminiParams, backend: VertexBackend) -> Any:
     from google.cloud import storage  # imported lazily: only batch mode needs it
 
-    return storage.Client(project=gemini.project, credentials=google_credentials())
+    return storage.Client(project=gemini.project, credentials=backend.credentials)
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -258,10 +282,13 @@ def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, backend: Vert
     """Resume unfinished jobs, then submit the still-missing requests, up to EVUD_BATCH_ROUNDS jobs."""
     if not isinstance(backend, VertexBackend):
         raise BatchSetupError("gemini.mode=batch needs gemini.backend=vertex")
+    problem = batch_settings_problem(requests[0].generation) if requests else None
+    if problem:
+        raise BatchSetupError(problem)
     if not gemini.batch_bucket:
         raise BatchSetupError("gemini.mode=batch needs a GCS bucket for requests and predictions: "
                               "-S gemini.batch_bucket=MY_BUCKET (in the project's batch region)")
-    storage = storage_client(gemini)
+    storage = storage_client(gemini, backend)
     log = BatchJobLog(store)
     outcome = BatchOutcome()
     answered: set[str] = set()

@@ -52,13 +52,17 @@ def clip_seconds(request: GeminiRequest) -> float:
     return clip.duration or 0.0
 
 
-def video_tokens_per_second(price: ModelPrice, media_resolution: str | None) -> float:
-    rates = price.video_tokens_per_s
+def frame_tokens(price: ModelPrice, media_resolution: str | None) -> float:
+    """Tokens per video frame at this media resolution (Gemini samples one frame a second)."""
+    rates = price.frame_tokens
     return rates.get(media_resolution or "default", rates.get("default", 0.0))
 
 
-def tokens_cost(price: ModelPrice, input_tokens: int, output_tokens: int, batch: bool) -> float:
-    cost = (input_tokens * price.input_per_1m + output_tokens * price.output_per_1m) / 1e6
+def tokens_cost(price: ModelPrice, input_tokens: int, audio_tokens: int, output_tokens: int, batch: bool) -> float:
+    """USD for these tokens: audio at its own price where the model has one, thinking counted as output."""
+    audio_price = price.audio_input_per_1m if price.audio_input_per_1m is not None else price.input_per_1m
+    cost = ((input_tokens - audio_tokens) * price.input_per_1m + audio_tokens * audio_price
+            + output_tokens * price.output_per_1m) / 1e6
     return cost * (1 - price.batch_discount) if batch else cost
 
 
@@ -68,10 +72,12 @@ def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams) -> CostEs
     prompt_tokens = sum(math.ceil(len(r.prompt_text) / PROMPT_CHARS_PER_TOKEN) for r in requests)
     if price is None:
         return CostEstimate(len(requests), seconds, prompt_tokens, 0, None)
-    input_tokens = prompt_tokens + math.ceil(seconds * video_tokens_per_second(price, gemini.generation.media_resolution))
+    resolution = gemini.generation.get("media_resolution")
+    audio_tokens = math.ceil(seconds * price.audio_tokens_per_s)
+    input_tokens = prompt_tokens + math.ceil(seconds * frame_tokens(price, resolution)) + audio_tokens
     output_tokens = len(requests) * price.expected_output_tokens
     return CostEstimate(len(requests), seconds, input_tokens, output_tokens,
-                        tokens_cost(price, input_tokens, output_tokens, gemini.mode == "batch"))
+                        tokens_cost(price, input_tokens, audio_tokens, output_tokens, gemini.mode == "batch"))
 
 
 def check_budget(estimate: CostEstimate, gemini: GeminiParams) -> None:
@@ -94,5 +100,6 @@ def usage_cost(usages: list[Usage], gemini: GeminiParams, batch: bool) -> float 
     if price is None:
         return None
     # Thinking tokens are billed as output: count everything beyond the prompt when the total is known.
-    output = sum(max(u.total_tokens - u.prompt_tokens, u.output_tokens) for u in usages)
-    return round(tokens_cost(price, sum(u.prompt_tokens for u in usages), output, batch), 6)
+    output = sum(max(u.total_tokens - u.prompt_tokens, u.output_tokens + u.thoughts_tokens) for u in usages)
+    return round(tokens_cost(price, sum(u.prompt_tokens for u in usages), sum(u.prompt_audio_tokens for u in usages),
+                             output, batch), 6)

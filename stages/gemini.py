@@ -7,15 +7,20 @@ responses, offline; `vertex` (stages.vertex) calls Vertex AI through google-gena
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
+import typing
+import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 from google.genai import types
+from pydantic import BaseModel, ValidationError
 
-from .params import GeminiParams, PromptParams
+from .params import GeminiParams, ParamsError, PromptParams
 from .records import AnswerEntry, ClipRecord, ResponseStatus, Usage
 
 # finishReasons that mean "the service refused to answer this": retrying the same request will not help.
@@ -50,9 +55,90 @@ class GeminiRequest:
         object.__setattr__(self, "key", request_key(self))
 
 
+# GenerateContentConfig fields that are not generation settings here: where they are set instead.
+_SET_ELSEWHERE = {
+    "response_mime_type": "set by prompt.response_schema (structured answers), not here",
+    "response_schema": "set by prompt.response_schema (structured answers), not here",
+    "response_json_schema": "set by prompt.response_schema (structured answers), not here",
+    "http_options": "runtime settings are environment variables (EVUD_REQUEST_TIMEOUT_S, EVUD_RETRY_*), not params",
+    "should_return_http_response": "not a generation setting",
+}
+
+
+def drop_nulls(value: Any) -> Any:
+    """A config without its null settings (and without sections left empty): null means the model's default."""
+    if isinstance(value, dict):
+        kept = {k: drop_nulls(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in kept.items() if v != {}}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (unwrapping Optional/Union/list), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_of, typing.get_args(annotation)) if m is not None), None)
+
+
+def _settings_model(path: tuple[Any, ...]) -> type[BaseModel]:
+    """The SDK model that holds the last key of this path (GenerateContentConfig, ThinkingConfig, ...)."""
+    model: type[BaseModel] = types.GenerateContentConfig
+    for key in path[:-1]:
+        field = model.model_fields.get(str(key))
+        inner = _model_of(field.annotation) if field is not None else None
+        if inner is None:
+            break
+        model = inner
+    return model
+
+
+def _describe_settings_error(problem: dict[str, Any]) -> str:
+    path = problem["loc"]
+    key = ".".join(["gemini.generation", *map(str, path)])
+    if problem["type"] == "extra_forbidden":
+        model = _settings_model(path)
+        known = ", ".join(sorted(f for f in model.model_fields if f not in _SET_ELSEWHERE))
+        return f"{key}: not a setting of google-genai's {model.__name__}; known settings: {known}"
+    return f"{key}={problem['input']!r}: {problem['msg']}"
+
+
+def _check_enums(value: Any, path: str) -> None:
+    """The SDK accepts an unknown enum value with only a warning; refuse it, listing the values it knows."""
+    if isinstance(value, enum.Enum):
+        members = type(value).__members__
+        if value.name not in members:
+            allowed = ", ".join(name for name in members if not name.endswith("UNSPECIFIED"))
+            raise ParamsError(f"{path}={value.value!r}: not one of {allowed}")
+    elif isinstance(value, BaseModel):
+        for name in value.model_fields_set:
+            _check_enums(getattr(value, name), f"{path}.{name}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_enums(item, path)
+
+
+@lru_cache(maxsize=16)
+def _checked_generation(settings_json: str) -> str:
+    settings = drop_nulls(json.loads(settings_json))
+    for key in settings:
+        if key in _SET_ELSEWHERE:
+            raise ParamsError(f"gemini.generation.{key}: {_SET_ELSEWHERE[key]}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unknown enum values: refused below with the key named
+        try:
+            config = types.GenerateContentConfig.model_validate(settings)
+        except ValidationError as err:
+            raise ParamsError("; ".join(_describe_settings_error(p) for p in err.errors())) from None
+    _check_enums(config, "gemini.generation")
+    return json.dumps(config.model_dump(mode="json", exclude_unset=True, exclude_none=True), sort_keys=True)
+
+
 def generation_config(gemini: GeminiParams) -> dict[str, Any]:
-    """The generation settings that are set (nulls dropped), in google-genai's snake_case names."""
-    return {k: v for k, v in sorted(gemini.generation.model_dump().items()) if v is not None}
+    """gemini.generation, checked by google-genai's own GenerateContentConfig: nulls dropped, in the SDK's
+    snake_case names and canonical values (`low` -> `LOW`). What is sent, and what the request key holds."""
+    return json.loads(_checked_generation(json.dumps(gemini.generation, sort_keys=True)))
 
 
 def request_key(request: GeminiRequest) -> str:
@@ -96,13 +182,20 @@ def _enum_name(value: Any) -> str | None:
     return getattr(value, "value", None) or str(value)
 
 
+def usage_of(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
+    """Tokens as Vertex counted them: prompt (and its audio part), answer, thinking, total."""
+    if meta is None:
+        return Usage()
+    audio = sum(d.token_count or 0 for d in meta.prompt_tokens_details or [] if _enum_name(d.modality) == "AUDIO")
+    return Usage(prompt_tokens=meta.prompt_token_count or 0, prompt_audio_tokens=audio,
+                 output_tokens=meta.candidates_token_count or 0, thoughts_tokens=meta.thoughts_token_count or 0,
+                 total_tokens=meta.total_token_count or 0)
+
+
 def classify_response(response: types.GenerateContentResponse) -> Classified:
     """ok / blocked / truncated / empty (or failed: no candidate and no reason), with the finishReason or
     blockReason that says why."""
-    usage_meta = response.usage_metadata
-    usage = Usage(prompt_tokens=(usage_meta and usage_meta.prompt_token_count) or 0,
-                  output_tokens=(usage_meta and usage_meta.candidates_token_count) or 0,
-                  total_tokens=(usage_meta and usage_meta.total_token_count) or 0)
+    usage = usage_of(response.usage_metadata)
     block = response.prompt_feedback and _enum_name(response.prompt_feedback.block_reason)
     if block:
         return Classified(ResponseStatus.blocked, None, None, block, usage)
@@ -114,10 +207,10 @@ def classify_response(response: types.GenerateContentResponse) -> Classified:
     text = "".join(p.text for p in parts if p.text and not p.thought) or None
     if finish in _BLOCKING_FINISH:
         return Classified(ResponseStatus.blocked, text, finish, finish, usage)
+    if finish == "MAX_TOKENS":  # thinking may have eaten the whole budget: no text at all
+        return Classified(ResponseStatus.truncated, text, finish, None, usage)
     if text is None:
         return Classified(ResponseStatus.empty, None, finish, None, usage)
-    if finish == "MAX_TOKENS":
-        return Classified(ResponseStatus.truncated, text, finish, None, usage)
     return Classified(ResponseStatus.ok, text, finish, None, usage)
 
 
@@ -153,6 +246,10 @@ class Backend(Protocol):
         """Retries made so far by this backend (for progress and the run report)."""
         ...
 
+    def check_ready(self) -> None:
+        """Raise a UserError saying what to do if the backend cannot answer (credentials, access, model)."""
+        ...
+
 
 class ReplayBackend:
     """Answers from a file of example generateContent responses keyed by the clip's Ego4D ids."""
@@ -173,6 +270,9 @@ class ReplayBackend:
 
     def retries_made(self) -> int:
         return 0
+
+    def check_ready(self) -> None:
+        pass  # a file on disk: nothing to check
 
     def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
         response = self._responses.get(request.clip.key)

@@ -16,6 +16,7 @@ next `dvc repro` asks them again; EVUD_ALLOW_FAILED=1 builds the dataset from wh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -197,6 +198,11 @@ def generate_metrics(results: list[GeminiResult], gemini: GeminiParams, billed: 
                                                 if r.status is not ResponseStatus.ok).items())),
         "tokens_in": sum(u.prompt_tokens for u in usages),
         "tokens_out": sum(u.output_tokens for u in usages),
+        "tokens_thinking": sum(u.thoughts_tokens for u in usages),
+        # Answers cut at MAX_TOKENS and asked once more with a larger budget, and those still cut after that.
+        "truncated_reasked": sum(r.reasked_from is not None for r in results),
+        "truncated_after_reask": sum(r.reasked_from is not None and r.status is ResponseStatus.truncated
+                                     for r in results),
         # What these answers cost at list price (thinking billed as output); replay answers cost nothing.
         "answers_cost_usd": usage_cost(usages, gemini, gemini.mode == "batch") if billed else 0.0,
     }
@@ -253,9 +259,83 @@ class GenerateRun:
     facts: dict[str, Any]  # facts of this run (the run report)
 
 
+# "Maximum output token length 65,536" (Vertex model guides of 3.5 and 3.8 Flash and 3.1 Flash-Lite).
+MAX_OUTPUT_TOKENS = 65_536
+REASK_BUDGET_FACTOR = 4
+
+
+def reasked(request: GeminiRequest) -> GeminiRequest | None:
+    """The request again with a larger output budget (its own key), or None when the budget cannot grow."""
+    budget = request.generation.get("max_output_tokens")
+    larger = min(budget * REASK_BUDGET_FACTOR, MAX_OUTPUT_TOKENS) if budget else MAX_OUTPUT_TOKENS
+    if budget is not None and larger <= budget:
+        return None
+    return dataclasses.replace(request, generation={**request.generation, "max_output_tokens": larger})
+
+
+def better_answer(first: AnswerEntry, again: AnswerEntry | None) -> tuple[AnswerEntry, bool]:
+    """The answer the dataset uses, and whether it is the re-asked one: complete beats cut, longer beats shorter."""
+    if again is None or not again.is_final:
+        return first, False
+    if again.status is ResponseStatus.ok or len(again.text or "") > len(first.text or ""):
+        return again, True
+    return first, False
+
+
+@dataclass
+class Round:
+    """One round of asking: answers already paid for, and those this run got."""
+
+    known: dict[str, AnswerEntry]
+    fresh: list[Answered]
+    calls: int = 0
+    retries: int = 0
+
+    @property
+    def answers(self) -> dict[str, AnswerEntry]:
+        return {**self.known, **{a.entry.request_key: a.entry for a in self.fresh}}
+
+
+class Generation:
+    """The requests of one run, asked through the answer store, with the backend checked once before any call."""
+
+    def __init__(self, gemini: GeminiParams, backend: Backend, store: AnswerStore | None, clips_dir: Path, out: Path,
+                 concurrency: int):
+        self.gemini, self.backend, self.store = gemini, backend, store
+        self.clips_dir, self.out, self.concurrency = clips_dir, out, concurrency
+        self._checked = False
+
+    def ask(self, requests: list[GeminiRequest]) -> Round:
+        known = known_answers(requests, self.store, self.out)
+        missing = list({r.key: r for r in requests if r.key not in known}.values())
+        if not missing:
+            return Round(known, [])
+        if not self._checked:
+            self.backend.check_ready()  # a setup mistake stops here, before any clip is asked
+            self._checked = True
+        fresh, calls, retries = fetch_answers(missing, self.gemini, self.backend, self.store, self.clips_dir,
+                                              self.concurrency)
+        return Round(known, fresh, calls, retries)
+
+
+def final_results(requests: list[GeminiRequest], first: dict[str, AnswerEntry], again: dict[str, GeminiRequest],
+                  second: dict[str, AnswerEntry], failed: AnswerEntry) -> list[GeminiResult]:
+    """One result per clip: its answer, or the re-asked one when that is better; sorted by the clip's ids."""
+    results = []
+    for request in requests:
+        entry = first.get(request.key) or failed.model_copy(update={"request_key": request.key})
+        retry = again.get(request.key)
+        chosen, reasked_used = better_answer(entry, second.get(retry.key) if retry else None)
+        result = result_record(request, chosen)
+        if reasked_used:
+            result = result.model_copy(update={"reasked_from": request.key})
+        results.append(result)
+    return sorted(results, key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
+
+
 def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: Path, out: Path, metrics: Path,
         concurrency: int, backend: Backend | None = None, store: AnswerStore | None = None) -> GenerateRun:
-    requests = [build_request(clip, gemini, prompt) for clip in ok_clips(manifest)]
+    requests = [build_request(clip, gemini, prompt) for clip in ok_clips(manifest)]  # checks gemini.generation
     if gemini.mode == "batch" and gemini.backend != "vertex":
         from .batch import BatchSetupError
 
@@ -263,32 +343,39 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     backend = backend or make_backend(gemini, clips_dir)
     if store is None and backend.billed:
         store = AnswerStore(answer_store_url())
+    generation = Generation(gemini, backend, store, clips_dir, out, concurrency)
     known = known_answers(requests, store, out)
-    missing = list({r.key: r for r in requests if r.key not in known}.values())
-    estimate = estimate_cost(missing, gemini)
-    print(f"generate: {len(requests)} clips, {len(requests) - len(missing)} answered before"
-          f" ({store.url if store else 'replay: free'}); {gemini.backend} {gemini.mode} model {gemini.model}:"
-          f" {estimate.describe()}", file=sys.stderr)
+    estimate = estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini)
+    print(f"generate: {len(requests)} clips, {sum(r.key in known for r in requests)} answered before"
+          f" ({store.url if store else 'replay: free'}); {gemini.backend} {gemini.mode} model {gemini.model}"
+          f" in {gemini.location}: {estimate.describe()}", file=sys.stderr)
     if backend.billed:
         check_budget(estimate, gemini)
     started = time.monotonic()
-    fresh, calls, retries = fetch_answers(missing, gemini, backend, store, clips_dir, concurrency)
+    first = generation.ask(requests)
+    # Answers cut at MAX_TOKENS: asked once more with a larger budget (their own keys), not the whole run.
+    again = {r.key: retry for r in requests if gemini.retry_truncated
+             and (entry := first.answers.get(r.key)) is not None and entry.status is ResponseStatus.truncated
+             and (retry := reasked(r)) is not None}
+    second = generation.ask(list(again.values())) if again else Round({}, [])
     elapsed = time.monotonic() - started
-    answers = {**known, **{a.entry.request_key: a.entry for a in fresh}}
     not_asked = failed_entry("", gemini.model, backend.name, "not_requested: the run ended before asking", retryable=True)
-    results = sorted((result_record(r, answers.get(r.key) or not_asked.model_copy(update={"request_key": r.key}))
-                      for r in requests), key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
+    results = final_results(requests, first.answers, again, second.answers, not_asked)
     write_jsonl(out, results)
     write_json(metrics, generate_metrics(results, gemini, backend.billed))
-    facts = run_facts(fresh, calls, len(requests) - len(missing), len(requests), gemini, estimate, retries, elapsed,
-                      backend.billed)
+    facts = run_facts(first.fresh + second.fresh, first.calls + second.calls,
+                      len(first.known) + len(second.known), len(requests) + len(again), gemini, estimate,
+                      first.retries + second.retries, elapsed, backend.billed)
     report = write_run_report("generate", facts)
     print(end_summary(facts) + f"; run report {report}", file=sys.stderr)
     not_ok = [(r.key, f"{r.status.value}: {r.error or r.block_reason or r.finish_reason}") for r in results
               if r.status is not ResponseStatus.ok]
     print(summarise_failures("generate", not_ok), file=sys.stderr)
-    check_complete("generate", [(r.key, not_ok_reason(r)) for r in results if r.retryable],
-                   sum(r.status is not ResponseStatus.failed for r in results), len(results), "clip", "asks")
+    retryable = [(r.key, not_ok_reason(r)) for r in results if r.retryable]
+    retryable += [(key, f"reask:{(e.error or '').split(':', 1)[0]}") for key, retry in again.items()
+                  if (e := second.answers.get(retry.key)) is not None and e.retryable]
+    check_complete("generate", retryable, sum(r.status is not ResponseStatus.failed for r in results), len(results),
+                   "clip", "asks")
     return GenerateRun(results, facts)
 
 

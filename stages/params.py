@@ -54,23 +54,18 @@ class GcsParams(_Section):
     prefix: str = "ego4d_vqa_gemini_videos"
 
 
-class GenerationParams(_Section):
-    temperature: float | None = None
-    max_output_tokens: int | None = None
-    seed: int | None = None
-    media_resolution: str | None = None
-
-
 class ModelPrice(_Section):
-    """List prices of one model (USD) and how many tokens a second of video costs."""
+    """List prices of one model (USD per 1M tokens) and how many tokens a second of video costs."""
 
-    input_per_1m: float
-    output_per_1m: float
+    input_per_1m: float  # text, image and video frames
+    audio_input_per_1m: float | None = None  # the audio track, where the pricing page prices it apart (null: as input)
+    output_per_1m: float  # the answer and the thinking tokens (billed as output)
     batch_discount: float = 0.5  # batch prediction is billed at (1 - discount) of the online price
-    # Tokens per second of video (frames + audio track), by gemini.generation.media_resolution;
-    # `default` is used when media_resolution is null.
-    video_tokens_per_s: dict[str, float]
-    expected_output_tokens: int = 500  # for the estimate before a run; actual usage is metered after
+    # Tokens per video frame (Gemini samples 1 frame/s), by gemini.generation.media_resolution; `default`
+    # is used when it is not set.
+    frame_tokens: dict[str, float]
+    audio_tokens_per_s: float = 32.0
+    expected_output_tokens: int = 500  # answer + thinking, for the estimate before a run; metered after
 
 
 class GeminiParams(_Section):
@@ -79,13 +74,17 @@ class GeminiParams(_Section):
     mode: Literal["online", "batch"] = "online"
     base_url: str | None = None
     project: str | None = None
-    location: str = "us-central1"
+    location: str = "global"
     video_source: Literal["auto", "inline"] = "auto"
     batch_bucket: str | None = None
     batch_prefix: str = "evud-batch"
     max_cost_usd: float | None = None
     replay_file: str | None = None
-    generation: GenerationParams = Field(default_factory=GenerationParams)
+    # Any field of google-genai's GenerateContentConfig (checked by the SDK's own model when generate starts,
+    # stages.gemini.generation_config), e.g. max_output_tokens, thinking_config.thinking_level, media_resolution.
+    generation: dict[str, Any] = Field(default_factory=dict)
+    retry_truncated: bool = True  # ask an answer cut at MAX_TOKENS once more, with a larger output budget
+    inline_limit_mb: float = 256  # largest clip sent as inline bytes (the model page's inline part limit)
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
 
 

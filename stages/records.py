@@ -130,7 +130,9 @@ class ResponseStatus(str, Enum):
 
 class Usage(BaseModel):
     prompt_tokens: int = 0
-    output_tokens: int = 0
+    prompt_audio_tokens: int = 0  # of prompt_tokens, the audio track's (priced apart on some models)
+    output_tokens: int = 0  # the answer
+    thoughts_tokens: int = 0  # thinking, billed as output
     total_tokens: int = 0
 
 
@@ -171,6 +173,7 @@ class GeminiResult(QueryIds):
     text: str | None = None
     usage: Usage = Field(default_factory=Usage)
     response: dict[str, Any] | None = None  # the generateContent response JSON as received
+    reasked_from: str | None = None  # the request key of a first answer cut at MAX_TOKENS, asked again with a larger budget
 
     def entry(self) -> AnswerEntry:
         """The answer this line holds, as the answer store keeps it (to reuse answers a lock recorded)."""

@@ -67,6 +67,10 @@ def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     store of their own, never in this checkout's .evud/."""
     monkeypatch.setenv("EVUD_STORE", str(tmp_path / "evud-store"))
     monkeypatch.delenv("EVUD_ANSWER_STORE", raising=False)
+    # Nothing reaches a real cloud: Google's credential lookup never probes a metadata server.
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
     return tmp_path / "evud-store"
 
 

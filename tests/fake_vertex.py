@@ -38,10 +38,11 @@ import pytest
 
 import cloud
 
-ERROR_STATUS = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+ERROR_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED", 408: "DEADLINE_EXCEEDED"}
 _LOCATION = r"/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 GENERATE = re.compile(_LOCATION + r"/publishers/google/models/(?P<model>[^/:]+):generateContent$")
+COUNT_TOKENS = re.compile(_LOCATION + r"/publishers/google/models/(?P<model>[^/:]+):countTokens$")
 JOBS = re.compile(_LOCATION + r"/batchPredictionJobs$")
 JOB = re.compile(_LOCATION + r"/batchPredictionJobs/(?P<id>\d+)$")
 CANCEL = re.compile(_LOCATION + r"/batchPredictionJobs/(?P<id>\d+):cancel$")
@@ -73,7 +74,13 @@ def clip_id_of(body: dict[str, Any]) -> str:
     return "no-video"
 
 
-def answer_json(behaviour: Any, clip_id: str, model: str) -> dict[str, Any]:
+def answer_json(behaviour: Any, clip_id: str, model: str, thinking_tokens: int = 0,
+                max_output_tokens: int | None = None) -> dict[str, Any]:
+    """A generateContent response. A thinking model (thinking_tokens > 0) sends a thought part first and counts
+    its tokens in thoughtsTokenCount; as on Gemini 3, max_output_tokens bounds thinking and answer together, so
+    thinking that eats the budget ends the answer early with MAX_TOKENS."""
+    if thinking_tokens and behaviour == "ok":
+        return thinking_answer_json(clip_id, model, thinking_tokens, max_output_tokens)
     usage = {"promptTokenCount": 2000, "candidatesTokenCount": 150, "totalTokenCount": 2150}
     if behaviour == "blocked":
         return {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage, "modelVersion": model}
@@ -88,8 +95,29 @@ def answer_json(behaviour: Any, clip_id: str, model: str) -> dict[str, Any]:
             "usageMetadata": usage, "modelVersion": model}
 
 
-def error_json(code: int) -> dict[str, Any]:
-    return {"error": {"code": code, "message": f"injected {code}", "status": ERROR_STATUS.get(code, "UNKNOWN")}}
+CHARS_PER_TOKEN = 4
+
+
+def thinking_answer_json(clip_id: str, model: str, thinking_tokens: int, max_output_tokens: int | None) -> dict[str, Any]:
+    text = evud_answer(clip_id, model)
+    answer_tokens = len(text) // CHARS_PER_TOKEN
+    budget = max_output_tokens if max_output_tokens is not None else 65_536
+    thought_tokens = min(thinking_tokens, budget)
+    room = budget - thought_tokens
+    finish = "STOP" if room >= answer_tokens else "MAX_TOKENS"
+    text = text[: room * CHARS_PER_TOKEN]
+    parts = [{"text": "Looking at the clip frame by frame...", "thought": True}] + ([{"text": text}] if text else [])
+    said = len(text) // CHARS_PER_TOKEN
+    usage = {"promptTokenCount": 2000, "candidatesTokenCount": said, "thoughtsTokenCount": thought_tokens,
+             "totalTokenCount": 2000 + said + thought_tokens,
+             "promptTokensDetails": [{"modality": "VIDEO", "tokenCount": 1400}, {"modality": "AUDIO", "tokenCount": 400},
+                                     {"modality": "TEXT", "tokenCount": 200}]}
+    return {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish}],
+            "usageMetadata": usage, "modelVersion": model}
+
+
+def error_json(code: int, message: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message or f"injected {code}", "status": ERROR_STATUS.get(code, "UNKNOWN")}}
 
 
 class FakeVertex:
@@ -110,6 +138,10 @@ class FakeVertex:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.answered = 0  # 200 answers sent (each one paid for)
+        self.thinking_tokens = 0  # > 0: answer as a thinking model does
+        self.served: dict[str, set[str]] = {}  # model -> the only locations that serve it (unlisted: everywhere)
+        self.denied_projects: set[str] = set()  # projects whose credentials lack permission
+        self.targets: Counter[tuple[str, str, str]] = Counter()  # (method, model, location) of every model request
         self._hold_after: int | None = None  # after this many answers, requests hang until release()
         self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -147,6 +179,7 @@ class FakeVertex:
             self.models.clear()
             self.bodies.clear()
             self.batch_lines.clear()
+            self.targets.clear()
             self.answered = 0
 
     # --- server --------------------------------------------------------------------------------------
@@ -195,8 +228,29 @@ class FakeVertex:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout) before the answer
 
+    def _refusal(self, project: str, location: str, model: str) -> tuple[int, dict[str, Any]] | None:
+        """Vertex's answer when the project may not call the model there, or the location does not serve it."""
+        if project in self.denied_projects:
+            return 403, error_json(403, f"Permission 'aiplatform.endpoints.predict' denied on resource "
+                                        f"'//aiplatform.googleapis.com/projects/{project}/locations/{location}/"
+                                        f"publishers/google/models/{model}' (or it may not exist).")
+        if model in self.served and location not in self.served[model]:
+            return 404, error_json(404, f"Publisher Model `projects/{project}/locations/{location}/publishers/google/"
+                                        f"models/{model}` was not found or your project does not have access to it. "
+                                        "Please ensure you are using a valid model version.")
+        return None
+
     def _route(self, handler: BaseHTTPRequestHandler, method: str, body: dict[str, Any]) -> None:
         path = handler.path.split("?", 1)[0]
+        model_call = GENERATE.match(path) or COUNT_TOKENS.match(path)
+        if method == "POST" and model_call:
+            with self._lock:
+                self.targets[(path.rsplit(":", 1)[1], model_call["model"], model_call["location"])] += 1
+            refusal = self._refusal(model_call["project"], model_call["location"], model_call["model"])
+            if refusal is not None:
+                return self._send(handler, *refusal)
+        if method == "POST" and (m := COUNT_TOKENS.match(path)):
+            return self._send(handler, 200, {"totalTokens": 1})  # free on Vertex
         if method == "POST" and (m := GENERATE.match(path)):
             return self._generate(handler, m["model"], body)
         if method == "POST" and (m := JOBS.match(path)):
@@ -232,7 +286,9 @@ class FakeVertex:
             return self._send(handler, behaviour, error_json(behaviour))
         if behaviour == "garbage":
             return self._send_raw(handler, 200, b"<html>proxy error</html>")
-        self._send(handler, 200, answer_json(behaviour, clip_id, model))
+        config = body.get("generationConfig") or {}
+        self._send(handler, 200, answer_json(behaviour, clip_id, model, self.thinking_tokens,
+                                             config.get("maxOutputTokens")))
 
     # --- batch ---------------------------------------------------------------------------------------
     def _create_job(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -319,7 +375,7 @@ def gcs_write(uri: str, text: str) -> None:
 BATCH_BUCKET = "evud-batch-test"
 
 # Short waits so retries, timeouts and polling cost milliseconds in tests; a static token so no ADC lookup.
-FAST_ENV = {"GOOGLE_OAUTH_ACCESS_TOKEN": "test-token", "EVUD_RETRY_INITIAL_S": "0.01", "EVUD_RETRY_MAX_S": "0.05",
+FAST_ENV = {"GOOGLE_OAUTH_ACCESS_TOKEN": "test-token", "NO_GCE_CHECK": "true", "EVUD_RETRY_INITIAL_S": "0.01", "EVUD_RETRY_MAX_S": "0.05",
             "EVUD_REQUEST_TIMEOUT_S": "1", "EVUD_RETRY_ATTEMPTS": "5", "EVUD_BATCH_POLL_S": "0.05",
             "EVUD_PROGRESS": "0"}
 

@@ -44,7 +44,7 @@ def test_batch_answers_every_clip_and_resubmits_only_failed_or_missing(reproduce
     line = json.loads(resubmitted[0])["request"]
     video = line["contents"][0]["parts"][0]
     assert video["fileData"]["fileUri"].startswith(f"gs://{BATCH_BUCKET}/e2e/clips/")
-    assert video["fileData"]["mimeType"] == "video/mp4" and line["generationConfig"]["maxOutputTokens"] == 2048
+    assert video["fileData"]["mimeType"] == "video/mp4" and line["generationConfig"]["maxOutputTokens"] == 8192
 
     # Same params again: every answer is in the cache, no job is submitted.
     fake_vertex.reset_counts()

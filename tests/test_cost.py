@@ -15,8 +15,9 @@ from stages.params import ModelPrice, load_section
 from stages.records import ClipRecord
 from test_vertex import PARAMS, run_generate, vertex_params
 
-PRICE = ModelPrice(input_per_1m=2.0, output_per_1m=10.0, batch_discount=0.5,
-                   video_tokens_per_s={"default": 100, "MEDIA_RESOLUTION_HIGH": 300}, expected_output_tokens=500)
+PRICE = ModelPrice(input_per_1m=2.0, audio_input_per_1m=1.0, output_per_1m=10.0, batch_discount=0.5,
+                   frame_tokens={"default": 70, "MEDIA_RESOLUTION_HIGH": 280}, audio_tokens_per_s=30,
+                   expected_output_tokens=500)
 
 
 def clip(seconds: float, index: int = 0) -> ClipRecord:
@@ -31,11 +32,11 @@ def test_estimate_counts_window_seconds_at_the_resolution_rate_and_discounts_bat
     requests = [build_request(clip(20.0, i), gemini, prompt) for i in range(3)]
     online = estimate_cost(requests, gemini)
     assert online.video_seconds == 60.0  # the windows, not the padded files
-    assert (online.input_tokens, online.output_tokens) == (60 * 100 + 300, 1500)
-    assert online.cost_usd == pytest.approx((6300 * 2.0 + 1500 * 10.0) / 1e6)
-    high = gemini.model_copy(update={"generation": gemini.generation.model_copy(
-        update={"media_resolution": "MEDIA_RESOLUTION_HIGH"})})
-    assert estimate_cost(requests, high).input_tokens == 60 * 300 + 300
+    # 70 tokens a frame at one frame a second, 30 audio tokens a second (at the audio price), the prompt.
+    assert (online.input_tokens, online.output_tokens) == (60 * 70 + 60 * 30 + 300, 1500)
+    assert online.cost_usd == pytest.approx(((4200 + 300) * 2.0 + 1800 * 1.0 + 1500 * 10.0) / 1e6)
+    high = gemini.model_copy(update={"generation": {**gemini.generation, "media_resolution": "MEDIA_RESOLUTION_HIGH"}})
+    assert estimate_cost(requests, high).input_tokens == 60 * 280 + 60 * 30 + 300
     batch = estimate_cost(requests, gemini.model_copy(update={"mode": "batch"}))
     assert batch.cost_usd == pytest.approx(online.cost_usd / 2)
 
@@ -46,8 +47,9 @@ def test_max_cost_refuses_to_start_and_calls_nothing(reproduced_sample: Path, tm
     assert fake_vertex.total_calls == 0 and not (tmp_path / "responses.jsonl").exists()
     # Within budget it runs; the cost metric comes from the tokens Vertex reported.
     metrics, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, max_cost_usd=1.0))
-    price = load_section("gemini", PARAMS).pricing["gemini-3.5-flash"]
-    assert metrics["cost_usd"] == pytest.approx((7 * 2000 * price.input_per_1m + 7 * 150 * price.output_per_1m) / 1e6)
+    gemini = load_section("gemini", PARAMS)
+    price = gemini.pricing[gemini.model]
+    assert metrics["cost_usd"] == metrics["answers_cost_usd"] == pytest.approx((7 * 2000 * price.input_per_1m + 7 * 150 * price.output_per_1m) / 1e6)
     assert 0 < metrics["estimated_cost_usd"] < 1.0
     # Only cache misses count against the budget: nothing left to call, nothing to refuse.
     again, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, max_cost_usd=0.0))

@@ -330,10 +330,9 @@ def test_an_answer_without_candidates_or_reason_is_asked_again(reproduced_sample
 
 def test_clips_with_the_same_bytes_are_each_named_in_their_own_failure(reproduced_sample: Path, tmp_path: Path,
                                                                        fake_vertex, monkeypatch):
-    from stages import generate, vertex
+    from stages import generate
     from test_vertex import vertex_params
 
-    monkeypatch.setattr(vertex, "INLINE_REQUEST_LIMIT_BYTES", 1000)  # every clip is too large to send inline
     records = [json.loads(line) for line in (reproduced_sample / "data/clips.jsonl").read_text().splitlines()]
     original = next(r for r in records if r["status"] == "ok")
     twin = {**original, "clip_uid": "twin-clip"}  # another query whose window gave the very same bytes
@@ -341,7 +340,8 @@ def test_clips_with_the_same_bytes_are_each_named_in_their_own_failure(reproduce
     manifest.write_text("".join(json.dumps(r) + "\n" for r in (original, twin)))
     os.environ["EVUD_ALLOW_FAILED"] = "1"
     try:
-        generate.run(vertex_params(fake_vertex, video_source="inline"), load_prompt(),
+        # Every clip is too large to send inline.
+        generate.run(vertex_params(fake_vertex, video_source="inline", inline_limit_mb=0.001), load_prompt(),
                      manifest, reproduced_sample / "data/clips", tmp_path / "out.jsonl", tmp_path / "m.json", 2)
     except StageIncomplete:
         pass
