@@ -176,13 +176,15 @@ def test_a_second_dataset_is_shown_beside_this_run(browser, reproduced_sample: P
     for pair in other[0]["category_question_answer_tuples"]:
         if pair["category"] == "world knowledge":
             pair["question"], pair["short answer"] = "What is this pattern for?", "Testing television sets"
+    rejected_here = json.loads((reproduced_sample / "data/rejects.jsonl").read_text().splitlines()[-1])["key"]
+    other.append(dict(records[2], id=rejected_here))  # the other run kept a clip this run rejected
     other_file = tmp_path / "lite.json"
     other_file.write_text(json.dumps(other))
     open_page(browser, reproduced_sample / "data/browse/index.html")
     browser.find_element(By.ID, "compare-file").send_keys(str(other_file))
     summary = wait_until(lambda: browser.find_element(By.ID, "compare-summary").text, what="the comparison")
-    assert "this run 5 clips, other run 4 clips; in both 4, only in this run 1, only in the other run 0" in summary
-    assert "world knowledge 5 4" in summary.replace("\n", " ")  # pairs per category in each run
+    assert "this run 5 clips, other run 5 clips; in both 4, only in this run 1, only in the other run 1" in summary
+    assert "world knowledge 5 5" in summary.replace("\n", " ")  # pairs per category in each run
     section = card(browser, shared).find_element(By.CSS_SELECTOR, 'section.cat[data-category="world knowledge"]')
     mine = section.find_element(By.CSS_SELECTOR, ".run.here").text
     theirs = section.find_element(By.CSS_SELECTOR, ".run.other").text
@@ -191,6 +193,9 @@ def test_a_second_dataset_is_shown_beside_this_run(browser, reproduced_sample: P
     assert "clip not in the other run" in card(browser, dropped).text
     choose(browser, "cmp", "only")
     assert count(browser, "clips") == 1 and cards(browser)[0].get_attribute("data-key") == dropped
+    choose(browser, "cmp", "other")
+    assert count(browser, "clips") == 1 and cards(browser)[0].get_attribute("data-key") == rejected_here
+    assert "no pair in this run" in cards(browser)[0].text and "Calibrating displays" not in cards(browser)[0].text
 
 
 INJECTIONS = ("<script>window.__pwned = 1</script>", '<img src=x onerror="window.__pwned = 2">',

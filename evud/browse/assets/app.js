@@ -128,12 +128,12 @@
     });
     return { name: name, byId: byId, skipped: skipped };
   }
-  function pairStats(pairsByCat) {
+  function pairStats(answers) {
+    // answers: [[category index, answer text]] -> per category: pairs, total chars, total words
     const stats = CATS.map(function () { return { pairs: 0, chars: 0, words: 0 }; });
-    pairsByCat.forEach(function (answer, cat) {
-      const s = stats[cat];
-      if (!s) return;
-      s.pairs++; s.chars += answer.length; s.words += answer.split(/\s+/).filter(Boolean).length;
+    answers.forEach(function (item) {
+      const s = stats[item[0]];
+      s.pairs++; s.chars += item[1].length; s.words += item[1].split(/\s+/).filter(Boolean).length;
     });
     return stats;
   }
@@ -195,8 +195,14 @@
       status: !state.status || c.status === state.status,
       reason: reason < 0 || c.reasons.indexOf(reason) >= 0,
       human: !state.human || (state.human === "yes" ? c.human : state.human === "no" ? !c.human : clipEdited(c)),
-      cmp: !state.cmp || !other || (state.cmp === "both" ? other.byId.has(c.key) : !other.byId.has(c.key)),
+      cmp: !state.cmp || !other || compareGroup(c) === state.cmp,
     };
+  }
+  // Which runs have the clip in their dataset: both, only this one, only the other (rejected or absent here).
+  function compareGroup(c) {
+    const there = other.byId.has(c.key);
+    if (c.status === "kept") return there ? "both" : "only";
+    return there ? "other" : "neither";
   }
   function editsMatch(c, terms) {
     const text = c.pairs.map(function (p) { return editFor(c, p) || ""; }).join("\n").toLowerCase();
@@ -208,7 +214,8 @@
     const terms = state.q.toLowerCase().split(/\s+/).filter(Boolean);
     const cat = state.cat ? CATS.indexOf(state.cat) : -1;
     const reason = state.reason ? DATA.reasons.indexOf(state.reason) : -1;
-    counts = { status: {}, reason: {}, human: { yes: 0, no: 0, edited: 0 }, cat: {}, cmp: { both: 0, only: 0 },
+    counts = { status: {}, reason: {}, human: { yes: 0, no: 0, edited: 0 }, cat: {},
+      cmp: { both: 0, only: 0, other: 0, neither: 0 },
       clips: 0, pairs: 0 };
     matched = [];
     const unknownCat = state.cat && cat < 0, unknownReason = state.reason && reason < 0;
@@ -227,7 +234,7 @@
         if (clipEdited(c)) counts.human.edited++;
       }
       if (except("cat")) c.pairs.forEach(function (p) { counts.cat[p[0]] = (counts.cat[p[0]] || 0) + 1; });
-      if (except("cmp") && other) counts.cmp[other.byId.has(c.key) ? "both" : "only"]++;
+      if (except("cmp") && other) counts.cmp[compareGroup(c)]++;
       if (all) {
         matched.push(c);
         counts.clips++;
@@ -269,7 +276,8 @@
     $("cmp-label").hidden = !other;
     if (other) {
       setOptions($("cmp"), [["", "all"], ["both", "in both runs (" + counts.cmp.both + ")"],
-        ["only", "only in this run (" + counts.cmp.only + ")"]], state.cmp);
+        ["only", "only in this run's dataset (" + counts.cmp.only + ")"],
+        ["other", "only in the other run's dataset (" + counts.cmp.other + ")"]], state.cmp);
     }
     if ($("q").value !== state.q) $("q").value = state.q;
     const summary = $("summary");
