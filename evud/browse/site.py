@@ -22,7 +22,7 @@ SCHEMA_VERSION = 1
 STATUSES = ("kept", "rejected", "skipped", "failed")  # in the dataset / answered but rejected / not cut by prepare
 SCOPES = ("prepare", "clip", "pair", "gold")
 CLIP_FIELDS = ("video", "clip", "annotation", "index", "status", "window_start", "window_end", "duration", "query",
-               "template", "strip", "local", "human", "pairs", "rejects", "answer")
+               "template", "strip", "local", "human", "pairs", "pair_cats", "gold_pairs", "rejects", "answer")
 # The gold file the page downloads: the review sheet's columns that `post.gold_answers` reads (GOLD_COLUMNS) plus
 # `id` and `question`, so a gold answer written for a question a later run no longer asks is caught, not applied.
 GOLD_DOWNLOAD_COLUMNS = ("id", "ego4d_video_uid", "ego4d_clip_uid", "ego4d_annotation_uid",
@@ -115,11 +115,14 @@ def site_data(manifest: list[ClipRecord], dataset: list[LlavaRecord], rejects: l
             [categories(p.category), p.question, p.short_answer, int(is_gold_answer(clip.key, p, gold))]
             for p in record.category_question_answer_tuples]
         shown = media.get(clip.key, ClipMedia())
+        # pairs as a JSON string (the page parses a clip's pairs when it shows them); the categories, one
+        # character each, and the gold count are all the filters and counters need.
         rows.append([
             uids(clip.video_uid), uids(clip.clip_uid), uids(clip.annotation_uid), clip.language_query_index,
             statuses(card_status(clip, kept)), clip.window_start, clip.window_end, clip.duration,
             clip.query, clip.template, shown.strip, int(shown.local), int(bool(record and record.human_annotated)),
-            pairs, [reject_row(r, scopes, reasons, categories) for r in clip_rejects],
+            compact_json(pairs), "".join(chr(48 + p[0]) for p in pairs), sum(p[3] for p in pairs),
+            [reject_row(r, scopes, reasons, categories) for r in clip_rejects],
             answers.get(clip.key) if any(r.scope is not RejectScope.gold for r in by_key.get(clip.key, [])) else None,
         ])
     orphans = [reject_row(r, scopes, reasons, categories) + [r.key] for r in rejects if r.key not in known]
@@ -138,6 +141,10 @@ def site_data(manifest: list[ClipRecord], dataset: list[LlavaRecord], rejects: l
         "clips_href": clips_href,
         "strip_settings": strip_settings,
     }
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def data_js(data: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ def rows_by_key(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rows = {}
     for row in data["clips"]:
         named = dict(zip(data["clip_fields"], row))
+        named["pairs"] = json.loads(named["pairs"])  # a JSON string per clip: the page parses it when shown
         ids = [data["uids"][named["video"]], data["uids"][named["clip"]], data["uids"][named["annotation"]]]
         rows["-".join(ids + [str(named["index"])])] = named
     return rows
@@ -67,6 +68,7 @@ def test_gold_answers_are_marked_only_for_their_question():
     rows = rows_by_key(data)
     assert [p[3] for p in rows[a.key]["pairs"]] == [0, 0, 0, 0, 0, 0, 1]
     assert [p[3] for p in rows[b.key]["pairs"]] == [0] * 7
+    assert (rows[a.key]["gold_pairs"], rows[a.key]["pair_cats"]) == (1, "0123456")
     assert (rows[a.key]["human"], rows[b.key]["human"]) == (1, 0)
 
 
