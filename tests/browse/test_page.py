@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -14,6 +15,7 @@ from conftest import git_commit_all, make_repo_copy, run
 from evud.browse.build import build_site
 from stages.params import BrowseParams
 from stages.records import ClipStatus, Reject, RejectScope
+from support import browser as support_browser
 from support.browse_data import clip_record, gemini_text, llava_record, query_ids, write_inputs
 from support.browser import browser, requested_urls, save_artifact, wait_for_download, wait_until  # noqa: F401
 
@@ -194,7 +196,10 @@ def test_a_second_dataset_is_shown_beside_this_run(browser, reproduced_sample: P
     assert count(browser, "clips") == 1 and cards(browser)[0].get_attribute("data-key") == dropped
     choose(browser, "cmp", "other")
     assert count(browser, "clips") == 1 and cards(browser)[0].get_attribute("data-key") == rejected_here
-    assert "no pair in this run" in cards(browser)[0].text and "Calibrating displays" not in cards(browser)[0].text
+    theirs = {t["category"]: t["short answer"] for t in records[2]["category_question_answer_tuples"]}
+    section = cards(browser)[0].find_element(By.CSS_SELECTOR, 'section.cat[data-category="world knowledge"]')
+    assert "no pair in this run" in section.find_element(By.CSS_SELECTOR, ".run.here").text
+    assert theirs["world knowledge"] in section.find_element(By.CSS_SELECTOR, ".run.other").text
 
 
 INJECTIONS = ("<script>window.__pwned = 1</script>", '<img src=x onerror="window.__pwned = 2">',
@@ -244,3 +249,14 @@ def test_injected_html_in_any_field_is_shown_as_text_and_runs_nothing(browser, t
     assert browser.execute_script("return window.__pwned") is None
     assert browser.execute_script("return document.querySelectorAll('script').length") == 2  # data.js, app.js
     assert browser.execute_script("return document.querySelectorAll('img:not(.strip), svg').length") == 0
+
+
+def test_a_missing_browser_skips_these_tests_unless_ci_requires_it(monkeypatch, tmp_path: Path):
+
+    monkeypatch.setattr(support_browser, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.delenv(support_browser.REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium chromium-driver"):
+        support_browser.require_browser()
+    monkeypatch.setenv(support_browser.REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="EVUD_REQUIRE_BROWSER=1"):
+        support_browser.require_browser()
