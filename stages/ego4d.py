@@ -33,10 +33,12 @@ class ClipPlan:
     window_end: float
     source_url: str
     clip_path: str  # relative to the clips directory
+    template: str | None = None
 
     def record(self, **fields: Any) -> ClipRecord:
-        return ClipRecord(**self.ids.model_dump(), query=self.query, window_start=self.window_start,
-                          window_end=self.window_end, duration=round(self.window_end - self.window_start, 6), **fields)
+        return ClipRecord(**self.ids.model_dump(), query=self.query, template=self.template,
+                          window_start=self.window_start, window_end=self.window_end,
+                          duration=round(self.window_end - self.window_start, 6), **fields)
 
 
 class MetadataError(UserError):
@@ -245,7 +247,7 @@ def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str
         raise SkipQuery(f"malformed_video: {video}")
     start, end = resolve_window(query, video, params)
     return ClipPlan(ids=ids, query=query.query, window_start=start, window_end=end,
-                    source_url=video_source_url(video, params), clip_path=relative_path)
+                    source_url=video_source_url(video, params), clip_path=relative_path, template=query.template)
 
 
 def check_identity(query: RawQuery, first_seen: dict[str, str]) -> None:

@@ -106,6 +106,12 @@ class PostParams(_Section):
     duration_bin_s: float = Field(2.0, gt=0)
 
 
+class BrowseParams(_Section):
+    frames: int = Field(8, ge=1, le=64)  # frames per strip, spread over the clip's window
+    strip_height: int = Field(96, ge=16, le=720)  # pixels
+    jpeg_quality: int = Field(75, ge=1, le=100)
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "data": DataParams,
     "clip": ClipParams,
@@ -113,6 +119,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "gemini": GeminiParams,
     "prompt": PromptParams,
     "post": PostParams,
+    "browse": BrowseParams,
 }
 
 

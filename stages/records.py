@@ -108,6 +108,7 @@ class ClipRecord(QueryIds):
     status: ClipStatus
     reason: str | None = None
     query: str | None = None
+    template: str | None = None  # the NLQ template the annotator chose (e.g. "Objects: Where is object X ...?")
     window_start: float | None = None  # requested window, seconds in the source video
     window_end: float | None = None
     file_start: float | None = None  # what the clip file physically holds (stream copy starts at a keyframe)

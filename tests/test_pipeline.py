@@ -36,7 +36,7 @@ def test_model_change_reruns_generate_and_postprocess_only(repo_copy: Path):
     git_commit_all(repo_copy, "baseline")
     clip_times = {p: p.stat().st_mtime_ns for p in (repo_copy / "data/clips").rglob("*.mp4")}
     result = run(["dvc", "exp", "run", "-S", "gemini.model=gemini-3.1-flash-lite"], repo_copy)
-    assert stages_run(result.stdout) == {"generate", "postprocess"}
+    assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
     assert "Stage 'prepare' didn't change, skipping" in result.stdout
     assert {p: p.stat().st_mtime_ns for p in clip_times} == clip_times  # no clip was re-cut
     responses = [json.loads(line) for line in (repo_copy / "data/responses.jsonl").read_text().splitlines()]
@@ -48,7 +48,7 @@ def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(repo_
     git_commit_all(repo_copy, "baseline")
     before = (repo_copy / "data/ego4d_vqa_gemini.json").read_text()
     result = run(["dvc", "exp", "run", "-S", "post.seed=7"], repo_copy)
-    assert stages_run(result.stdout) == {"postprocess"}
+    assert stages_run(result.stdout) == {"postprocess", "browse"}
     after = (repo_copy / "data/ego4d_vqa_gemini.json").read_text()
     assert before != after  # another shuffle of the same pairs
     assert [r["category_question_answer_tuples"] for r in json.loads(before)] == \
@@ -56,7 +56,7 @@ def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(repo_
     git_commit_all(repo_copy, "seed experiment")
     # Every `dvc exp run` composes conf/ afresh, so post.seed returns to its default here too.
     result = run(["dvc", "exp", "run", "-S", "prompt.text=Describe the video in one sentence."], repo_copy)
-    assert stages_run(result.stdout) == {"generate", "postprocess"}
+    assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
 
 
 def test_runtime_knobs_are_not_params(reproduced_sample: Path):

@@ -80,7 +80,7 @@ def test_experiment_is_shared_through_git_and_the_remote(tmp_path: Path):
         run(["git", "push", "-q", "origin", "main"], a)
         run(["dvc", "push"], a)
         result = run(["dvc", "exp", "run", "-n", "lite", "-S", "gemini.model=gemini-3.1-flash-lite"], a)
-        assert stages_run(result.stdout) == {"generate", "postprocess"}
+        assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
         dataset_a = (a / "data/ego4d_vqa_gemini.json").read_bytes()
         responses_a = (a / "data/responses.jsonl").read_bytes()
         run(["dvc", "exp", "push", "origin", "lite"], a)

@@ -1,0 +1,1 @@
+"""evud-gemini's library: the code that the thin stage scripts in stages/ call."""

@@ -1,0 +1,155 @@
+"""The browser's data: one compact row per clip, from the manifest, the dataset, the rejects and the gold file.
+
+Pure functions (no file is touched) that the build and the tests call. The page (assets/app.js) reads the
+result from `data.js` as a global, because Chromium blocks fetch() of file:// URLs. Rows are arrays whose
+field order is listed in the data itself (`clip_fields`), and repeated strings (uids, reasons,
+categories) are interned, so 13,789 clips and 96,523 pairs stay a file the page parses in a blink.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from stages.answers import EVUD_CATEGORIES
+from stages.ego4d import clip_relative_path
+from stages.gold import GOLD_COLUMNS, GoldIndex
+from stages.records import ClipRecord, ClipStatus, LlavaRecord, QAPair, Reject, RejectScope, UnsafeUidError
+
+SCHEMA_VERSION = 1
+STATUSES = ("kept", "rejected", "skipped", "failed")  # in the dataset / answered but rejected / not cut by prepare
+SCOPES = ("prepare", "clip", "pair", "gold")
+CLIP_FIELDS = ("video", "clip", "annotation", "index", "status", "window_start", "window_end", "duration", "query",
+               "template", "strip", "local", "human", "pairs", "pair_cats", "gold_pairs", "rejects", "answer")
+# The gold file the page downloads: the review sheet's columns that `post.gold_answers` reads (GOLD_COLUMNS) plus
+# `id` and `question`, so a gold answer written for a question a later run no longer asks is caught, not applied.
+GOLD_DOWNLOAD_COLUMNS = ("id", "ego4d_video_uid", "ego4d_clip_uid", "ego4d_annotation_uid",
+                         "ego4d_language_query_index", "category", "question", "gold_answer")
+assert set(GOLD_COLUMNS) <= set(GOLD_DOWNLOAD_COLUMNS)
+# Escaped in data.js although it is never parsed as HTML: a `</script>` in an answer stays inert even if
+# someone inlines the file into a page one day. U+2028/9 are line breaks to older JS parsers.
+_JS_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+@dataclass(frozen=True)
+class ClipMedia:
+    """What the site can show of a clip's pixels: its strip (by sha256) and whether the local file plays."""
+
+    strip: str | None = None
+    local: bool = False
+
+
+class Interner:
+    """Strings to small integers, in first-seen order; `values` is the table the page looks them up in."""
+
+    def __init__(self, initial: Iterable[str] = ()):
+        self.values: list[str] = []
+        self._index: dict[str, int] = {}
+        for value in initial:
+            self(value)
+
+    def __call__(self, value: str) -> int:
+        if value not in self._index:
+            self._index[value] = len(self.values)
+            self.values.append(value)
+        return self._index[value]
+
+
+def playable_clip_path(clip: ClipRecord) -> str | None:
+    """The clip's path under the clips directory, if it is the canonical one built from checked uids."""
+    try:
+        expected = clip_relative_path(clip.ids())
+    except UnsafeUidError:
+        return None
+    return expected if clip.clip_path == expected else None
+
+
+def card_status(clip: ClipRecord, kept: set[str]) -> str:
+    if clip.key in kept:
+        return "kept"
+    if clip.status is ClipStatus.ok:
+        return "rejected"
+    return clip.status.value
+
+
+def prepare_reject(clip: ClipRecord) -> Reject | None:
+    """prepare's reason for a query that became no clip, as a reject row (`code: detail`)."""
+    if clip.status is ClipStatus.ok or not clip.reason:
+        return None
+    code, _, detail = clip.reason.partition(":")
+    return Reject(key=clip.key, stage="prepare", reason=code.strip(), detail=detail.strip() or None)
+
+
+def is_gold_answer(key: str, pair: QAPair, gold: GoldIndex) -> bool:
+    """The pair's answer is the gold file's answer for this clip, category and question."""
+    answer = gold.answers.get((key, pair.category))
+    if answer is None or answer.gold_answer != pair.short_answer:
+        return False
+    return not answer.question or " ".join(answer.question.split()) == " ".join(pair.question.split())
+
+
+def reject_row(reject: Reject, scopes: Interner, reasons: Interner, categories: Interner) -> list[Any]:
+    scope = "prepare" if reject.stage == "prepare" else reject.scope.value
+    category = categories(reject.category) if reject.category else -1
+    return [scopes(scope), reasons(reject.reason), category, reject.question, reject.detail]
+
+
+def site_data(manifest: list[ClipRecord], dataset: list[LlavaRecord], rejects: list[Reject],
+              answers: dict[str, str], gold: GoldIndex, media: dict[str, ClipMedia],
+              clips_href: str, strip_settings: dict[str, int]) -> dict[str, Any]:
+    """Everything the page shows, one row per clip of the manifest (sorted by the four ids)."""
+    records = {r.id: r for r in dataset}
+    by_key: dict[str, list[Reject]] = {}
+    for reject in rejects:
+        by_key.setdefault(reject.key, []).append(reject)
+    known, kept = {clip.key for clip in manifest}, set(records)
+    uids, reasons, categories = Interner(), Interner(), Interner(EVUD_CATEGORIES)
+    scopes, statuses = Interner(SCOPES), Interner(STATUSES)
+    rows = []
+    for clip in sorted(manifest, key=lambda c: (c.video_uid, c.clip_uid, c.annotation_uid, c.language_query_index)):
+        record = records.get(clip.key)
+        clip_rejects = ([r] if (r := prepare_reject(clip)) else []) + by_key.get(clip.key, [])
+        pairs = [] if record is None else [
+            [categories(p.category), p.question, p.short_answer, int(is_gold_answer(clip.key, p, gold))]
+            for p in record.category_question_answer_tuples]
+        shown = media.get(clip.key, ClipMedia())
+        # pairs as a JSON string (the page parses a clip's pairs when it shows them); the categories, one
+        # character each, and the gold count are all the filters and counters need.
+        rows.append([
+            uids(clip.video_uid), uids(clip.clip_uid), uids(clip.annotation_uid), clip.language_query_index,
+            statuses(card_status(clip, kept)), clip.window_start, clip.window_end, clip.duration,
+            clip.query, clip.template, shown.strip, int(shown.local), int(bool(record and record.human_annotated)),
+            compact_json(pairs), "".join(chr(48 + p[0]) for p in pairs), sum(p[3] for p in pairs),
+            [reject_row(r, scopes, reasons, categories) for r in clip_rejects],
+            answers.get(clip.key) if any(r.scope is not RejectScope.gold for r in by_key.get(clip.key, [])) else None,
+        ])
+    orphans = [reject_row(r, scopes, reasons, categories) + [r.key] for r in rejects if r.key not in known]
+    return {
+        "schema": SCHEMA_VERSION,
+        "clip_fields": list(CLIP_FIELDS),
+        "categories": categories.values,
+        "evud_categories": len(EVUD_CATEGORIES),
+        "statuses": statuses.values,
+        "scopes": scopes.values,
+        "reasons": reasons.values,
+        "uids": uids.values,
+        "clips": rows,
+        "orphan_rejects": orphans,
+        "gold_columns": list(GOLD_DOWNLOAD_COLUMNS),
+        "clips_href": clips_href,
+        "strip_settings": strip_settings,
+    }
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def data_js(data: dict[str, Any]) -> str:
+    """The site data as a script assigning one global: deterministic (sorted keys, no timestamps)."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    for char, escape in _JS_ESCAPES.items():
+        text = text.replace(char, escape)
+    return f"window.EVUD_BROWSE = {text};\n"

@@ -1,0 +1,125 @@
+"""Frame strips: the right frames, spread over the window, cached by clip content in the local store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import av
+import cv2
+import fsspec
+import numpy as np
+import pytest
+
+from evud.browse.store import store_root
+from evud.browse.strips import (GAP_PX, StripCache, StripError, StripJob, StripSettings, make_strips, pick_frames,
+                                render_strip, sample_times)
+from numbered_video import SOURCE_SIZE, decode_number, make_numbered_video
+from stages.video import cut_window
+
+FPS = 10
+
+
+def numbers(images: list[np.ndarray]) -> list[int]:
+    return [decode_number(av.VideoFrame.from_ndarray(image, format="bgr24")) for image in images]
+
+
+def picked_numbers(path: Path, times: list[float]) -> list[int]:
+    with av.open(str(path)) as container:
+        return numbers(pick_frames(container, times))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("videos")
+    made = {"short": root / "short.mp4", "long": root / "long.mp4", "other": root / "other.mp4"}
+    make_numbered_video(made["short"], seconds=10, fps=FPS)
+    make_numbered_video(made["long"], seconds=60, fps=FPS)
+    make_numbered_video(made["other"], seconds=4, fps=FPS)
+    return made
+
+
+def test_sample_times_are_the_centres_of_equal_slices():
+    assert sample_times(8.0, 4) == [1.0, 3.0, 5.0, 7.0]
+    assert sample_times(1.0, 1) == [0.5]
+
+
+def test_frames_are_picked_at_their_times_decoding_on_or_seeking(videos):
+    assert picked_numbers(videos["short"], sample_times(10.0, 5)) == [10, 30, 50, 70, 90]
+    # 20 s apart: each frame is reached by a seek, not by decoding the whole minute.
+    assert picked_numbers(videos["long"], [5.0, 25.0, 45.0]) == [50, 250, 450]
+    # Past the last frame: the last frame, rather than nothing.
+    assert picked_numbers(videos["short"], [9.95, 30.0]) == [99, 99]
+
+
+def test_a_stream_copied_clip_shows_its_window_not_the_gop_before_it(videos, tmp_path: Path):
+    clip = tmp_path / "clip.mp4"
+    cut_window(str(videos["short"]), clip, 5.0, 9.0)  # keyframes every 2 s: the file starts at 4 s (edit list)
+    assert picked_numbers(clip, sample_times(4.0, 4)) == [55, 65, 75, 85]
+
+
+def test_a_strip_is_one_jpeg_of_the_frames_side_by_side(videos):
+    settings = StripSettings(frames=5, height=48, jpeg_quality=80)
+    image = cv2.imdecode(np.frombuffer(render_strip(str(videos["short"]), 10.0, settings), np.uint8),
+                         cv2.IMREAD_COLOR)
+    frame_width = round(SOURCE_SIZE[0] * 48 / SOURCE_SIZE[1])
+    assert image.shape == (48, 5 * frame_width + 4 * GAP_PX, 3)
+    assert render_strip(str(videos["short"]), 10.0, settings) == render_strip(str(videos["short"]), 10.0, settings)
+
+
+def test_the_cache_makes_only_missing_strips_and_leaves_no_partial_file(videos, tmp_path: Path):
+    cache, settings = StripCache(tmp_path / "strips"), StripSettings(frames=4, height=32)
+    jobs = [StripJob(key=name, sha256=sha256_of(videos[name]), source=str(videos[name]), duration=4.0)
+            for name in ("short", "long")]
+    first = make_strips(jobs, cache, settings)
+    assert (first.made, first.reused, first.failed) == (2, 0, {})
+    sha = jobs[0].sha256
+    assert cache.path(sha, settings) == tmp_path / "strips" / sha[:2] / f"{sha}-4f-32h-q75.jpg"
+    added = StripJob(key="other", sha256=sha256_of(videos["other"]), source=str(videos["other"]), duration=4.0)
+    second = make_strips(jobs + [added], cache, settings, workers=2)
+    assert (second.made, second.reused) == (1, 2)
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "strips").rglob("*") if p.is_file()) == \
+        sorted(j.sha256 for j in jobs + [added])
+    # Other strip settings are other strips: a param change never serves a stale strip.
+    assert make_strips(jobs, cache, StripSettings(frames=2, height=32)).made == 2
+
+
+def test_a_clip_kept_only_in_the_cloud_is_read_from_its_uri(videos, tmp_path: Path):
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/bucket/clip.mp4", videos["other"].read_bytes())
+    job = StripJob(key="v-c-a-0", sha256=sha256_of(videos["other"]), source="memory://bucket/clip.mp4", duration=4.0)
+    cache = StripCache(tmp_path / "strips")
+    assert make_strips([job], cache, StripSettings()).made == 1
+    assert cache.has(job.sha256, StripSettings())
+
+
+def test_an_unreadable_clip_is_reported_with_its_key_and_others_go_on(videos, tmp_path: Path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    jobs = [StripJob(key="v-c-a-7", sha256="ab" * 32, source=str(broken), duration=2.0),
+            StripJob(key="v-c-a-8", sha256=sha256_of(videos["other"]), source=str(videos["other"]), duration=4.0)]
+    report = make_strips(jobs, StripCache(tmp_path / "strips"), StripSettings())
+    assert report.made == 1 and list(report.failed) == ["ab" * 32]
+    assert "v-c-a-7" in report.failed["ab" * 32] and "broken.mp4" in report.failed["ab" * 32]
+
+
+def test_a_hash_that_is_not_a_sha256_never_becomes_a_path(tmp_path: Path):
+    cache = StripCache(tmp_path / "strips")
+    for bad in ("../../etc/passwd", "A" * 64, "ab" * 31, ""):
+        with pytest.raises(StripError, match="not 64 lowercase hex"):
+            cache.path(bad, StripSettings())
+    assert not (tmp_path / "strips").exists()
+
+
+def test_the_store_is_evud_store_else_the_dvc_root_else_the_working_directory(monkeypatch, tmp_path: Path):
+    monkeypatch.delenv("EVUD_STORE", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert store_root() == Path(".evud")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    assert store_root() == tmp_path / "repo/.evud"
+    monkeypatch.setenv("EVUD_STORE", str(tmp_path / "shared"))
+    assert store_root() == tmp_path / "shared"

@@ -1,0 +1,1 @@
+"""Importable test helpers shared by test modules (browsers, ...)."""
