@@ -1,6 +1,6 @@
 """The dataset browser at EVUD's size: build time, site size, page load and filter times in headless Chromium.
 
-    python bench/bench_browse.py            # about 3 minutes on 2 cores; needs Debian's chromium + chromium-driver
+    python -m bench.bench_browse            # about 3 minutes on 2 cores; needs Debian's chromium + chromium-driver
 
 1. Generates a synthetic run the size of the published EVUD data: 13,789 clips in the dataset with 7 QA pairs
    each (96,523 pairs), plus 1,500 rejected clips (with Gemini's text), 2,000 queries prepare skipped and
@@ -31,16 +31,14 @@ from typing import Any
 import av
 import numpy as np
 
+from evud.browse.build import SiteInputs, build_site
+from evud.browse.strips import StripSettings, render_strip
+from evud.core.domain import EVUD_CATEGORIES
+from evud.core.params import BrowseParams
+from tests.support.browser import browser_missing, chromium
+from tests.support.numbered_video import make_numbered_video
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from numbered_video import make_numbered_video  # noqa: E402
-from support.browser import browser_missing, chromium  # noqa: E402
-
-from evud.browse.build import SiteInputs, build_site  # noqa: E402
-from evud.browse.strips import StripSettings, render_strip  # noqa: E402
-from stages.answers import EVUD_CATEGORIES  # noqa: E402
-from stages.params import BrowseParams  # noqa: E402
 
 CLIPS, REJECTED, SKIPPED, DROPPED, REAL_CLIPS = 13_789, 1_500, 2_000, 3_000, 8
 LOADS = 3

@@ -1,7 +1,7 @@
 """Benchmark of generate against the local Vertex fake (tests/fake_vertex.py), one command, figures side by side.
 
-    python bench/bench_generate.py                       # 200 clips at 3 s latency; about 6 minutes
-    python bench/bench_generate.py --clips 60 --sequential-clips 10 --latency 1   # a quick look
+    python -m bench.bench_generate                       # 200 clips at 3 s latency; about 6 minutes
+    python -m bench.bench_generate --clips 60 --sequential-clips 10 --latency 1   # a quick look
 
 Scenarios, all through the real google-genai SDK over HTTP on 127.0.0.1:
   1. sequential, the published way: one generateContent after another, no retry, the whole output
@@ -25,17 +25,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from evud.core.jsonl import write_jsonl
+from evud.core.params import load_section
+from evud.core.records import AnswerEntry, ClipRecord
+from evud.gemini import generate
+from evud.gemini.answer_store import AnswerStore
+from evud.gemini.backends.vertex import make_client
+from evud.gemini.backends.vertex_requests import request_config, request_contents, video_part
+from evud.gemini.request import build_request
+from tests.support.fake_vertex import FakeVertex, answer_json
 
-from fake_vertex import FakeVertex, answer_json  # noqa: E402
-from stages import generate  # noqa: E402
-from stages.answer_store import AnswerStore  # noqa: E402
-from stages.gemini import build_request  # noqa: E402
-from stages.jsonl import write_jsonl  # noqa: E402
-from stages.params import load_section  # noqa: E402
-from stages.records import AnswerEntry, ClipRecord  # noqa: E402
-from stages.vertex import make_client, request_config, request_contents, video_part  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PARAMS = ROOT / "params.yaml"
 

@@ -1,6 +1,6 @@
 """Benchmark: reading a full-size ego4d.json (hundreds of MB) for the videos NLQ uses.
 
-    python bench/bench_metadata.py [--videos 9600] [--wanted 1300]
+    python -m bench.bench_metadata [--videos 9600] [--wanted 1300]
 
 Side by side, each in its own process: the naive way (`json.load` of the whole file, as the published
 scripts did) and ours (`stages.ego4d.load_videos`: streamed with ijson, only the wanted videos and only
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
 CACHE = ROOT / "bench" / ".cache"
 
 
@@ -50,7 +50,7 @@ def child(mode: str, path: str, wanted: int) -> None:
             videos = {v["video_uid"]: v for v in json.load(f)["videos"]}
         found = len(uids & videos.keys())
     else:
-        from stages.ego4d import load_videos
+        from evud.clips.ego4d import load_videos
 
         found = len(load_videos(path, uids))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -72,7 +72,7 @@ def main() -> None:
     print(f"ego4d.json: {path.stat().st_size / 1e6:.0f} MB, {args.videos} videos; {args.wanted} wanted")
     print(f"{'approach':<10}{'wall s':>8}{'peak RSS MB':>13}{'videos found':>14}")
     for mode in ("naive", "ours"):
-        out = subprocess.run([sys.executable, __file__, "--child", mode, "--path", str(path), "--wanted",
+        out = subprocess.run([sys.executable, "-m", "bench.bench_metadata", "--child", mode, "--path", str(path), "--wanted",
                               str(args.wanted)], capture_output=True, text=True, check=True).stdout
         row = json.loads(out)
         print(f"{mode:<10}{row['wall_s']:>8.1f}{row['peak_mb']:>13.0f}{row['found']:>14}")

@@ -1,6 +1,6 @@
 """Parse speed and robustness: the published EVUD post-processing parser vs ours, side by side, one run.
 
-    python bench/bench_parse.py            # about 30 s on 2 cores
+    python -m bench.bench_parse            # about 30 s on 2 cores
 
 1. Variants: every answer of tests/answer_variants.py (plus three blocked responses) through both parsers:
    published = handled / handled but wrong / crashed / blocked (counted as missing); ours = all pairs
@@ -28,12 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+from evud.dataset.answers import parse_answer
+from tests.support.answer_variants import BLOCKED_RESPONSES, VARIANTS
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from answer_variants import BLOCKED_RESPONSES, VARIANTS  # noqa: E402
-
-from stages.answers import parse_answer  # noqa: E402
 
 PUBLISHED_CATEGORIES = ["object recognition", "attribute recognition", "object state recognition",
                         "object localisation", "spatial reasoning", "functional reasoning", "world knowledge"]
@@ -131,10 +129,10 @@ def our_outcome(text: str, truncated: bool, expected: list[tuple[str, str, str]]
 def our_blocked_outcome(response: dict) -> str:
     from google.genai import types
 
-    from stages.gemini import classify_response
-    from stages.params import PostParams
-    from stages.postprocess import clip_outcome
-    from stages.records import GeminiResult
+    from evud.core.params import PostParams
+    from evud.core.records import GeminiResult
+    from evud.dataset.policy import clip_outcome
+    from evud.gemini.backend import classify_response
 
     classified = classify_response(types.GenerateContentResponse.model_validate(response))
     result = GeminiResult(video_uid="v", clip_uid="c", annotation_uid="a", language_query_index=0, request_key="k",
@@ -181,7 +179,7 @@ def measure(parser: str, corpus: str, n: int) -> dict:
 
 
 def run_child(parser: str, corpus: str, n: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--measure", parser, corpus, str(n)], check=True,
+    out = subprocess.run([sys.executable, "-m", "bench.bench_parse", "--measure", parser, corpus, str(n)], check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.splitlines()[-1])
 

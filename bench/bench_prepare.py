@@ -1,6 +1,6 @@
 """Benchmark: cutting NLQ windows out of a long 720p video held in S3 (a local moto server).
 
-    python bench/bench_prepare.py [--minutes 4] [--windows 16]
+    python -m bench.bench_prepare [--minutes 4] [--windows 16]
 
 Side by side, in one run, each approach in its own process (so peak RSS is its own):
   naive    the published way: download the whole object, then decode and re-encode each window (libx264)
@@ -28,10 +28,9 @@ import boto3
 import numpy as np
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from tests.support.cloud import moto_s3  # the same local S3 stand-in the tests use
 
-from cloud import moto_s3  # noqa: E402  (the same local S3 stand-in the tests use)
+ROOT = Path(__file__).resolve().parents[1]
 
 BUCKET, KEY = "ego4d-bench", "full_scale/0b1e2c3d-0000-4000-8000-00000000beef.mp4"
 VIDEO_UID = "0b1e2c3d-0000-4000-8000-00000000beef"
@@ -119,8 +118,8 @@ def naive_cut(endpoint: str, windows: list[tuple[float, float]], out_dir: Path) 
 
 
 def ours_cut(endpoint: str, windows: list[tuple[float, float]], out_dir: Path, mode: str) -> None:
-    from stages import prepare
-    from stages.params import ClipParams, DataParams, GcsParams
+    from evud.clips import prepare
+    from evud.core.params import ClipParams, DataParams, GcsParams
 
     meta = out_dir / "meta"
     meta.mkdir()
@@ -141,7 +140,7 @@ def measure(approach: str, endpoint: str, windows: list[tuple[float, float]], se
     """Run one approach in a child process; sample its process tree's RSS; read its CPU time."""
     server.reset_count()
     with tempfile.TemporaryDirectory() as work:
-        cmd = [sys.executable, __file__, "--child", approach, "--endpoint", endpoint, "--work", work,
+        cmd = [sys.executable, "-m", "bench.bench_prepare", "--child", approach, "--endpoint", endpoint, "--work", work,
                "--windows-json", json.dumps(windows)]
         started = time.monotonic()
         child = psutil.Popen(cmd, env={**os.environ, "EVUD_PROGRESS": "0"}, stderr=open(Path(work) / "stderr.txt", "w"))

@@ -1,24 +1,22 @@
-"""Stage `browse`: a static dataset browser (data/browse/index.html) with frame strips, gold edits and run comparison.
+r"""Stage `browse`: a static dataset browser (data/browse/index.html) with frame strips, gold edits and run comparison.
 
     python -m stages.browse --manifest data/clips.jsonl --dataset data/ego4d_vqa_gemini.json \
         --rejects data/rejects.jsonl --responses data/responses.jsonl --clips-dir data/clips --out data/browse
 
 Open data/browse/index.html in a browser (file:// works; no server). Strips are cached in the local
-store ($EVUD_STORE, else $DVC_ROOT/.evud), so a re-run draws only new clips.
-Workers: EVUD_WORKERS (default: CPU count); not a param, since it changes no output.
+store ($EVUD_STORE, else <repository>/.evud), so a re-run draws only new clips.
+Workers: EVUD_WORKERS (default: CPU count); not a param, since it changes no output. The work is evud.browse.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from evud.browse.build import SiteInputs, build_site
-from evud.browse.store import store_root
-
-from .params import load_section, runtime_int
+from evud.browse.build import SiteInputs, run
+from evud.core.errors import run_stage
+from evud.core.params import load_section, runtime_int
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,12 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     inputs = SiteInputs(args.manifest, args.dataset, args.rejects, args.responses, args.clips_dir)
-    report = build_site(inputs, args.out, load_section("browse", args.params),
-                        load_section("post", args.params).gold_answers, store_root(),
-                        runtime_int("EVUD_WORKERS", os.cpu_count() or 1))
-    print(f"browse: {report.clips} clips, {report.strips.made} strips made, {report.strips.reused} reused, "
-          f"{len(report.strips.failed)} failed; {report.site_bytes / 1e6:.1f} MB -> {args.out / 'index.html'}",
-          file=sys.stderr)
+    run_stage("browse", lambda: run(inputs, args.out, load_section("browse", args.params),
+                                    load_section("post", args.params).gold_answers,
+                                    runtime_int("EVUD_WORKERS", os.cpu_count() or 1)),
+              on_interrupt="strips made so far are kept in the store; run again")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from stages.gold import load_gold_answers
-from stages.jsonl import read_jsonl
-from stages.params import BrowseParams
-from stages.records import ClipRecord, ClipStatus, GeminiResult, LlavaRecord, Reject
-
-from .site import ClipMedia, data_js, playable_clip_path, site_data
-from .store import write_atomic
-from .strips import StripCache, StripJob, StripReport, StripSettings, is_sha256, make_strips
+from evud.browse.site import ClipMedia, data_js, playable_clip_path, site_data
+from evud.browse.strips import StripCache, StripJob, StripReport, StripSettings, is_sha256, make_strips
+from evud.core.jsonl import read_jsonl
+from evud.core.params import BrowseParams
+from evud.core.records import ClipRecord, ClipStatus, GeminiResult, LlavaRecord, Reject
+from evud.core.store import store_root, write_atomic
+from evud.dataset.gold import load_gold_answers
 
 ASSETS = ("index.html", "app.js", "style.css")
 STRIPS_DIR = "strips"
@@ -133,3 +132,11 @@ def build_site(inputs: SiteInputs, out_dir: Path, params: BrowseParams, gold_ans
     write_atomic(out_dir / "data.js", data_js(data).encode("utf-8"))
     return SiteReport(clips=len(data["clips"]), strips=report, site_bytes=site_size(out_dir))
 
+
+def run(inputs: SiteInputs, out_dir: Path, params: BrowseParams, gold_answers: str | None, workers: int) -> SiteReport:
+    """Build the site with the strip cache of the local store, and say what was done."""
+    report = build_site(inputs, out_dir, params, gold_answers, store_root(), workers)
+    print(f"browse: {report.clips} clips, {report.strips.made} strips made, {report.strips.reused} reused, "
+          f"{len(report.strips.failed)} failed; {report.site_bytes / 1e6:.1f} MB -> {out_dir / 'index.html'}",
+          file=sys.stderr)
+    return report

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stages.answers import EVUD_CATEGORIES
-from stages.ego4d import clip_relative_path
-from stages.gold import GOLD_COLUMNS, GoldIndex
-from stages.records import ClipRecord, ClipStatus, LlavaRecord, QAPair, Reject, RejectScope, UnsafeUidError
+from evud.clips.ego4d import clip_relative_path
+from evud.core.domain import EVUD_CATEGORIES, same_question
+from evud.core.records import ClipRecord, ClipStatus, LlavaRecord, QAPair, Reject, RejectScope, UnsafeUidError
+from evud.dataset.gold import GOLD_COLUMNS, GoldIndex
 
 SCHEMA_VERSION = 1
 STATUSES = ("kept", "rejected", "skipped", "failed")  # in the dataset / answered but rejected / not cut by prepare
@@ -87,7 +87,7 @@ def is_gold_answer(key: str, pair: QAPair, gold: GoldIndex) -> bool:
     answer = gold.answers.get((key, pair.category))
     if answer is None or answer.gold_answer != pair.short_answer:
         return False
-    return not answer.question or " ".join(answer.question.split()) == " ".join(pair.question.split())
+    return not answer.question or same_question(answer.question, pair.question)
 
 
 def reject_row(reject: Reject, scopes: Interner, reasons: Interner, categories: Interner) -> list[Any]:

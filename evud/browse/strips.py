@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ import av
 import cv2
 import numpy as np
 
-from stages.progress import progress_bar
-from stages.video import CutError, open_source
-
-from .store import write_atomic
+from evud.clips.video import CutError, open_source
+from evud.clips.workers import process_pool
+from evud.core.progress import progress_bar
+from evud.core.store import write_atomic
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Targets closer than this to the last decoded frame are reached by decoding on; farther ones by a seek
@@ -180,7 +179,7 @@ def make_strips(jobs: list[StripJob], cache: StripCache, settings: StripSettings
     bar = progress_bar(len(todo), "browse: frame strips")
     results: Iterator[tuple[str, str | None]]
     if workers > 1 and len(todo) > 1:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        pool = process_pool(workers)  # workers die with the stage, as prepare's do
         results = pool.map(_make_one, todo.values(), [str(cache.root)] * len(todo), [settings] * len(todo),
                            chunksize=8)
     else:

@@ -11,13 +11,13 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from conftest import git_commit_all, make_repo_copy, run
 from evud.browse.build import build_site
-from stages.params import BrowseParams
-from stages.records import ClipStatus, Reject, RejectScope
-from support import browser as support_browser
-from support.browse_data import clip_record, gemini_text, llava_record, query_ids, write_inputs
-from support.browser import browser, requested_urls, save_artifact, wait_for_download, wait_until  # noqa: F401
+from evud.core.params import BrowseParams
+from evud.core.records import ClipStatus, Reject, RejectScope
+from tests.support import browser as support_browser
+from tests.support.browse_data import clip_record, gemini_text, llava_record, query_ids, write_inputs
+from tests.support.browser import requested_urls, save_artifact, wait_for_download, wait_until
+from tests.support.repo import git_commit_all, make_repo_copy, run
 
 SAMPLE_QUERIES = 11  # lines of the sample's manifest: 7 clips cut (5 kept, 2 rejected), 4 queries skipped
 

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import tree_digest
 from evud.browse.build import build_site
 from evud.browse.site import GOLD_DOWNLOAD_COLUMNS, data_js, site_data
-from stages.gold import GOLD_COLUMNS, GoldIndex
-from stages.params import BrowseParams
-from stages.records import ClipStatus, GoldAnswer, Reject, RejectScope
-from stages.review_sheet import REVIEW_COLUMNS
-from support.browse_data import clip_record, llava_record, query_ids, write_inputs
+from evud.core.params import BrowseParams
+from evud.core.records import ClipStatus, Reject, RejectScope
+from evud.dataset.gold import GOLD_COLUMNS, GoldAnswer, GoldIndex
+from evud.dataset.review_sheet import REVIEW_COLUMNS
+from tests.support.browse_data import clip_record, llava_record, query_ids, write_inputs
+from tests.support.repo import tree_digest
 
 
 def read_data_js(path: Path) -> dict[str, Any]:

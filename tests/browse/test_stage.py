@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import make_repo_copy, run
+from tests.support.repo import make_repo_copy, run
 
 
 def strips_line(output: str) -> tuple[int, int]:

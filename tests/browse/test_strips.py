@@ -11,11 +11,19 @@ import fsspec
 import numpy as np
 import pytest
 
-from evud.browse.store import store_root
-from evud.browse.strips import (GAP_PX, StripCache, StripError, StripJob, StripSettings, make_strips, pick_frames,
-                                render_strip, sample_times)
-from numbered_video import SOURCE_SIZE, decode_number, make_numbered_video
-from stages.video import cut_window
+from evud.browse.strips import (
+    GAP_PX,
+    StripCache,
+    StripError,
+    StripJob,
+    StripSettings,
+    make_strips,
+    pick_frames,
+    render_strip,
+    sample_times,
+)
+from evud.clips.video import cut_window
+from tests.support.numbered_video import SOURCE_SIZE, decode_number, make_numbered_video
 
 FPS = 10
 
@@ -113,13 +121,3 @@ def test_a_hash_that_is_not_a_sha256_never_becomes_a_path(tmp_path: Path):
         with pytest.raises(StripError, match="not 64 lowercase hex"):
             cache.path(bad, StripSettings())
     assert not (tmp_path / "strips").exists()
-
-
-def test_the_store_is_evud_store_else_the_dvc_root_else_the_working_directory(monkeypatch, tmp_path: Path):
-    monkeypatch.delenv("EVUD_STORE", raising=False)
-    monkeypatch.delenv("DVC_ROOT", raising=False)
-    assert store_root() == Path(".evud")
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
-    assert store_root() == tmp_path / "repo/.evud"
-    monkeypatch.setenv("EVUD_STORE", str(tmp_path / "shared"))
-    assert store_root() == tmp_path / "shared"

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from evud.browse.build import SiteInputs
-from stages.answers import EVUD_CATEGORIES
-from stages.jsonl import write_jsonl
-from stages.records import ClipRecord, ClipStatus, GeminiResult, LlavaRecord, QAPair, QueryIds, Reject, Turn
+from evud.core.domain import EVUD_CATEGORIES
+from evud.core.jsonl import write_jsonl
+from evud.core.records import ClipRecord, ClipStatus, GeminiResult, LlavaRecord, QAPair, QueryIds, Reject, Turn
 
 
 def query_ids(n: int, video: str = "v1", clip: str = "c1") -> QueryIds:

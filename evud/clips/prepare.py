@@ -1,0 +1,327 @@
+"""The prepare stage's work: select NLQ queries, cut each window into an mp4 clip, upload it, write the manifest.
+
+Clips are cut into the clip store (evud.clips.clip_store; outside every DVC out), each recorded there the
+moment it is complete, then linked into the clips directory: whatever DVC does to data/clips, a clip
+already cut from the same source with the same cut key is never cut again, and a crash, Ctrl-C or
+kill -9 loses at most the clips in flight. Clips that fail for a reason a re-run can fix (a store or
+network error) make the stage exit 1 after writing the manifest, so the next `dvc repro` cuts them again;
+EVUD_ALLOW_FAILED=1 carries on without them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evud.clips.clip_store import ClipStore, StoredClip, link_file
+from evud.clips.ego4d import ClipPlan, plan_clips
+from evud.clips.sources import fingerprint_sources, storage_options
+from evud.clips.video import (
+    CUTTER_VERSION,
+    CutError,
+    CutResult,
+    CutSettings,
+    WindowJob,
+    cut_windows,
+    open_source,
+)
+from evud.clips.workers import process_pool, stop_now
+from evud.core.checksums import file_digests
+from evud.core.gcs import UploadError, blob_matches, blob_name, upload_clip
+from evud.core.jsonl import read_jsonl, write_json, write_jsonl
+from evud.core.params import ClipParams, DataParams, GcsParams
+from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
+from evud.core.records import ClipRecord, ClipStatus
+from evud.core.store import locked_directory, locked_file, store_root
+
+WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as soon as it is cut
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where clips go and how they are cut: the same for every task of a run."""
+
+    clips_dir: str
+    store_dir: str
+    settings: CutSettings
+    keep_local: bool
+    bucket: str | None
+    prefix: str
+    s3_endpoint_url: str | None
+
+    @property
+    def store(self) -> ClipStore:
+        return ClipStore(Path(self.store_dir))
+
+    def storage_options(self, url: str) -> dict[str, Any]:
+        return storage_options(url, self.s3_endpoint_url)
+
+    def uri(self, clip_path: str) -> str | None:
+        return f"gs://{self.bucket}/{blob_name(self.prefix, clip_path)}" if self.bucket else None
+
+
+@dataclass
+class ClipOutcome:
+    """What became of one planned window: a stored clip (cut now or reused), or an error."""
+
+    clip_path: str
+    stored: StoredClip | None = None
+    clip_uri: str | None = None
+    error: CutError | None = None
+    cut_now: bool = False
+    bytes_read: int = 0
+
+
+def cut_key(plan: ClipPlan, fingerprint: str, settings: CutSettings) -> str:
+    """Everything that decides a clip's bytes; a clip whose key is unchanged is never cut again."""
+    cut = {k: v for k, v in settings.__dict__.items() if k != "md5"}  # md5 is a checksum, not a cut setting
+    material = {"source": fingerprint, "start": plan.window_start, "end": plan.window_end, "cut": cut,
+                "cutter": CUTTER_VERSION}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def cut_settings(clip: ClipParams) -> CutSettings:
+    if clip.mode == "copy":  # the reencode knobs do not change a copy: keep them out of its cut key
+        return CutSettings(mode="copy", keep_audio=clip.keep_audio)
+    return CutSettings(mode="reencode", keep_audio=clip.keep_audio, height=clip.height, crf=clip.crf, preset=clip.preset)
+
+
+def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: bool) -> ClipOutcome:
+    """Upload a stored clip when asked (skipped if GCS holds the same bytes), drop or link its local copy."""
+    store, outcome = dest.store, ClipOutcome(plan.clip_path, cut_now=cut_now)
+    try:
+        if dest.bucket:
+            if stored.has_file and not stored.md5_b64:  # cut by a run that did not upload
+                stored = store.commit(stored.model_copy(update={"md5_b64": file_digests(store.clip_file(stored.cut_key))[1]}))
+            name = blob_name(dest.prefix, plan.clip_path)
+            if stored.has_file:
+                outcome.clip_uri, _ = upload_clip(dest.bucket, name, str(store.clip_file(stored.cut_key)), stored.md5_b64)
+            elif blob_matches(dest.bucket, name, stored.md5_b64 or ""):
+                outcome.clip_uri = dest.uri(plan.clip_path)
+            else:
+                raise UploadError("gone")  # caller cuts it again
+            if not dest.keep_local and stored.has_file:
+                stored = store.drop_file(stored)
+        if dest.keep_local:
+            link_file(store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
+    except UploadError as err:
+        outcome.error = CutError(str(err))
+        return outcome
+    outcome.stored = stored
+    return outcome
+
+
+def cut_and_store(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
+    """Cut windows of one source (opened once) into the store, recording each clip as soon as it is complete."""
+    store, outcomes = dest.store, []
+    source_url = plans[0].source_url
+    jobs = [WindowJob(store.clip_file(keys[p.clip_path]), p.window_start, p.window_end,
+                      partial=store.partial_file(keys[p.clip_path])) for p in plans]
+    try:
+        with open_source(source_url, dest.storage_options(source_url)) as source:
+            for plan, result in zip(plans, cut_windows(source, source_url, jobs, dest.settings)):
+                if isinstance(result, CutError):
+                    outcomes.append(ClipOutcome(plan.clip_path, error=result))
+                    continue
+                stored = store.commit(stored_clip(keys[plan.clip_path], result))
+                outcomes.append(finish_clip(plan, stored, dest, cut_now=True))
+            if outcomes:
+                outcomes[0].bytes_read = source.fetched_bytes
+    except CutError as err:
+        outcomes += [ClipOutcome(p.clip_path, error=err) for p in plans[len(outcomes):]]
+    except Exception as err:  # noqa: BLE001  a worker must report its windows, whatever the store raised
+        failure = CutError(f"source_unreadable: {source_url}: {type(err).__name__}: {err}")
+        outcomes += [ClipOutcome(p.clip_path, error=failure) for p in plans[len(outcomes):]]
+    return outcomes
+
+
+def stored_clip(key: str, result: CutResult) -> StoredClip:
+    return StoredClip(cut_key=key, sha256=result.sha256, md5_b64=result.md5_b64, size_bytes=result.size_bytes,
+                      file_start=result.file_start, file_end=result.file_end)
+
+
+def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
+    """Worker task: finish the windows of one source already in the store, cut the others. Never raises."""
+    store, outcomes, to_cut = dest.store, [], []
+    for plan in plans:
+        stored = store.verified(keys[plan.clip_path])
+        outcome = finish_clip(plan, stored, dest, cut_now=False) if stored is not None else None
+        if outcome is None or outcome.error is not None and not stored.has_file:
+            to_cut.append(plan)  # never cut, or its only copy (in GCS) is gone
+        else:
+            outcomes.append(outcome)
+    return outcomes + (cut_and_store(to_cut, keys, dest) if to_cut else [])
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def make_tasks(pending: list[ClipPlan]) -> list[list[ClipPlan]]:
+    """Pending plans grouped by source, in chunks: each task opens its video once."""
+    by_source: dict[str, list[ClipPlan]] = defaultdict(list)
+    for plan in pending:
+        by_source[plan.source_url].append(plan)
+    tasks = []
+    for plans in by_source.values():
+        plans.sort(key=lambda p: (p.window_start, p.clip_path))
+        tasks += [plans[i:i + WINDOWS_PER_TASK] for i in range(0, len(plans), WINDOWS_PER_TASK)]
+    return tasks
+
+
+def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destination, workers: int,
+              total: int) -> list[ClipOutcome]:
+    """Run clip tasks in a process pool, with progress; workers die with this process."""
+    outcomes: list[ClipOutcome] = []
+    failures = bytes_read = 0
+    bar = progress_bar(total, "prepare: cutting")
+    pool = process_pool(workers)
+    try:
+        futures = {pool.submit(clip_task, task, {p.clip_path: keys[p.clip_path] for p in task}, dest) for task in tasks}
+        while futures:
+            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                task_outcomes = future.result()
+                outcomes += task_outcomes
+                failures += sum(o.error is not None for o in task_outcomes)
+                bytes_read += sum(o.bytes_read for o in task_outcomes)
+                bar.update(len(task_outcomes))
+                bar.set_postfix(failed=failures, read=f"{bytes_read / 1e6:.1f}MB")
+    except BaseException:
+        stop_now(pool)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown()
+    return outcomes
+
+
+def link_reused(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
+    """Clips already in the store, with no upload to check: link them into the clips directory (main process)."""
+    outcomes = []
+    for plan in plans:
+        stored = dest.store.get(keys[plan.clip_path])
+        link_file(dest.store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
+        outcomes.append(ClipOutcome(plan.clip_path, stored=stored))
+    return outcomes
+
+
+def reuse_locked_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore, clips_dir: Path,
+                       manifest: Path) -> int:
+    """Copy into the store the clips dvc.lock last recorded (e.g. pulled from a remote) that it lacks."""
+    wanted = {keys[p.clip_path] for p in plans if p.clip_path in keys and store.get(keys[p.clip_path]) is None}
+    locked_manifest = locked_file("prepare", manifest.as_posix()) if wanted else None
+    if locked_manifest is None:
+        return 0
+    files = locked_directory("prepare", clips_dir.as_posix())
+    added = 0
+    for record in (ClipRecord.model_validate(r) for r in read_jsonl(locked_manifest)):
+        cached = files.get(record.clip_path or "")
+        if record.cut_key not in wanted or cached is None or record.sha256 is None:
+            continue
+        partial = store.partial_file(record.cut_key)
+        link_file(cached, partial)
+        if file_digests(partial, with_md5=False)[0] != record.sha256:
+            partial.unlink()
+            continue
+        os.replace(partial, store.clip_file(record.cut_key))
+        store.commit(StoredClip(cut_key=record.cut_key, sha256=record.sha256, size_bytes=record.size_bytes or 0,
+                                file_start=record.file_start or 0.0, file_end=record.file_end or 0.0))
+        wanted.discard(record.cut_key)
+        added += 1
+    return added
+
+
+def manifest_record(plan: ClipPlan, key: str | None, outcome: ClipOutcome) -> ClipRecord:
+    if outcome.error is not None:
+        status = ClipStatus.skipped if outcome.error.permanent else ClipStatus.failed
+        return plan.record(status=status, reason=str(outcome.error))
+    stored = outcome.stored
+    return plan.record(status=ClipStatus.ok, clip_path=plan.clip_path, clip_uri=outcome.clip_uri, cut_key=key,
+                       sha256=stored.sha256, size_bytes=stored.size_bytes, file_start=stored.file_start,
+                       file_end=stored.file_end)
+
+
+def prune_clips_dir(clips_dir: Path, keep: set[str]) -> None:
+    """Remove clips no longer selected and leftovers (DVC empties the out before a run; a direct run may not)."""
+    for path in sorted(clips_dir.rglob("*"), reverse=True):
+        relative = path.relative_to(clips_dir).as_posix()
+        if path.is_file() and relative not in keep:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def prepare_metrics(records: list[ClipRecord]) -> dict[str, Any]:
+    """Facts of the manifest (tracked): the same manifest gives the same figures."""
+    ok = [r for r in records if r.status is ClipStatus.ok]
+    return {
+        "queries": len(records),
+        "clips_ok": len(ok),
+        "by_status": dict(sorted(Counter(r.status.value for r in records).items())),
+        "not_ok_by_reason": dict(sorted(Counter(r.reason.split(":", 1)[0] for r in records if r.reason).items())),
+        "clip_seconds": round(sum(r.duration or 0 for r in ok), 3),
+        "clip_bytes": sum(r.size_bytes or 0 for r in ok),
+    }
+
+
+@dataclass(frozen=True)
+class PrepareRun:
+    records: list[ClipRecord]  # what the manifest holds
+    facts: dict[str, Any]  # facts of this run (the run report)
+
+
+def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path, metrics: Path,
+        workers: int, store_dir: Path | None = None) -> PrepareRun:
+    started = time.monotonic()
+    clips_dir.mkdir(parents=True, exist_ok=True)
+    store = ClipStore(store_dir or store_root() / "clips")
+    store.sweep_partials()
+    plans, records = plan_clips(data)
+    settings = dataclasses.replace(cut_settings(clip), md5=gcs.bucket is not None)
+    dest = Destination(str(clips_dir), str(store.root), settings, clip.keep_local, gcs.bucket, gcs.prefix,
+                       data.s3_endpoint_url)
+    fingerprints = fingerprint_sources(sorted({p.source_url for p in plans}), dest.storage_options)
+    outcomes = {p.clip_path: ClipOutcome(p.clip_path, error=fingerprints[p.source_url].error)
+                for p in plans if fingerprints[p.source_url].error is not None}
+    keys = {p.clip_path: cut_key(p, fingerprints[p.source_url].fingerprint, dest.settings)
+            for p in plans if p.clip_path not in outcomes}
+    from_lock = reuse_locked_clips(plans, keys, store, clips_dir, manifest)
+    verified = {path: store.verified(key) for path, key in keys.items()}
+    stored = {path for path, entry in verified.items() if entry is not None}
+    linkable = [p for p in plans if not gcs.bucket and verified.get(p.clip_path) and verified[p.clip_path].has_file]
+    others = [p for p in plans if p.clip_path in keys and p not in linkable]
+    print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(stored)} already done"
+          f"{f' ({from_lock} from the last locked clips)' if from_lock else ''}, {len(outcomes)} with unreachable "
+          f"sources, {len(keys) - len(stored)} to cut with {workers} worker(s); clip store {store.root}", file=sys.stderr)
+    done = link_reused(linkable, keys, dest)
+    if others:
+        done += run_tasks(make_tasks(others), keys, dest, workers, len(others))
+    outcomes.update({o.clip_path: o for o in done})
+    records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path]) for p in plans]
+    records.sort(key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
+    prune_clips_dir(clips_dir, {r.clip_path for r in records if r.clip_path and clip.keep_local})
+    write_jsonl(manifest, records)
+    write_json(metrics, prepare_metrics(records))
+    cut_now = sum(o.cut_now for o in outcomes.values())
+    bytes_read = sum(o.bytes_read for o in outcomes.values())
+    facts = {"windows": len(plans), "reused": sum(o.stored is not None and not o.cut_now for o in outcomes.values()),
+             "cut": cut_now, "from_lock": from_lock, "source_bytes_read": bytes_read, "workers": workers,
+             "elapsed_s": round(time.monotonic() - started, 3)}
+    report = write_run_report("prepare", facts)
+    print(summarise_failures("prepare", [(r.key, r.reason) for r in records if r.status is not ClipStatus.ok]), file=sys.stderr)
+    by_status = Counter(r.status.value for r in records)
+    print(f"prepare: {dict(sorted(by_status.items()))} of {len(records)} queries; {cut_now} cut now, "
+          f"read {bytes_read / 1e6:.1f} MB from sources in {time.monotonic() - started:.1f} s; run report {report}",
+          file=sys.stderr)
+    check_complete("prepare", [(r.key, r.reason or "") for r in records if r.status is ClipStatus.failed],
+                   by_status.get(ClipStatus.ok.value, 0), len(plans), "clip", "cuts")
+    return PrepareRun(records, facts)

@@ -1,0 +1,184 @@
+"""Typed views of params.yaml, one per section, so each stage reads exactly the sections dvc.yaml declares.
+
+Runtime knobs that change no output (workers, concurrency, progress) are environment variables, read by
+`runtime_int`, never params: changing them must not make DVC re-run a stage.
+
+`python -m evud.core.params` rewrites params.yaml from conf/ exactly as `dvc exp run` does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from evud.core.errors import UserError
+
+PARAMS_FILE = Path("params.yaml")
+CONF_DIR = Path("conf")
+
+
+class _Section(BaseModel):
+    # A typo in conf/ must fail loudly, not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataParams(_Section):
+    name: str
+    root: str
+    ego4d_json: str
+    nlq_json: str
+    video_url: str | None = None
+    window_rounding: Literal["evud", "exact"] = "evud"
+    min_window_sec: float = 0.0
+    max_window_sec: float | None = None
+    limit: int | None = None
+    video_uids: list[str] | None = None  # allow-list; null for every video
+    s3_endpoint_url: str | None = None  # S3-compatible store; null: AWS_ENDPOINT_URL_S3 or AWS itself
+
+
+class ClipParams(_Section):
+    mode: Literal["copy", "reencode"] = "copy"
+    keep_audio: bool = True
+    height: int = 540
+    crf: int = 23
+    preset: str = "medium"
+    keep_local: bool = True
+
+
+class GcsParams(_Section):
+    bucket: str | None = None
+    prefix: str = "ego4d_vqa_gemini_videos"
+
+
+class ModelPrice(_Section):
+    """List prices of one model (USD per 1M tokens) and how many tokens a second of video costs."""
+
+    input_per_1m: float  # text, image and video frames
+    audio_input_per_1m: float | None = None  # the audio track, where the pricing page prices it apart (null: as input)
+    output_per_1m: float  # the answer and the thinking tokens (billed as output)
+    batch_discount: float = 0.5  # batch prediction is billed at (1 - discount) of the online price
+    # Tokens per video frame (Gemini samples 1 frame/s), by gemini.generation.media_resolution; `default`
+    # is used when it is not set.
+    frame_tokens: dict[str, float]
+    audio_tokens_per_s: float = 32.0
+    expected_output_tokens: int = 500  # answer + thinking, for the estimate before a run; metered after
+
+
+class GeminiParams(_Section):
+    backend: Literal["replay", "vertex"]
+    model: str
+    mode: Literal["online", "batch"] = "online"
+    base_url: str | None = None
+    project: str | None = None
+    location: str = "global"
+    video_source: Literal["auto", "inline"] = "auto"
+    batch_bucket: str | None = None
+    batch_prefix: str = "evud-batch"
+    max_cost_usd: float | None = None
+    replay_file: str | None = None
+    # Any field of google-genai's GenerateContentConfig (checked by the SDK's own model when generate starts,
+    # evud.gemini.request.generation_config), e.g. max_output_tokens, thinking_config.thinking_level, media_resolution.
+    generation: dict[str, Any] = Field(default_factory=dict)
+    retry_truncated: bool = True  # ask an answer cut at MAX_TOKENS once more, with a larger output budget
+    inline_limit_mb: float = 256  # largest clip sent as inline bytes (the model page's inline part limit)
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+
+
+class PromptParams(_Section):
+    name: str
+    format: Literal["text", "json"] = "text"  # how postprocess reads the answers
+    text: str
+    # JSON schema of a structured answer (format: json); generate sends it as `response_json_schema`.
+    response_schema: dict[str, Any] | None = None
+
+
+class PostParams(_Section):
+    seed: int = 42
+    video_root: str = ""
+    require_all_categories: bool = True
+    min_pairs: int = Field(1, ge=1)
+    dedupe_questions: bool = True
+    gold_answers: str | None = None
+    duration_bin_s: float = Field(2.0, gt=0)
+
+
+class BrowseParams(_Section):
+    frames: int = Field(8, ge=1, le=64)  # frames per strip, spread over the clip's window
+    strip_height: int = Field(96, ge=16, le=720)  # pixels
+    jpeg_quality: int = Field(75, ge=1, le=100)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "data": DataParams,
+    "clip": ClipParams,
+    "gcs": GcsParams,
+    "gemini": GeminiParams,
+    "prompt": PromptParams,
+    "post": PostParams,
+    "browse": BrowseParams,
+}
+
+
+class ParamsError(UserError):
+    """A param value the stage cannot use; the message names the key, the value and what is allowed."""
+
+
+def describe_errors(where: str, err: ValidationError) -> str:
+    """`<where>.<key>=<value>: <what is allowed>` for each invalid key, e.g. `clip.mode='fast': Input should be ...`."""
+    parts = []
+    for problem in err.errors():
+        key = ".".join([where, *(str(p) for p in problem["loc"])])
+        value = "" if problem["type"] == "missing" else f"={problem['input']!r}"
+        parts.append(f"{key}{value}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+def load_section(name: str, params_file: Path = PARAMS_FILE) -> Any:
+    """Load one typed section of params.yaml; a bad value stops the stage naming the key and what is allowed."""
+    with open(params_file, encoding="utf-8") as f:
+        params = yaml.safe_load(f) or {}
+    if name not in params:
+        raise ParamsError(f"{params_file} has no '{name}' section; regenerate it with `python -m evud.core.params`")
+    try:
+        return SECTIONS[name].model_validate(params[name])
+    except ValidationError as err:
+        raise ParamsError(f"{params_file}: {describe_errors(name, err)}") from None
+
+
+def _runtime_number(env_name: str, default: Any, parse: Any, minimum: float, what: str) -> Any:
+    raw = os.environ.get(env_name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = parse(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ParamsError(f"{env_name}={raw!r} is not {what} of at least {minimum:g}")
+    return value
+
+
+def runtime_int(env_name: str, default: int) -> int:
+    """An integer runtime knob (at least 1) from the environment; not a DVC param: it changes no output."""
+    return _runtime_number(env_name, default, int, 1, "a whole number")
+
+
+def runtime_float(env_name: str, default: float) -> float:
+    """A non-negative number of seconds (or a rate) from the environment; not a DVC param."""
+    return _runtime_number(env_name, default, float, 0, "a number")
+
+
+def compose_params(output_file: Path = PARAMS_FILE, conf_dir: Path = CONF_DIR, overrides: list[str] | None = None) -> None:
+    """Compose conf/ into a params file with DVC's own Hydra helper (what `dvc exp run` does)."""
+    from dvc.utils.hydra import compose_and_dump
+
+    compose_and_dump(str(output_file), str(conf_dir.resolve()), None, "config", "hydra_plugins", overrides or [])
+
+
+if __name__ == "__main__":
+    compose_params()
+    print(f"wrote {PARAMS_FILE} from {CONF_DIR}/")

@@ -1,0 +1,94 @@
+"""The policy that decides what of an answer goes into the dataset (`post.*`): parse it, drop pairs training code
+would misread, dedupe questions, require enough pairs and all seven categories; every drop with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from evud.core.domain import EVUD_CATEGORIES, question_key
+from evud.core.params import PostParams
+from evud.core.records import GeminiResult, QAPair, Reject, RejectScope, ResponseStatus
+from evud.dataset.answers import parse_answer
+
+_CATEGORY_ORDER = {name: i for i, name in enumerate(EVUD_CATEGORIES)}
+_STAGE = "postprocess"
+_MEDIA_TOKENS = ("<video>", "<image>")
+
+
+@dataclass
+class ClipOutcome:
+    """What one clip's answer became: the pairs kept (empty if the clip is rejected) and every reject."""
+
+    pairs: list[QAPair] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    pairs_parsed: int = 0
+    parsed_as: str | None = None  # text / json, when the answer reached a parser
+
+
+def dedupe_questions(key: str, pairs: list[QAPair]) -> tuple[list[QAPair], list[Reject]]:
+    """Keep the first of identical questions within one clip (in category order)."""
+    kept, dropped, seen = [], [], set()
+    for pair in pairs:
+        normalised = question_key(pair.question)
+        if normalised in seen:
+            dropped.append(Reject(key=key, stage=_STAGE, scope=RejectScope.pair, reason="duplicate_question",
+                                  category=pair.category, question=pair.question,
+                                  detail=f"{pair.category}: the same question is already asked in this clip"))
+            continue
+        seen.add(normalised)
+        kept.append(pair)
+    return kept, dropped
+
+
+def drop_media_tokens(key: str, pairs: list[QAPair]) -> tuple[list[QAPair], list[Reject]]:
+    """Drop pairs whose text holds a media token: training code would take it for the video (or an image)."""
+    kept, dropped = [], []
+    for pair in pairs:
+        token = next((t for t in _MEDIA_TOKENS if t in pair.question or t in pair.short_answer), None)
+        if token is None:
+            kept.append(pair)
+            continue
+        dropped.append(Reject(key=key, stage=_STAGE, scope=RejectScope.pair, reason="media_token_in_text",
+                              category=pair.category, question=pair.question,
+                              detail=f"{pair.category}: the text contains {token!r}, which LLaVA-style loaders "
+                                     "replace with the video"))
+    return kept, dropped
+
+
+def clip_reject(key: str, reason: str, detail: str) -> Reject:
+    return Reject(key=key, stage=_STAGE, scope=RejectScope.clip, reason=reason, detail=detail)
+
+
+def clip_outcome(result: GeminiResult, post: PostParams, answer_format: str) -> ClipOutcome:
+    """Parse one answer and apply the policy: dedupe, minimum pairs, all seven categories."""
+    key = result.key
+    if result.status not in (ResponseStatus.ok, ResponseStatus.truncated):
+        why = result.block_reason or result.error or result.finish_reason or "no text"
+        return ClipOutcome(rejects=[Reject(key=key, stage="generate", reason=f"response_{result.status.value}",
+                                           detail=why)])
+    parsed = parse_answer(result.text or "", answer_format, truncated=result.status is ResponseStatus.truncated)
+    outcome = ClipOutcome(pairs_parsed=len(parsed.pairs), parsed_as=parsed.format)
+    if not parsed.pairs and [p.reason for p in parsed.problems] == ["no_qa_blocks"]:
+        outcome.rejects.append(clip_reject(key, "no_qa_blocks", parsed.problems[0].detail))
+        return outcome
+    outcome.rejects += [Reject(key=key, stage=_STAGE, scope=RejectScope.pair, reason=p.reason, detail=p.detail,
+                               category=p.category, question=p.question) for p in parsed.problems]
+    pairs = sorted((QAPair(category=c, question=q, **{"short answer": a}) for c, q, a in parsed.pairs),
+                   key=lambda p: _CATEGORY_ORDER[p.category])
+    pairs, dropped = drop_media_tokens(key, pairs)
+    outcome.rejects += dropped
+    if post.dedupe_questions:
+        pairs, dropped = dedupe_questions(key, pairs)
+        outcome.rejects += dropped
+    missing = [c for c in EVUD_CATEGORIES if c not in {p.category for p in pairs}]
+    if not pairs:
+        outcome.rejects.append(clip_reject(key, "no_pairs", "no usable QA pair (see this clip's pair rejects)"))
+    elif len(pairs) < post.min_pairs:
+        outcome.rejects.append(clip_reject(key, "too_few_pairs", f"{len(pairs)} pairs, post.min_pairs is "
+                                            f"{post.min_pairs}"))
+    elif post.require_all_categories and missing:
+        outcome.rejects.append(clip_reject(key, "missing_categories", f"missing {', '.join(missing)} "
+                                            "(post.require_all_categories is true)"))
+    else:
+        outcome.pairs = pairs
+    return outcome

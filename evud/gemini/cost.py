@@ -1,0 +1,105 @@
+"""What a run will cost before it starts (from seconds of video and the price table in conf/), and what it did.
+
+Prices live in `gemini.pricing` (conf/gemini/*.yaml), keyed by model; nothing here knows a model name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from evud.core.errors import UserError
+from evud.core.params import GeminiParams, ModelPrice
+from evud.core.records import Usage
+from evud.gemini.backend import GeminiRequest
+
+PROMPT_CHARS_PER_TOKEN = 4  # rough rule for English text; the prompt is a small part of a video request
+
+
+class CostLimitExceeded(UserError):
+    """The estimated cost of the calls to make is above gemini.max_cost_usd; nothing was called."""
+
+
+class MissingPrice(UserError):
+    """gemini.max_cost_usd is set but the price table has no row for the model, so the limit cannot be checked."""
+
+
+def usd(amount: float) -> str:
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    clips: int
+    video_seconds: float
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None  # None when the price table has no row for the model
+
+    def describe(self) -> str:
+        cost = usd(self.cost_usd) if self.cost_usd is not None else "unknown (no price for this model in conf)"
+        return (f"{self.clips} clip(s) to call, {self.video_seconds:,.0f} s of video, "
+                f"~{self.input_tokens:,} input + ~{self.output_tokens:,} output tokens, estimated cost {cost}")
+
+
+def clip_seconds(request: GeminiRequest) -> float:
+    """Seconds of video Gemini looks at: the window (offsets trim a padded file), else the whole file."""
+    clip = request.clip
+    if clip.window_start is not None and clip.window_end is not None:
+        return max(clip.window_end - clip.window_start, 0.0)
+    if clip.file_start is not None and clip.file_end is not None:
+        return max(clip.file_end - clip.file_start, 0.0)
+    return clip.duration or 0.0
+
+
+def frame_tokens(price: ModelPrice, media_resolution: str | None) -> float:
+    """Tokens per video frame at this media resolution (Gemini samples one frame a second)."""
+    rates = price.frame_tokens
+    return rates.get(media_resolution or "default", rates.get("default", 0.0))
+
+
+def tokens_cost(price: ModelPrice, input_tokens: int, audio_tokens: int, output_tokens: int, batch: bool) -> float:
+    """USD for these tokens: audio at its own price where the model has one, thinking counted as output."""
+    audio_price = price.audio_input_per_1m if price.audio_input_per_1m is not None else price.input_per_1m
+    cost = ((input_tokens - audio_tokens) * price.input_per_1m + audio_tokens * audio_price
+            + output_tokens * price.output_per_1m) / 1e6
+    return cost * (1 - price.batch_discount) if batch else cost
+
+
+def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams) -> CostEstimate:
+    price = gemini.pricing.get(gemini.model)
+    seconds = sum(clip_seconds(r) for r in requests)
+    prompt_tokens = sum(math.ceil(len(r.prompt_text) / PROMPT_CHARS_PER_TOKEN) for r in requests)
+    if price is None:
+        return CostEstimate(len(requests), seconds, prompt_tokens, 0, None)
+    resolution = gemini.generation.get("media_resolution")
+    audio_tokens = math.ceil(seconds * price.audio_tokens_per_s)
+    input_tokens = prompt_tokens + math.ceil(seconds * frame_tokens(price, resolution)) + audio_tokens
+    output_tokens = len(requests) * price.expected_output_tokens
+    return CostEstimate(len(requests), seconds, input_tokens, output_tokens,
+                        tokens_cost(price, input_tokens, audio_tokens, output_tokens, gemini.mode == "batch"))
+
+
+def check_budget(estimate: CostEstimate, gemini: GeminiParams) -> None:
+    """Refuse to start a run whose estimate exceeds gemini.max_cost_usd."""
+    if gemini.max_cost_usd is None or not estimate.clips:
+        return
+    if estimate.cost_usd is None:
+        raise MissingPrice(f"gemini.max_cost_usd={gemini.max_cost_usd} is set but conf has no price for model "
+                           f"{gemini.model!r}: add it under gemini.pricing in conf/gemini/ (or set max_cost_usd=null)")
+    if estimate.cost_usd > gemini.max_cost_usd:
+        raise CostLimitExceeded(
+            f"generate: refusing to start: {estimate.describe()}, above gemini.max_cost_usd={usd(gemini.max_cost_usd)}. "
+            f"Raise the limit (-S gemini.max_cost_usd=...), call fewer clips (-S data.limit=...), "
+            f"or use gemini.mode=batch (discounted)")
+
+
+def usage_cost(usages: list[Usage], gemini: GeminiParams, batch: bool) -> float | None:
+    """Cost of answers received, from the tokens Vertex reported (None without a price)."""
+    price = gemini.pricing.get(gemini.model)
+    if price is None:
+        return None
+    # Thinking tokens are billed as output: count everything beyond the prompt when the total is known.
+    output = sum(max(u.total_tokens - u.prompt_tokens, u.output_tokens + u.thoughts_tokens) for u in usages)
+    return round(tokens_cost(price, sum(u.prompt_tokens for u in usages), sum(u.prompt_audio_tokens for u in usages),
+                             output, batch), 6)

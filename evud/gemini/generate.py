@@ -1,0 +1,375 @@
+"""The generate stage's work: ask Gemini about every `ok` clip of the manifest, paying once per answer.
+
+Answers already paid for are reused: those in the answer store (evud.gemini.answer_store; outside every DVC
+out, shared by experiments, optionally by a team) and those in the responses dvc.lock last recorded (a
+fresh clone after `dvc pull`). Only the rest is requested; each answer is stored the moment it arrives.
+Before calling, the stage logs what it will call and what that should cost, and refuses to start above
+gemini.max_cost_usd; the backend checks its setup once before the first call. `gemini.mode=online` sends
+one request per clip, EVUD_CONCURRENCY (default 8) at a time, at most EVUD_MAX_RPM per minute;
+`gemini.mode=batch` hands the requests to the backend's batch jobs. Requests that fail for a reason a retry
+can fix make the stage exit 1 after writing its outputs, so the next `dvc repro` asks them again;
+EVUD_ALLOW_FAILED=1 builds the dataset from what succeeded instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evud.core.errors import UserError
+from evud.core.jsonl import read_jsonl, write_json, write_jsonl
+from evud.core.params import GeminiParams, PromptParams
+from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
+from evud.core.records import AnswerEntry, ClipRecord, ClipStatus, GeminiResult, ResponseStatus
+from evud.core.store import answer_store_url, locked_file
+from evud.gemini.answer_store import AnswerStore
+from evud.gemini.backend import Backend, BackendError, failed_entry, response_entry
+from evud.gemini.backends import make_backend
+from evud.gemini.cost import CostEstimate, check_budget, estimate_cost, usage_cost
+from evud.gemini.request import GeminiRequest, build_request
+
+_WAIT_FOR_OTHER_RUN_S = 0.25  # how often to look for an answer another run is asking for
+
+
+def ok_clips(manifest: Path) -> list[ClipRecord]:
+    clips = [ClipRecord.model_validate(r) for r in read_jsonl(manifest)]
+    return [c for c in clips if c.status is ClipStatus.ok]
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer (or failure) received by this run, with how long it took."""
+
+    entry: AnswerEntry
+    latency_s: float
+    elsewhere: bool = False  # asked and stored by another run at the same time: not paid by this one
+
+
+def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
+    """Call the backend once (it retries inside) and turn the outcome into an entry; never raises."""
+    started = time.monotonic()
+    try:
+        response = backend.generate(request)
+        entry = response_entry(request.key, request.model, backend.name, response)
+    except BackendError as err:
+        entry = failed_entry(request.key, request.model, backend.name, str(err), retryable=err.retryable)
+    except Exception as err:  # noqa: BLE001  an answer the SDK cannot read must not stop 13,000 paid calls
+        # A 200 the SDK cannot read is most often a proxy's error page: worth asking again.
+        entry = failed_entry(request.key, request.model, backend.name,
+                             f"unexpected_error: {type(err).__name__}: {err}", retryable=True)
+    return Answered(entry, round(time.monotonic() - started, 3))
+
+
+def locked_answers(out: Path) -> list[AnswerEntry]:
+    """The final answers in the responses file dvc.lock last recorded (DVC deletes the file before a re-run)."""
+    cached = locked_file("generate", out.as_posix())
+    if cached is None:
+        return []
+    results = (GeminiResult.model_validate(r) for r in read_jsonl(cached))
+    return [result.entry() for result in results if result.status is not ResponseStatus.failed]
+
+
+def known_answers(requests: list[GeminiRequest], store: AnswerStore | None, out: Path) -> dict[str, AnswerEntry]:
+    """Answers already paid for: the answer store, then the last locked responses (copied into the store)."""
+    keys = {r.key for r in requests}
+    known = store.get_many(keys) if store is not None else {}
+    for entry in locked_answers(out):
+        if entry.request_key in keys and entry.request_key not in known:
+            known[entry.request_key] = entry
+            if store is not None and entry.backend != "replay":
+                store.put(entry)
+    return known
+
+
+class Asker:
+    """Asks the backend for requests on a thread pool, storing each final answer the moment it arrives.
+
+    On a local answer store each request is claimed first; a request another live run has claimed is
+    set aside and its answer taken from the store once that run stored it (or asked here if it died).
+    """
+
+    def __init__(self, backend: Backend, store: AnswerStore | None, concurrency: int):
+        self.backend = backend
+        self.store = store if backend.billed else None
+        self.pool = ThreadPoolExecutor(max_workers=concurrency)
+
+    def ask(self, request: GeminiRequest) -> Answered | None:
+        """Worker: None if another run holds the claim on this request."""
+        if self.store is not None and not self.store.claim(request.key):
+            return None
+        try:
+            # Another run may have stored this answer since this run looked (and released its claim).
+            stored = self.answered_elsewhere(request)
+            if stored is not None:
+                return stored
+            answered = answer_entry(request, self.backend)
+            if self.store is not None and answered.entry.is_final:
+                self.store.put(answered.entry)
+            return answered
+        finally:
+            if self.store is not None:
+                self.store.release(request.key)
+
+    def answered_elsewhere(self, request: GeminiRequest) -> Answered | None:
+        entry = self.store.get(request.key) if self.store is not None else None
+        return Answered(entry, 0.0, elsewhere=True) if entry is not None else None
+
+    def ask_all(self, requests: list[GeminiRequest]) -> list[Answered]:
+        answers: list[Answered] = []
+        bar = progress_bar(len(requests), f"generate: {self.backend.name}")
+        futures: dict[Future, GeminiRequest] = {self.pool.submit(self.ask, r): r for r in requests}
+        set_aside: list[GeminiRequest] = []
+        failures = 0
+        try:
+            while futures or set_aside:
+                done, _ = wait(futures, timeout=_WAIT_FOR_OTHER_RUN_S if set_aside else None,
+                               return_when=FIRST_COMPLETED)
+                if not futures:
+                    time.sleep(_WAIT_FOR_OTHER_RUN_S)
+                arrived = []
+                for future in done:
+                    request = futures.pop(future)
+                    answered = future.result()
+                    if answered is None:
+                        set_aside.append(request)
+                    else:
+                        arrived.append(answered)
+                still_aside = []
+                for request in set_aside:
+                    answered = self.answered_elsewhere(request)
+                    if answered is not None:
+                        arrived.append(answered)
+                    elif self.store is not None and self.store.claimed_elsewhere(request.key):
+                        still_aside.append(request)
+                    else:  # its run died or failed to answer: ask here
+                        futures[self.pool.submit(self.ask, request)] = request
+                set_aside = still_aside
+                answers += arrived
+                failures += sum(not a.entry.is_final for a in arrived)
+                bar.update(len(arrived))
+                bar.set_postfix(failed=failures, retries=self.backend.retries_made(), waiting=len(set_aside),
+                                refresh=False)
+        except KeyboardInterrupt:
+            in_flight = sum(f.running() for f in futures)
+            print(f"\ngenerate: interrupted; {len(answers)} answer(s) received are kept in the answer store. "
+                  f"Waiting for the {in_flight} request(s) in flight, whose answers are paid for "
+                  "(Ctrl-C again to abandon them).", file=sys.stderr)
+            raise
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+        return answers
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    if not sorted_values:
+        return None
+    return round(sorted_values[min(int(fraction * len(sorted_values)), len(sorted_values) - 1)], 3)
+
+
+def not_ok_reason(result: GeminiResult) -> str:
+    """`status:reason` for a result that is not ok, e.g. failed:api_error_429, blocked:SAFETY, truncated:MAX_TOKENS."""
+    if result.status is ResponseStatus.failed:
+        return f"failed:{(result.error or 'unknown').split(':', 1)[0]}"
+    return f"{result.status.value}:{result.block_reason or result.finish_reason or 'unknown'}"
+
+
+def result_record(request: GeminiRequest, entry: AnswerEntry) -> GeminiResult:
+    fields = entry.model_dump(exclude={"batch_job"})
+    return GeminiResult(**request.clip.ids().model_dump(), clip_sha256=request.clip.sha256 or "", **fields)
+
+
+def generate_metrics(results: list[GeminiResult], gemini: GeminiParams, billed: bool) -> dict[str, Any]:
+    """Facts of the answers in responses.jsonl (tracked): the same answers give the same figures, every run."""
+    usages = [r.usage for r in results if r.status is not ResponseStatus.failed]
+    return {
+        "model": gemini.model,
+        "mode": gemini.mode,
+        "clips": len(results),
+        "by_status": dict(sorted(Counter(r.status.value for r in results).items())),
+        "not_ok_by_reason": dict(sorted(Counter(not_ok_reason(r) for r in results
+                                                if r.status is not ResponseStatus.ok).items())),
+        "tokens_in": sum(u.prompt_tokens for u in usages),
+        "tokens_out": sum(u.output_tokens for u in usages),
+        "tokens_thinking": sum(u.thoughts_tokens for u in usages),
+        # Answers cut at MAX_TOKENS and asked once more with a larger budget, and those still cut after that.
+        "truncated_reasked": sum(r.reasked_from is not None for r in results),
+        "truncated_after_reask": sum(r.reasked_from is not None and r.status is ResponseStatus.truncated
+                                     for r in results),
+        # What these answers cost at list price (thinking billed as output); replay answers cost nothing.
+        "answers_cost_usd": usage_cost(usages, gemini, gemini.mode == "batch") if billed else 0.0,
+    }
+
+
+def run_facts(fresh: list[Answered], calls: int, known: int, requests: int, gemini: GeminiParams,
+              estimate: CostEstimate, retries: int, elapsed_s: float, billed: bool) -> dict[str, Any]:
+    """Facts of this run only (untracked report and log): calls, reuse, retries, latency, rate, spend."""
+    latencies = sorted(a.latency_s for a in fresh if a.latency_s)
+    usages = [a.entry.usage for a in fresh if not a.elsewhere]
+    return {
+        "requests": requests,
+        "reused_answers": known + sum(a.elsewhere for a in fresh),
+        "calls": calls,
+        "retries": retries,
+        "failed": sum(not a.entry.is_final for a in fresh),
+        "calls_tokens_in": sum(u.prompt_tokens for u in usages),
+        "calls_tokens_out": sum(u.output_tokens for u in usages),
+        "estimated_cost_usd": None if estimate.cost_usd is None else round(estimate.cost_usd, 4),
+        "cost_usd": usage_cost(usages, gemini, gemini.mode == "batch") if billed else 0.0,
+        "latency_p50_s": percentile(latencies, 0.50),
+        "latency_p95_s": percentile(latencies, 0.95),
+        "requests_per_minute": round(calls / elapsed_s * 60, 1) if calls and elapsed_s > 0 else None,
+        "elapsed_s": round(elapsed_s, 3),
+    }
+
+
+def end_summary(facts: dict[str, Any]) -> str:
+    cost = facts["cost_usd"]
+    return (f"generate: {facts['calls']} call(s) in {facts['elapsed_s']:.1f} s"
+            f" ({facts['requests_per_minute'] or 0:.0f}/min), {facts['reused_answers']} answer(s) reused,"
+            f" {facts['retries']} retries, {facts['failed']} failed;"
+            f" tokens in/out {facts['calls_tokens_in']:,}/{facts['calls_tokens_out']:,};"
+            f" cost {'unknown' if cost is None else f'${cost:,.4f}'}")
+
+
+def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: Backend, store: AnswerStore | None,
+                  clips_dir: Path, concurrency: int) -> tuple[list[Answered], int, int]:
+    """Ask for every missing request, online or in batch jobs; returns the answers, the calls and the retries."""
+    if not missing:
+        return [], 0, 0
+    if gemini.mode == "batch":
+        outcome = backend.ask_batch(missing, store, clips_dir, concurrency)
+        return [Answered(e, 0.0) for e in outcome.entries], outcome.rows, outcome.resubmitted
+    answers = Asker(backend, store, concurrency).ask_all(missing)
+    return answers, sum(not a.elsewhere for a in answers), backend.retries_made()
+
+
+@dataclass(frozen=True)
+class GenerateRun:
+    results: list[GeminiResult]  # what responses.jsonl holds
+    facts: dict[str, Any]  # facts of this run (the run report)
+
+
+# "Maximum output token length 65,536" (Vertex model guides of 3.5 and 3.8 Flash and 3.1 Flash-Lite).
+MAX_OUTPUT_TOKENS = 65_536
+REASK_BUDGET_FACTOR = 4
+
+
+def reasked(request: GeminiRequest) -> GeminiRequest | None:
+    """The request again with a larger output budget (its own key), or None when the budget cannot grow."""
+    budget = request.generation.get("max_output_tokens")
+    larger = min(budget * REASK_BUDGET_FACTOR, MAX_OUTPUT_TOKENS) if budget else MAX_OUTPUT_TOKENS
+    if budget is not None and larger <= budget:
+        return None
+    return dataclasses.replace(request, generation={**request.generation, "max_output_tokens": larger})
+
+
+def better_answer(first: AnswerEntry, again: AnswerEntry | None) -> tuple[AnswerEntry, bool]:
+    """The answer the dataset uses, and whether it is the re-asked one: complete beats cut, longer beats shorter."""
+    if again is None or not again.is_final:
+        return first, False
+    if again.status is ResponseStatus.ok or len(again.text or "") > len(first.text or ""):
+        return again, True
+    return first, False
+
+
+@dataclass
+class Round:
+    """One round of asking: answers already paid for, and those this run got."""
+
+    known: dict[str, AnswerEntry]
+    fresh: list[Answered]
+    calls: int = 0
+    retries: int = 0
+
+    @property
+    def answers(self) -> dict[str, AnswerEntry]:
+        return {**self.known, **{a.entry.request_key: a.entry for a in self.fresh}}
+
+
+class Generation:
+    """The requests of one run, asked through the answer store, with the backend checked once before any call."""
+
+    def __init__(self, gemini: GeminiParams, backend: Backend, store: AnswerStore | None, clips_dir: Path, out: Path,
+                 concurrency: int):
+        self.gemini, self.backend, self.store = gemini, backend, store
+        self.clips_dir, self.out, self.concurrency = clips_dir, out, concurrency
+        self._checked = False
+
+    def ask(self, requests: list[GeminiRequest]) -> Round:
+        known = known_answers(requests, self.store, self.out)
+        missing = list({r.key: r for r in requests if r.key not in known}.values())
+        if not missing:
+            return Round(known, [])
+        if not self._checked:
+            self.backend.check_ready()  # a setup mistake stops here, before any clip is asked
+            self._checked = True
+        fresh, calls, retries = fetch_answers(missing, self.gemini, self.backend, self.store, self.clips_dir,
+                                              self.concurrency)
+        return Round(known, fresh, calls, retries)
+
+
+def final_results(requests: list[GeminiRequest], first: dict[str, AnswerEntry], again: dict[str, GeminiRequest],
+                  second: dict[str, AnswerEntry], failed: AnswerEntry) -> list[GeminiResult]:
+    """One result per clip: its answer, or the re-asked one when that is better; sorted by the clip's ids."""
+    results = []
+    for request in requests:
+        entry = first.get(request.key) or failed.model_copy(update={"request_key": request.key})
+        retry = again.get(request.key)
+        chosen, reasked_used = better_answer(entry, second.get(retry.key) if retry else None)
+        result = result_record(request, chosen)
+        if reasked_used:
+            result = result.model_copy(update={"reasked_from": request.key})
+        results.append(result)
+    return sorted(results, key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
+
+
+def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: Path, out: Path, metrics: Path,
+        concurrency: int, backend: Backend | None = None, store: AnswerStore | None = None) -> GenerateRun:
+    requests = [build_request(clip, gemini, prompt) for clip in ok_clips(manifest)]  # checks gemini.generation
+    backend = backend or make_backend(gemini, clips_dir)
+    if gemini.mode == "batch" and not backend.supports_batch:
+        raise UserError(f"gemini.mode=batch needs a backend that runs batch jobs; {backend.name} does not "
+                        "(use gemini.backend=vertex)")
+    if store is None and backend.billed:
+        store = AnswerStore(answer_store_url())
+    generation = Generation(gemini, backend, store, clips_dir, out, concurrency)
+    known = known_answers(requests, store, out)
+    estimate = estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini)
+    print(f"generate: {len(requests)} clips, {sum(r.key in known for r in requests)} answered before"
+          f" ({store.url if store else 'replay: free'}); {gemini.backend} {gemini.mode} model {gemini.model}"
+          f" in {gemini.location}: {estimate.describe()}", file=sys.stderr)
+    if backend.billed:
+        check_budget(estimate, gemini)
+    started = time.monotonic()
+    first = generation.ask(requests)
+    # Answers cut at MAX_TOKENS: asked once more with a larger budget (their own keys), not the whole run.
+    again = {r.key: retry for r in requests if gemini.retry_truncated
+             and (entry := first.answers.get(r.key)) is not None and entry.status is ResponseStatus.truncated
+             and (retry := reasked(r)) is not None}
+    second = generation.ask(list(again.values())) if again else Round({}, [])
+    elapsed = time.monotonic() - started
+    not_asked = failed_entry("", gemini.model, backend.name, "not_requested: the run ended before asking", retryable=True)
+    results = final_results(requests, first.answers, again, second.answers, not_asked)
+    write_jsonl(out, results)
+    write_json(metrics, generate_metrics(results, gemini, backend.billed))
+    facts = run_facts(first.fresh + second.fresh, first.calls + second.calls,
+                      len(first.known) + len(second.known), len(requests) + len(again), gemini, estimate,
+                      first.retries + second.retries, elapsed, backend.billed)
+    report = write_run_report("generate", facts)
+    print(end_summary(facts) + f"; run report {report}", file=sys.stderr)
+    not_ok = [(r.key, f"{r.status.value}: {r.error or r.block_reason or r.finish_reason}") for r in results
+              if r.status is not ResponseStatus.ok]
+    print(summarise_failures("generate", not_ok), file=sys.stderr)
+    retryable = [(r.key, not_ok_reason(r)) for r in results if r.retryable]
+    retryable += [(key, f"reask:{(e.error or '').split(':', 1)[0]}") for key, retry in again.items()
+                  if (e := second.answers.get(retry.key)) is not None and e.retryable]
+    check_complete("generate", retryable, sum(r.status is not ResponseStatus.failed for r in results), len(results),
+                   "clip", "asks")
+    return GenerateRun(results, facts)

@@ -1,0 +1,151 @@
+"""A Gemini request and its key: everything that decides one answer, and nothing that does not.
+
+The key is sha256 of the clip's bytes, the model, the prompt, the generation settings as sent and the
+response schema; paths, concurrency and the parser are left out on purpose, so changing them costs no call.
+`gemini.generation` is any field of google-genai's GenerateContentConfig, checked by the SDK's own model.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import typing
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from google.genai import types
+from pydantic import BaseModel, ValidationError
+
+from evud.core.params import GeminiParams, ParamsError, PromptParams
+from evud.core.records import ClipRecord
+
+
+@dataclass(frozen=True)
+class GeminiRequest:
+    """Everything that decides one answer, and the clip it is about."""
+
+    clip: ClipRecord
+    model: str
+    prompt_text: str
+    generation: dict[str, Any]
+    backend: str
+    response_schema: dict[str, Any] | None = None
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", request_key(self))
+
+
+# GenerateContentConfig fields that are not generation settings here: where they are set instead.
+_SET_ELSEWHERE = {
+    "response_mime_type": "set by prompt.response_schema (structured answers), not here",
+    "response_schema": "set by prompt.response_schema (structured answers), not here",
+    "response_json_schema": "set by prompt.response_schema (structured answers), not here",
+    "http_options": "runtime settings are environment variables (EVUD_REQUEST_TIMEOUT_S, EVUD_RETRY_*), not params",
+    "should_return_http_response": "not a generation setting",
+}
+
+
+def drop_nulls(value: Any) -> Any:
+    """A config without its null settings (and without sections left empty): null means the model's default."""
+    if isinstance(value, dict):
+        kept = {k: drop_nulls(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in kept.items() if v != {}}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (unwrapping Optional/Union/list), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_of, typing.get_args(annotation)) if m is not None), None)
+
+
+def _settings_model(path: tuple[Any, ...]) -> type[BaseModel]:
+    """The SDK model that holds the last key of this path (GenerateContentConfig, ThinkingConfig, ...)."""
+    model: type[BaseModel] = types.GenerateContentConfig
+    for key in path[:-1]:
+        field = model.model_fields.get(str(key))
+        inner = _model_of(field.annotation) if field is not None else None
+        if inner is None:
+            break
+        model = inner
+    return model
+
+
+def _describe_settings_error(problem: dict[str, Any]) -> str:
+    path = problem["loc"]
+    key = ".".join(["gemini.generation", *map(str, path)])
+    if problem["type"] == "extra_forbidden":
+        model = _settings_model(path)
+        known = ", ".join(sorted(f for f in model.model_fields if f not in _SET_ELSEWHERE))
+        return f"{key}: not a setting of google-genai's {model.__name__}; known settings: {known}"
+    return f"{key}={problem['input']!r}: {problem['msg']}"
+
+
+def _check_enums(value: Any, path: str) -> None:
+    """The SDK accepts an unknown enum value with only a warning; refuse it, listing the values it knows."""
+    if isinstance(value, enum.Enum):
+        members = type(value).__members__
+        if value.name not in members:
+            allowed = ", ".join(name for name in members if not name.endswith("UNSPECIFIED"))
+            raise ParamsError(f"{path}={value.value!r}: not one of {allowed}")
+    elif isinstance(value, BaseModel):
+        for name in value.model_fields_set:
+            _check_enums(getattr(value, name), f"{path}.{name}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_enums(item, path)
+
+
+@lru_cache(maxsize=16)
+def _checked_generation(settings_json: str) -> str:
+    settings = drop_nulls(json.loads(settings_json))
+    for key in settings:
+        if key in _SET_ELSEWHERE:
+            raise ParamsError(f"gemini.generation.{key}: {_SET_ELSEWHERE[key]}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unknown enum values: refused below with the key named
+        try:
+            config = types.GenerateContentConfig.model_validate(settings)
+        except ValidationError as err:
+            raise ParamsError("; ".join(_describe_settings_error(p) for p in err.errors())) from None
+    _check_enums(config, "gemini.generation")
+    return json.dumps(config.model_dump(mode="json", exclude_unset=True, exclude_none=True), sort_keys=True)
+
+
+def generation_config(gemini: GeminiParams) -> dict[str, Any]:
+    """gemini.generation, checked by google-genai's own GenerateContentConfig: nulls dropped, in the SDK's
+    snake_case names and canonical values (`low` -> `LOW`). What is sent, and what the request key holds."""
+    return json.loads(_checked_generation(json.dumps(gemini.generation, sort_keys=True)))
+
+
+def request_key(request: GeminiRequest) -> str:
+    """sha256 of exactly what decides the answer: clip bytes, model, prompt, generation config, schema.
+
+    Concurrency, paths and the parser are left out on purpose, so changing them costs no call. The replay
+    backend is part of its keys so that its example answers can never be served as real Gemini answers.
+    """
+    material: dict[str, Any] = {
+        "clip_sha256": request.clip.sha256,
+        "model": request.model,
+        "prompt": request.prompt_text,
+        "generation": request.generation,
+        "response_schema": request.response_schema,
+    }
+    if request.backend == "replay":
+        # Replay answers are examples looked up by the clip's ids: keep them apart from real answers, and per clip.
+        material["backend"] = "replay"
+        material["clip"] = request.clip.key
+    return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def build_request(clip: ClipRecord, gemini: GeminiParams, prompt: PromptParams) -> GeminiRequest:
+    return GeminiRequest(clip=clip, model=gemini.model, prompt_text=prompt.text,
+                         generation=generation_config(gemini), backend=gemini.backend,
+                         response_schema=prompt.response_schema)

@@ -1,0 +1,68 @@
+"""The clip store on its own: entries verified cheaply, edits noticed, leftovers of dead runs swept, links."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from evud.clips.clip_store import ClipStore, StoredClip, link_file
+from evud.core.checksums import file_digests
+
+
+def stored(store: ClipStore, key: str, data: bytes) -> StoredClip:
+    path = store.clip_file(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    sha256 = file_digests(path, with_md5=False)[0]
+    return store.commit(StoredClip(cut_key=key, sha256=sha256, size_bytes=len(data), file_start=0.0, file_end=1.0))
+
+
+def test_an_unchanged_clip_is_reused_without_hashing_it_again(tmp_path: Path):
+    store = ClipStore(tmp_path)
+    entry = stored(store, "a" * 64, b"clip bytes")
+    assert store.verified("a" * 64) == entry and entry.mtime_ns is not None
+
+
+def test_a_touched_but_identical_clip_is_kept_and_an_edited_one_is_not(tmp_path: Path):
+    store = ClipStore(tmp_path)
+    entry = stored(store, "a" * 64, b"clip bytes")
+    os.utime(store.clip_file(entry.cut_key), ns=(1, 1))  # same bytes, new mtime: re-hashed, kept
+    again = store.verified(entry.cut_key)
+    assert again is not None and again.mtime_ns == 1
+    store.clip_file(entry.cut_key).write_bytes(b"clip bytez")  # same size, other bytes
+    assert store.verified(entry.cut_key) is None
+    store.clip_file(entry.cut_key).unlink()
+    assert store.verified(entry.cut_key) is None
+
+
+def test_an_entry_without_its_file_is_what_keep_local_false_leaves(tmp_path: Path):
+    store = ClipStore(tmp_path)
+    entry = store.drop_file(stored(store, "b" * 64, b"bytes"))
+    assert not store.clip_file(entry.cut_key).exists()
+    assert store.verified(entry.cut_key) == entry and not entry.has_file
+
+
+def test_half_written_clips_of_dead_runs_are_swept_and_live_ones_kept(tmp_path: Path):
+    store = ClipStore(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = tmp_path / "ab" / f"{'a' * 64}.{child.pid}.part"
+    live = store.partial_file("c" * 64)
+    for path in (dead, live):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    assert store.sweep_partials() == 1
+    assert not dead.exists() and live.exists()
+
+
+def test_a_link_holds_the_same_bytes_and_replaces_what_was_there(tmp_path: Path):
+    source = tmp_path / "store.mp4"
+    source.write_bytes(b"the clip")
+    dest = tmp_path / "data/clips/v/c/a/0.mp4"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"an older clip")
+    link_file(source, dest)
+    assert dest.read_bytes() == b"the clip"
+    assert [p.name for p in dest.parent.iterdir()] == ["0.mp4"]

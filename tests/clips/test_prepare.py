@@ -1,0 +1,402 @@
+"""prepare against real protocols: videos in a moto S3, clips uploaded to the GCS emulator, bad inputs, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import av
+import boto3
+import pytest
+from google.cloud import storage
+
+from evud.clips import prepare
+from evud.clips.clip_store import ClipStore
+from evud.clips.ego4d import MetadataError
+from evud.core.jsonl import read_jsonl
+from evud.core.params import ClipParams, DataParams, GcsParams
+from evud.core.progress import StageIncomplete
+from evud.core.records import ClipRecord
+from evud.core.store import store_root
+from tests.support.cloud import gcs_emulator, moto_s3
+from tests.support.numbered_video import make_numbered_video, presented_frame_numbers
+
+FPS = 10
+VIDEO = "0f1e2d3c-0000-4000-8000-000000000001"
+
+
+def write_metadata(folder: Path, durations: dict[str, float], windows: list[tuple[str, float, float]],
+                   s3_paths: dict[str, str] | None = None) -> DataParams:
+    """Ego4D-format ego4d.json and nlq_train.json: one clip and annotation per video, queries in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    videos = [{"video_uid": uid, "duration_sec": d, "s3_path": (s3_paths or {}).get(uid),
+               "video_metadata": {"fps": FPS}} for uid, d in durations.items()]
+    (folder / "ego4d.json").write_text(json.dumps({"videos": videos}))
+    nlq_videos: dict[str, list] = {}
+    for uid, start, end in windows:
+        nlq_videos.setdefault(uid, []).append({"video_start_sec": start, "video_end_sec": end, "query": "q"})
+    nlq = {"videos": [{"video_uid": uid, "clips": [{"clip_uid": f"clip-{uid[:8]}", "annotations": [
+        {"annotation_uid": f"ann-{uid[:8]}", "language_queries": queries}]}]} for uid, queries in nlq_videos.items()]}
+    (folder / "nlq_train.json").write_text(json.dumps(nlq))
+    return DataParams(name="test", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
+                      nlq_json=str(folder / "nlq_train.json"), video_url=None, window_rounding="exact")
+
+
+def prepare_run(tmp: Path, data: DataParams, clip: ClipParams | None = None, gcs: GcsParams | None = None,
+                workers: int = 2) -> prepare.PrepareRun:
+    """prepare in `tmp`, accepting failed clips (tests look at them), with the test's own clip store."""
+    os.environ["EVUD_ALLOW_FAILED"] = "1"
+    try:
+        return prepare.run(data, clip or ClipParams(), gcs or GcsParams(), tmp / "clips", tmp / "clips.jsonl",
+                           tmp / "metrics.json", workers)
+    except StageIncomplete:  # nothing succeeded: the manifest says why
+        records = [ClipRecord.model_validate(r) for r in read_jsonl(tmp / "clips.jsonl")]
+        return prepare.PrepareRun(records, {})
+    finally:
+        del os.environ["EVUD_ALLOW_FAILED"]
+
+
+def run_prepare(tmp: Path, data: DataParams, clip: ClipParams | None = None, gcs: GcsParams | None = None,
+                workers: int = 2) -> dict[str, dict]:
+    records = prepare_run(tmp, data, clip, gcs, workers).records
+    return {f"{r.language_query_index}@{r.video_uid[:8]}": r.model_dump() for r in records}
+
+
+@pytest.fixture(scope="module")
+def numbered_source(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("src") / f"{VIDEO}.mp4"
+    make_numbered_video(path, 120, fps=FPS, noise=True, crf=30)
+    return path
+
+
+@pytest.fixture(scope="module")
+def s3_videos(numbered_source: Path):
+    with moto_s3() as (server, endpoint):
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="ego4d-videos")
+        s3.upload_file(str(numbered_source), "ego4d-videos", f"full_scale/{VIDEO}.mp4")
+        yield server, endpoint
+
+
+def test_cuts_exact_windows_from_s3_reading_a_small_fraction(s3_videos, numbered_source: Path, tmp_path: Path):
+    server, endpoint = s3_videos
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 12.0, 17.0), (VIDEO, 40.0, 44.5)],
+                          {VIDEO: f"s3://ego4d-videos/full_scale/{VIDEO}.mp4"})
+    data = data.model_copy(update={"s3_endpoint_url": endpoint})
+    server.reset_count()
+    outcome = prepare_run(tmp_path, data)
+    records = {r.language_query_index: r.model_dump() for r in outcome.records}
+    assert [r["status"] for r in records.values()] == ["ok", "ok"]
+    fetched = server.bytes_sent
+    assert fetched < 0.45 * numbered_source.stat().st_size, f"read {fetched} of {numbered_source.stat().st_size} bytes"
+    assert outcome.facts["source_bytes_read"] == pytest.approx(fetched, rel=0.05)
+    for record in records.values():
+        start, end = record["window_start"], record["window_end"]
+        shown = presented_frame_numbers(tmp_path / "clips" / record["clip_path"], until=end - start)
+        assert shown == list(range(round(start * FPS), round(end * FPS)))
+        assert record["file_start"] <= start and record["file_end"] >= end
+
+
+def test_reencode_holds_exactly_the_window(s3_videos, tmp_path: Path):
+    _, endpoint = s3_videos
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 12.3, 15.0)],
+                          {VIDEO: f"s3://ego4d-videos/full_scale/{VIDEO}.mp4"}).model_copy(update={"s3_endpoint_url": endpoint})
+    (record,) = run_prepare(tmp_path, data, ClipParams(mode="reencode", height=72)).values()
+    assert presented_frame_numbers(tmp_path / "clips" / record["clip_path"]) == list(range(123, 150))
+    assert (record["file_start"], record["file_end"]) == (12.3, 15.0)
+
+
+def test_endpoint_from_the_standard_environment_variable(s3_videos, tmp_path: Path, monkeypatch):
+    _, endpoint = s3_videos
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 1.0, 3.0)],
+                          {VIDEO: f"s3://ego4d-videos/full_scale/{VIDEO}.mp4"})
+    assert [r["status"] for r in run_prepare(tmp_path, data).values()] == ["ok"]
+
+
+def test_bad_inputs_each_end_as_a_record_with_a_reason(s3_videos, numbered_source: Path, tmp_path: Path):
+    _, endpoint = s3_videos
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypisom" + os.urandom(50_000))
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(numbered_source.read_bytes()[:200_000])  # moov is at the end: unreadable
+    uids = {name: f"{i:08d}-0000-4000-8000-00000000000{i}" for i, name in
+            enumerate(["ok", "missing", "corrupt", "truncated", "unlisted"], 1)}
+    paths = {uids["ok"]: f"s3://ego4d-videos/full_scale/{VIDEO}.mp4",
+             uids["missing"]: "s3://ego4d-videos/full_scale/not-there.mp4",
+             uids["corrupt"]: str(corrupt), uids["truncated"]: str(truncated)}
+    durations = {uids[n]: 60.0 for n in ("ok", "missing", "corrupt", "truncated")}
+    durations[uids["ok"]] = 200.0  # ego4d.json says longer than the file really is (120 s)
+    windows = [(uids["ok"], 5.0, 8.0), (uids["ok"], 210.0, 215.0), (uids["ok"], 9.0, 9.0), (uids["ok"], 9.0, 4.0),
+               (uids["ok"], 150.0, 155.0),
+               (uids["missing"], 1.0, 2.0), (uids["corrupt"], 1.0, 2.0), (uids["truncated"], 1.0, 2.0),
+               (uids["unlisted"], 1.0, 2.0)]
+    data = write_metadata(tmp_path / "meta", durations, windows, paths).model_copy(update={"s3_endpoint_url": endpoint})
+    records = run_prepare(tmp_path, data)
+    reasons = {key: (r["status"], (r["reason"] or "").split(":")[0]) for key, r in records.items()}
+    assert reasons == {
+        "0@00000001": ("ok", ""),
+        "1@00000001": ("skipped", "window_outside_video"),
+        "2@00000001": ("skipped", "empty_window"),
+        "3@00000001": ("skipped", "empty_window"),
+        "4@00000001": ("skipped", "no_frames_in_window"),
+        # Input problems a re-run cannot fix are `skipped` (they never block the pipeline).
+        "0@00000002": ("skipped", "source_missing"),
+        "0@00000003": ("skipped", "unreadable_video"),
+        "0@00000004": ("skipped", "unreadable_video"),
+        "0@00000005": ("skipped", "unknown_video"),
+    }
+    assert "not-there.mp4" in records["0@00000002"]["reason"]
+
+
+def test_missing_bucket_is_named(tmp_path: Path):
+    with moto_s3() as (_, endpoint):
+        data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 1.0, 2.0)],
+                              {VIDEO: "s3://no-such-bucket-x/v.mp4"}).model_copy(update={"s3_endpoint_url": endpoint})
+        (record,) = run_prepare(tmp_path, data).values()
+    assert record["status"] == "skipped" and record["reason"].startswith("source_missing")
+    assert "no-such-bucket-x" in record["reason"]
+
+
+def test_access_denied_is_named_and_retried(numbered_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A real denial: moto checks IAM, and the credentials in the environment may list the bucket, not read it."""
+    import s3fs
+    from moto import settings as moto_settings
+    from moto.core.responses import ActionAuthenticatorMixin
+
+    with moto_s3() as (_, endpoint):
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="ego4d-private")
+        boto3.client("s3", endpoint_url=endpoint).upload_file(str(numbered_source), "ego4d-private", "v.mp4")
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
+        iam.create_user(UserName="reader")
+        iam.put_user_policy(UserName="reader", PolicyName="list-only", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+        monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # from now on moto checks IAM
+        monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
+        s3fs.S3FileSystem.clear_instance_cache()  # no filesystem object holding earlier credentials
+        data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 1.0, 2.0)],
+                              {VIDEO: "s3://ego4d-private/v.mp4"}).model_copy(update={"s3_endpoint_url": endpoint})
+        (record,) = run_prepare(tmp_path, data).values()
+    assert record["status"] == "failed"  # credentials can be fixed: the next run tries again
+    assert record["reason"].startswith("source_denied: s3://ego4d-private/v.mp4: access denied"), record["reason"]
+
+
+@pytest.mark.parametrize(("content", "field"), [("{not json", "not valid JSON"), ('{"clips": []}', "'videos'"),
+                                                ('{"videos": [{"clips": 3}]}', "videos[0].clips")])
+def test_malformed_metadata_fails_fast_naming_file_and_field(tmp_path: Path, content: str, field: str):
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 1.0, 2.0)])
+    Path(data.nlq_json).write_text(content)
+    with pytest.raises(MetadataError, match="nlq_train.json") as err:
+        run_prepare(tmp_path, data)
+    assert field in str(err.value)
+
+
+def test_uploads_to_gcs_skip_existing_and_keep_local_false(numbered_source: Path, tmp_path: Path):
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 2.0, 5.0), (VIDEO, 30.0, 33.0)],
+                          {VIDEO: str(numbered_source)})
+    with gcs_emulator("evud-clips"):
+        gcs = GcsParams(bucket="evud-clips", prefix="clips/v1")
+        records = run_prepare(tmp_path, data, ClipParams(keep_local=False), gcs)
+        uris = sorted(r["clip_uri"] for r in records.values())
+        assert uris == [f"gs://evud-clips/clips/v1/{VIDEO}/clip-{VIDEO[:8]}/ann-{VIDEO[:8]}/{i}.mp4" for i in (0, 1)]
+        assert not list((tmp_path / "clips").rglob("*.mp4"))  # removed once the upload verified
+        bucket = storage.Client().bucket("evud-clips")
+        blobs = {b.name: b for b in bucket.list_blobs(prefix="clips/v1/")}
+        assert {b.md5_hash for b in blobs.values()} == {_md5_of(tmp_path, r) for r in records.values()}
+        generations = {name: b.generation for name, b in blobs.items()}
+        again = prepare_run(tmp_path, data, ClipParams(keep_local=False), gcs)
+        assert again.facts["cut"] == 0  # nothing re-cut: the verified blobs count as done
+        assert {r.sha256 for r in again.records} == {r["sha256"] for r in records.values()}
+        assert {b.name: b.generation for b in bucket.list_blobs(prefix="clips/v1/")} == generations
+
+
+def _md5_of(tmp_path: Path, record: dict) -> str:
+    return ClipStore(store_root() / "clips").get(record["cut_key"]).md5_b64
+
+
+def test_existing_blob_with_same_bytes_is_not_uploaded_again(numbered_source: Path, tmp_path: Path):
+    data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 2.0, 5.0)], {VIDEO: str(numbered_source)})
+    with gcs_emulator("evud-clips"):
+        run_prepare(tmp_path / "a", data, gcs=GcsParams(bucket="evud-clips"))
+        generation = next(storage.Client().bucket("evud-clips").list_blobs()).generation
+        run_prepare(tmp_path / "b", data, gcs=GcsParams(bucket="evud-clips"))  # another machine, same clip
+        assert next(storage.Client().bucket("evud-clips").list_blobs()).generation == generation
+
+
+def test_http_and_gs_sources_are_read_in_place(numbered_source: Path, tmp_path: Path):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class RangeServer(SimpleHTTPRequestHandler):
+        """A static file server that answers byte ranges, as object stores and CDNs do."""
+
+        def log_message(self, *args):  # no line per request in test output
+            pass
+
+        def do_GET(self):
+            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            if not match:
+                return super().do_GET()
+            data = (numbered_source.parent / self.path.lstrip("/")).read_bytes()
+            start, end = int(match[1]), int(match[2] or len(data) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.end_headers()
+            self.wfile.write(data[start:end + 1])
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeServer, directory=str(numbered_source.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with gcs_emulator("ego4d-mirror"):
+            storage.Client().bucket("ego4d-mirror").blob(f"v/{VIDEO}.mp4").upload_from_filename(str(numbered_source))
+            for name, url in [("http", f"http://127.0.0.1:{server.server_address[1]}/{{video_uid}}.mp4"),
+                              ("gs", "gs://ego4d-mirror/v/{video_uid}.mp4")]:
+                data = write_metadata(tmp_path / name / "meta", {VIDEO: 120.0}, [(VIDEO, 30.0, 33.0)])
+                (record,) = run_prepare(tmp_path / name, data.model_copy(update={"video_url": url})).values()
+                assert record["status"] == "ok", (name, record["reason"])
+                shown = presented_frame_numbers(tmp_path / name / "clips" / record["clip_path"], until=3.0)
+                assert shown == list(range(300, 330)), name
+    finally:
+        server.shutdown()
+
+
+def data_params(folder: Path, nlq: dict, videos: list[dict], video_url: str) -> DataParams:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ego4d.json").write_text(json.dumps({"videos": videos}))
+    (folder / "nlq_train.json").write_text(json.dumps(nlq))
+    return DataParams(name="t", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
+                      nlq_json=str(folder / "nlq_train.json"), video_url=video_url, window_rounding="exact")
+
+
+def one_annotation(queries: list[dict], clip_uid: str | None = "clip-1", annotation_uid: str | None = "ann-1",
+                   video_uid: str | None = VIDEO) -> dict:
+    annotation = {"language_queries": queries}
+    if annotation_uid is not None:
+        annotation["annotation_uid"] = annotation_uid
+    clip = {"annotations": [annotation]}
+    if clip_uid is not None:
+        clip["clip_uid"] = clip_uid
+    video = {"clips": [clip]}
+    if video_uid is not None:
+        video["video_uid"] = video_uid
+    return video
+
+
+def window(start: float, end: float) -> dict:
+    return {"video_start_sec": start, "video_end_sec": end, "query": "where is the cup?", "template": "Objects"}
+
+
+def prepare_records(tmp: Path, data: DataParams, clip: ClipParams | None = None) -> dict[str, dict]:
+    """prepare in `tmp` (its failures accepted); records by `<clip_uid>/<annotation_uid>/<index>`."""
+    prepare_run(tmp, data, clip, workers=1)
+    lines = [json.loads(line) for line in (tmp / "clips.jsonl").read_text().splitlines()]
+    return {f"{r['clip_uid']}/{r['annotation_uid']}/{r['language_query_index']}": r for r in lines}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("src") / f"{VIDEO}.mp4"
+    make_numbered_video(path, 40, fps=FPS, faststart=True)
+    return path
+
+
+def test_queries_without_ids_are_skipped_naming_the_field_and_position(source: Path, tmp_path: Path):
+    nlq = {"videos": [one_annotation([window(1, 3), window(4, 6)], annotation_uid=None),
+                      one_annotation([window(7, 9)], clip_uid=""),
+                      one_annotation([window(10, 12)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    records = list(prepare_records(tmp_path, data).values())
+    skipped = sorted(r["reason"] for r in records if r["status"] == "skipped")
+    assert skipped == [
+        "missing_uid: annotation_uid is missing or empty at videos[0].clips[0].annotations[0].language_queries[0]",
+        "missing_uid: annotation_uid is missing or empty at videos[0].clips[0].annotations[0].language_queries[1]",
+        "missing_uid: clip_uid is missing or empty at videos[1].clips[0].annotations[0].language_queries[0]",
+    ]
+    assert [r["status"] for r in records].count("ok") == 1
+    assert "None" not in json.dumps(records)
+
+
+def test_a_query_listed_twice_is_recorded_never_cut_over_the_first(source: Path, tmp_path: Path):
+    nlq = {"videos": [one_annotation([window(1, 3)]), one_annotation([window(20, 25)])]}  # same four ids
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    prepare_records(tmp_path, data)
+    lines = [json.loads(line) for line in (tmp_path / "clips.jsonl").read_text().splitlines()]
+    assert [(r["status"], r["window_start"]) for r in lines if r["status"] == "ok"] == [("ok", 1.0)]
+    (duplicate,) = [r for r in lines if r["status"] == "skipped"]
+    assert duplicate["reason"] == ("duplicate_query: videos[1].clips[0].annotations[0].language_queries[0] has the "
+                                   "ids of videos[0].clips[0].annotations[0].language_queries[0]")
+
+
+@pytest.mark.parametrize("mode", ["copy", "reencode"])
+def test_a_truncated_source_never_gives_an_ok_clip(source: Path, tmp_path: Path, mode: str):
+    truncated = tmp_path / f"{VIDEO}.mp4"
+    truncated.write_bytes(source.read_bytes()[: source.stat().st_size // 2])  # the header says 40 s
+    nlq = {"videos": [one_annotation([window(2, 6), window(16, 24)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(truncated))
+    records = prepare_records(tmp_path, data, ClipParams(mode=mode, height=144))
+    assert records["clip-1/ann-1/0"]["status"] == "ok"
+    short = records["clip-1/ann-1/1"]
+    assert short["status"] == "skipped" and short["reason"].startswith("short_clip: the file holds ["), short
+    assert "of the window [16.0, 24.0] s" in short["reason"] and "truncated or corrupt" in short["reason"]
+
+
+@pytest.mark.parametrize("mode", ["copy", "reencode"])
+def test_metadata_longer_than_the_video_skips_the_window_it_cannot_fill(source: Path, tmp_path: Path, mode: str):
+    nlq = {"videos": [one_annotation([window(30, 38), window(36, 45)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 60.0}], str(source))
+    records = prepare_records(tmp_path, data, ClipParams(mode=mode, height=144))
+    assert records["clip-1/ann-1/0"]["status"] == "ok"
+    short = records["clip-1/ann-1/1"]
+    assert short["status"] == "skipped" and short["reason"].startswith("source_shorter_than_metadata: "), short
+    assert "ends at 40.0 s" in short["reason"] and "[36.0, 45.0]" in short["reason"]
+
+
+def test_an_audio_only_source_is_skipped_not_failed(tmp_path: Path):
+    audio = tmp_path / f"{VIDEO}.mp4"
+    with av.open(str(audio), "w") as out:
+        stream = out.add_stream("aac", rate=16000, layout="mono")
+        from fractions import Fraction
+
+        import numpy as np
+
+        for second in range(5):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), dtype=np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 16000, second * 16000, Fraction(1, 16000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    nlq = {"videos": [one_annotation([window(1, 3)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 5.0}], str(audio))
+    (record,) = prepare_records(tmp_path, data).values()
+    assert record["status"] == "skipped" and record["reason"].startswith("no_video_stream")
+
+
+def test_metadata_in_another_encoding_stops_naming_the_file_and_byte_offset(source: Path, tmp_path: Path):
+    nlq = {"videos": [one_annotation([{**window(1, 3), "query": "où est la tasse?"}])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    text = json.dumps(nlq, ensure_ascii=False)
+    Path(data.nlq_json).write_bytes(text.encode("latin-1"))
+    with pytest.raises(MetadataError) as err:
+        prepare_records(tmp_path, data)
+    offset = text.encode("latin-1").index("où".encode("latin-1")) + 1
+    assert f"nlq_train.json is not UTF-8: byte {offset}" in str(err.value) and "iconv" in str(err.value)
+    Path(data.nlq_json).write_text(text)
+    ego4d = json.dumps({"videos": [{"video_uid": VIDEO, "duration_sec": 40.0, "note": "café"}]}, ensure_ascii=False)
+    Path(data.ego4d_json).write_bytes(ego4d.encode("latin-1"))
+    with pytest.raises(MetadataError, match=r"ego4d.json is not UTF-8: byte \d+"):
+        prepare_records(tmp_path, data)
+
+
+def test_metadata_with_a_byte_order_mark_is_read(source: Path, tmp_path: Path):
+    nlq = {"videos": [one_annotation([window(1, 3)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    for name in (data.nlq_json, data.ego4d_json):
+        Path(name).write_bytes(b"\xef\xbb\xbf" + Path(name).read_bytes())  # as some editors save JSON
+    assert [r["status"] for r in prepare_records(tmp_path, data).values()] == ["ok"]

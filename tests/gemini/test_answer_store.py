@@ -1,0 +1,99 @@
+"""The answer store on its own: whole entries only, failures never kept, claims between live runs, S3 prefixes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import boto3
+import pytest
+
+from evud.core.records import AnswerEntry, ResponseStatus, Usage
+from evud.gemini.answer_store import AnswerStore
+from tests.support.cloud import moto_s3
+
+
+def entry(key: str, text: str = "Category: world knowledge\nQuestion: q\nShort answer: a", **fields) -> AnswerEntry:
+    return AnswerEntry(request_key=key, model="gemini-3.5-flash", backend="vertex", status=ResponseStatus.ok,
+                       text=text, finish_reason="STOP", usage=Usage(prompt_tokens=10, output_tokens=5), **fields)
+
+
+def key(n: int) -> str:
+    return f"{n:064x}"
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_an_answer_put_is_read_back_whole_and_listed(tmp_path: Path):
+    store = AnswerStore(str(tmp_path / "answers"))
+    store.put(entry(key(1)))
+    assert store.get(key(1)) == entry(key(1))
+    assert store.keys() == {key(1)} and store.get(key(2)) is None
+    assert store.get_many([key(1), key(2)]) == {key(1): entry(key(1))}
+    assert not [p for p in (tmp_path / "answers").rglob("*") if p.is_file() and not p.name.endswith(".json")]
+
+
+def test_a_failure_is_never_stored(tmp_path: Path):
+    store = AnswerStore(str(tmp_path / "answers"))
+    failed = AnswerEntry(request_key=key(1), model="m", backend="vertex", status=ResponseStatus.failed,
+                         error="api_error_429: ...", retryable=True)
+    with pytest.raises(ValueError, match="not stored"):
+        store.put(failed)
+    assert store.keys() == set()
+
+
+def test_unreadable_and_temporary_files_are_not_answers(tmp_path: Path, capsys: pytest.CaptureFixture):
+    store = AnswerStore(str(tmp_path / "answers"))
+    store.put(entry(key(1)))
+    folder = tmp_path / "answers" / key(2)[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{key(2)}.json").write_text('{"request_key": "')  # not ours, or damaged
+    (folder / f".{key(3)}.json.abc.tmp").write_text("{}")  # a writer killed before its rename
+    assert store.keys() == {key(1), key(2)}
+    assert store.get_many([key(1), key(2), key(3)]) == {key(1): entry(key(1))}
+    assert f"{key(2)}.json is unreadable" in capsys.readouterr().err
+
+
+def test_writers_racing_on_one_key_leave_one_whole_answer(tmp_path: Path):
+    store = AnswerStore(str(tmp_path / "answers"))
+    answers = [entry(key(7), text="x" * 50_000 + str(i)) for i in range(8)]
+    threads = [threading.Thread(target=store.put, args=(a,)) for a in answers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get(key(7)) in answers
+
+
+def test_a_claim_held_by_a_live_run_makes_others_wait_and_a_dead_runs_claim_is_taken_over(tmp_path: Path):
+    store = AnswerStore(str(tmp_path / "answers"))
+    claim = Path(store.root) / "claims" / f"{key(1)}.claim"
+    claim.parent.mkdir(parents=True)
+    claim.write_text(f"{os.getppid()} {store._host} 0\n")  # another live process on this machine
+    assert not store.claim(key(1)) and store.claimed_elsewhere(key(1))
+    claim.write_text(f"{dead_pid()} {store._host} 0\n")  # its run was killed
+    assert not store.claimed_elsewhere(key(1)) and store.claim(key(1))
+    assert claim.read_text().split()[0] == str(os.getpid())
+    store.release(key(1))
+    assert not claim.exists()
+
+
+def test_an_s3_prefix_is_a_store_a_team_shares(tmp_path: Path):
+    with moto_s3() as (_, endpoint):
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="team-answers")
+        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
+        try:
+            mine = AnswerStore("s3://team-answers/evud")
+            mine.put(entry(key(1)))
+            theirs = AnswerStore("s3://team-answers/evud/")  # another machine, the same prefix
+            assert theirs.keys() == {key(1)} and theirs.get(key(1)) == entry(key(1))
+            assert theirs.claim(key(1))  # no claims on remote stores: documented
+        finally:
+            del os.environ["AWS_ENDPOINT_URL_S3"]

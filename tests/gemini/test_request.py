@@ -1,0 +1,77 @@
+"""Requests and their keys: exactly what decides an answer, checked by the SDK, canonical, pinned."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from evud.core.params import ParamsError, load_section
+from evud.core.records import ClipRecord
+from evud.gemini.request import build_request, generation_config
+from tests.support.repo import PARAMS
+
+
+def test_settings_that_did_not_change_keep_their_request_keys():
+    """Answers paid for before this change stay valid: the key of an unchanged config is computed as before."""
+    clip = ClipRecord(video_uid="v", clip_uid="c", annotation_uid="a", language_query_index=0, status="ok",
+                      sha256="ab" * 32)
+    gemini = load_section("gemini", PARAMS).model_copy(update={
+        "backend": "vertex", "model": "gemini-3.5-flash",
+        "generation": {"temperature": 0.4, "max_output_tokens": 2048, "seed": 0, "media_resolution": None}})
+    prompt = load_section("prompt", PARAMS)
+    material = {"clip_sha256": clip.sha256, "model": "gemini-3.5-flash", "prompt": prompt.text,
+                "generation": {"max_output_tokens": 2048, "seed": 0, "temperature": 0.4}, "response_schema": None}
+    before = hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    assert build_request(clip, gemini, prompt).key == before
+
+
+def sample_clip(sha: str = "ab" * 32, **fields) -> ClipRecord:
+    return ClipRecord(video_uid="v", clip_uid="c", annotation_uid="a", language_query_index=0, status="ok", sha256=sha,
+                      **fields)
+
+
+def test_the_key_covers_what_decides_the_answer_and_nothing_else():
+    gemini = load_section("gemini", PARAMS).model_copy(update={"backend": "vertex"})
+    prompt = load_section("prompt", PARAMS)
+    key = build_request(sample_clip(), gemini, prompt).key
+    changed = [
+        build_request(sample_clip("cd" * 32), gemini, prompt),
+        build_request(sample_clip(), gemini.model_copy(update={"model": "gemini-3.5-flash"}), prompt),
+        build_request(sample_clip(), gemini, prompt.model_copy(update={"text": prompt.text + " "})),
+        build_request(sample_clip(), gemini.model_copy(update={"generation": {**gemini.generation, "seed": 1}}), prompt),
+        build_request(sample_clip(), gemini, prompt.model_copy(update={"response_schema": {"type": "array"}})),
+    ]
+    assert len({key, *(r.key for r in changed)}) == 6
+    same = [  # where the clip is, its ids, concurrency, paths, prices, the budget: no answer changes
+        build_request(sample_clip(clip_path="elsewhere.mp4", clip_uri="gs://b/x.mp4"), gemini, prompt),
+        build_request(sample_clip().model_copy(update={"clip_uid": "other"}), gemini, prompt),
+        build_request(sample_clip(), gemini.model_copy(update={"max_cost_usd": 5.0, "pricing": {}}), prompt),
+        build_request(sample_clip(), gemini.model_copy(update={"generation": {**gemini.generation,
+                                                                               "temperature": None}}), prompt),
+    ]
+    assert {r.key for r in same} == {key}
+
+
+@pytest.mark.parametrize(("generation", "message"), [
+    ({"temprature": 0.2}, "gemini.generation.temprature: not a setting of google-genai's GenerateContentConfig"),
+    ({"max_output_tokens": "many"}, "gemini.generation.max_output_tokens='many': Input should be a valid integer"),
+    ({"thinking_config": {"thinking_level": "lowest"}},
+     "gemini.generation.thinking_config.thinking_level='lowest': not one of MINIMAL, LOW, MEDIUM, HIGH, XHIGH"),
+    ({"http_options": {"timeout": 5}}, "gemini.generation.http_options: runtime settings are environment variables"),
+])
+def test_generation_settings_are_checked_by_the_sdks_own_model(generation, message):
+    gemini = load_section("gemini", PARAMS).model_copy(update={"generation": generation})
+    with pytest.raises(ParamsError) as err:
+        generation_config(gemini)
+    assert str(err.value).startswith(message)
+
+
+def test_generation_settings_are_canonical_without_nulls():
+    gemini = load_section("gemini", PARAMS).model_copy(update={"generation": {
+        "max_output_tokens": 4096, "temperature": None, "thinking_config": {"thinking_level": "low",
+                                                                            "thinking_budget": None},
+        "media_resolution": "MEDIA_RESOLUTION_LOW", "stop_sequences": ["###"]}})
+    assert generation_config(gemini) == {"max_output_tokens": 4096, "thinking_config": {"thinking_level": "LOW"},
+                                         "media_resolution": "MEDIA_RESOLUTION_LOW", "stop_sequences": ["###"]}

@@ -1,0 +1,290 @@
+"""generate against a local Vertex AI REST server (tests/fake_vertex.py): the real google-genai code path.
+
+What a user relies on: 429/5xx/timeouts are retried and then succeed; a clip that keeps failing is recorded
+`failed` and the run completes; refusals and truncations are recorded with their reason; a kill -9 keeps
+every answer received; an experiment pays only for what it has never asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evud.core.params import load_section
+from evud.gemini.answer_store import AnswerStore
+from tests.support.fake_vertex import FAST_ENV, FakeVertex
+from tests.support.pipeline import use_fake_vertex
+from tests.support.repo import PARAMS, PROJECT_ROOT, make_repo_copy, run
+from tests.support.vertex import (
+    fake_vertex_clip,
+    generate_command,
+    generate_main,
+    manifest_clips,
+    run_generate,
+    vertex_params,
+)
+
+
+def test_429_and_5xx_are_retried_then_succeed(reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex):
+    clips = manifest_clips(reproduced_sample)
+    fake_vertex.script(clips[0]["sha256"], 429, 503, 500, "ok")
+    fake_vertex.script(clips[1]["sha256"], 504, "ok")  # Vertex's own deadline: not processed, retried
+    metrics, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    assert {r["status"] for r in responses.values()} == {"ok"}
+    assert metrics["retries"] == 4 and metrics["calls"] == len(responses)
+    assert fake_vertex.calls[clips[0]["sha256"]] == 4 and fake_vertex.calls[clips[1]["sha256"]] == 2
+
+
+def test_a_clip_that_keeps_failing_is_recorded_and_the_run_completes(reproduced_sample: Path, tmp_path: Path,
+                                                                     fake_vertex: FakeVertex):
+    clips = manifest_clips(reproduced_sample)
+    doomed = clips[2]["sha256"]
+    fake_vertex.script(doomed, *[503] * int(FAST_ENV["EVUD_RETRY_ATTEMPTS"]))
+    fake_vertex.script(clips[3]["sha256"], 400)  # a client error is not retried
+    fake_vertex.script(clips[4]["sha256"], "garbage")  # an answer the SDK cannot read
+    metrics, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    assert responses[doomed]["status"] == "failed" and responses[doomed]["error"].startswith("api_error_503")
+    assert fake_vertex.calls[doomed] == int(FAST_ENV["EVUD_RETRY_ATTEMPTS"])
+    assert fake_vertex.calls[clips[3]["sha256"]] == 1
+    assert metrics["not_ok_by_reason"] == {"failed:api_error_503": 1, "failed:api_error_400": 1,
+                                           "failed:unexpected_error": 1}
+    assert sum(r["status"] == "ok" for r in responses.values()) == len(responses) - 3
+    # The next run asks again for the failed clips only.
+    fake_vertex.reset_counts()
+    again, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    assert again["calls"] == 3 and set(fake_vertex.calls) == {doomed, clips[3]["sha256"], clips[4]["sha256"]}
+    assert {r["status"] for r in responses.values()} == {"ok"}
+
+
+def test_refusals_and_truncations_are_final_with_their_reason(reproduced_sample: Path, tmp_path: Path,
+                                                            fake_vertex: FakeVertex):
+    clips = manifest_clips(reproduced_sample)
+    behaviours = {"blocked": ("blocked", "SAFETY"), "recitation": ("blocked", "RECITATION"),
+                  "truncated": ("truncated", "MAX_TOKENS"), "empty": ("empty", "STOP")}
+    for clip, behaviour in zip(clips, behaviours):
+        fake_vertex.script(clip["sha256"], behaviour)
+    # Without the re-ask of truncated answers (tests/test_gemini_today.py), every status is final as received.
+    metrics, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, retry_truncated=False))
+    for clip, (status, reason) in zip(clips, behaviours.values()):
+        got = responses[clip["sha256"]]
+        assert got["status"] == status and reason in (got["finish_reason"], got["block_reason"])
+    assert metrics["not_ok_by_reason"] == {"blocked:SAFETY": 1, "blocked:RECITATION": 1,
+                                           "truncated:MAX_TOKENS": 1, "empty:STOP": 1}
+    fake_vertex.reset_counts()
+    again, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, retry_truncated=False))
+    assert again["calls"] == 0 and fake_vertex.total_calls == 0  # final answers are never paid twice
+
+
+def test_a_new_model_calls_every_clip_once_and_returning_calls_none(reproduced_sample: Path, tmp_path: Path,
+                                                                    fake_vertex: FakeVertex):
+    n = len({c["sha256"] for c in manifest_clips(reproduced_sample)})
+    first, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    assert first["calls"] == n and fake_vertex.total_calls == n
+    fake_vertex.reset_counts()
+    other, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, model="gemini-x-lite"))
+    assert other["calls"] == n and dict(fake_vertex.models) == {"gemini-x-lite": n}
+    assert max(fake_vertex.calls.values()) == 1
+    assert {r["model"] for r in responses.values()} == {"gemini-x-lite"}
+    fake_vertex.reset_counts()
+    back, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    assert back["calls"] == 0 and back["reused_answers"] == len(responses) and fake_vertex.total_calls == 0
+
+
+def test_kill_9_mid_run_keeps_every_answer_received(reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex):
+    fake_vertex.latency_s = 0.4
+    params = yaml.safe_load(PARAMS.read_text())
+    params["gemini"].update(backend="vertex", project="test-project", base_url=fake_vertex.base_url)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    store = AnswerStore(str(tmp_path / "answers"))
+    cmd = generate_command(reproduced_sample, tmp_path, tmp_path / "params.yaml")
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, "EVUD_CONCURRENCY": "2",
+                                                        "EVUD_ANSWER_STORE": store.url},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(store.keys()) < 2:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    answered = store.keys()
+    assert 2 <= len(answered) < len(manifest_clips(reproduced_sample)), "kill landed outside the run"
+    assert not (tmp_path / "responses.jsonl").exists()
+
+    fake_vertex.latency_s = 0
+    fake_vertex.reset_counts()
+    metrics, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    answered_clips = {r["clip_sha256"] for r in responses.values() if r["request_key"] in answered}
+    assert answered_clips and not answered_clips & set(fake_vertex.calls)  # no request for an answered key
+    assert metrics["reused_answers"] == len(answered) and {r["status"] for r in responses.values()} == {"ok"}
+    assert set(fake_vertex.calls) == {c["sha256"] for c in manifest_clips(reproduced_sample)} - answered_clips
+
+
+def test_request_carries_window_offsets_generation_config_and_schema(reproduced_sample: Path, tmp_path: Path,
+                                                                     fake_vertex: FakeVertex):
+    clips = {c["sha256"]: c for c in manifest_clips(reproduced_sample)}
+    schema = {"type": "object", "properties": {"qa": {"type": "array", "items": {"type": "string"}}}}
+    prompt = load_section("prompt", PARAMS).model_copy(update={"response_schema": schema})
+    gemini = vertex_params(fake_vertex, generation={**load_section("gemini", PARAMS).generation,
+                                                    "media_resolution": "MEDIA_RESOLUTION_LOW"})
+    _, responses = run_generate(reproduced_sample, tmp_path, gemini, prompt)
+    padded = 0
+    for body in fake_vertex.bodies:
+        video, text = body["contents"][0]["parts"]
+        assert {"inlineData", "inline_data"} & set(video) and text["text"] == prompt.text
+        config = body["generationConfig"]
+        assert config["responseJsonSchema"] == schema and config["responseMimeType"] == "application/json"
+        assert config["mediaResolution"] == "MEDIA_RESOLUTION_LOW" and "temperature" not in config
+        assert config["thinkingConfig"] == {"thinking_level": "LOW"} and config["maxOutputTokens"] == 8192
+        clip = clips[fake_vertex_clip(video)]
+        if clip["file_end"] > clip["window_end"]:
+            padded += 1
+            end = float(video["videoMetadata"]["end_offset"].rstrip("s"))
+            assert end == pytest.approx(clip["window_end"] - clip["window_start"], abs=1e-3)
+        else:
+            assert "videoMetadata" not in video
+    assert padded, "the sample should hold a stream-copied clip padded past its window"
+    # The schema is part of the request key: the same clips without it are new requests.
+    without, _ = run_generate(reproduced_sample, tmp_path / "plain", vertex_params(fake_vertex))
+    assert without["calls"] == len(responses)
+    assert not {r["request_key"] for r in responses.values()} & \
+        {json.loads(line)["request_key"] for line in (tmp_path / "plain/responses.jsonl").read_text().splitlines()}
+
+
+def test_a_clip_too_big_to_send_inline_fails_clearly_without_a_call(reproduced_sample: Path, tmp_path: Path,
+                                                                    fake_vertex: FakeVertex,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    # The sample clips are 3 to 40 KB: a 0.02 MB limit leaves some under it and some over.
+    metrics, responses = run_generate(reproduced_sample, tmp_path,
+                                      vertex_params(fake_vertex, video_source="inline", inline_limit_mb=0.02))
+    too_big = [r for r in responses.values() if r["status"] == "failed"]
+    assert too_big and all("inline_too_large" in r["error"] and "gemini.inline_limit_mb=0.02" in r["error"]
+                           for r in too_big)
+    assert not any(r["retryable"] for r in too_big)  # only another setting helps
+    assert fake_vertex.total_calls == len(responses) - len(too_big)
+
+
+def test_dvc_exp_run_on_vertex_calls_every_clip_and_builds_the_dataset(repo_copy: Path, fake_vertex: FakeVertex):
+    from tests.support.repo import git_commit_all, run
+
+    run(["dvc", "repro"], repo_copy)  # offline baseline with the replay backend
+    git_commit_all(repo_copy, "baseline")
+    overrides = ["-S", "gemini.backend=vertex", "-S", "gemini.project=test-project",
+                 "-S", f"gemini.base_url={fake_vertex.base_url}"]
+    result = run(["dvc", "exp", "run", *overrides], repo_copy)
+    assert "Stage 'prepare' didn't change, skipping" in result.stdout
+    n = len(manifest_clips(repo_copy))
+    assert fake_vertex.total_calls == n
+    dataset = json.loads((repo_copy / "data/ego4d_vqa_gemini.json").read_text())
+    assert len(dataset) == n and all(len(r["category_question_answer_tuples"]) == 7 for r in dataset)
+    metrics = json.loads((repo_copy / "metrics/generate.json").read_text())
+    assert metrics["by_status"] == {"ok": n} and metrics["answers_cost_usd"] > 0
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("generation", "message"), [
+    ({"max_output_tokens": 8192, "temprature": 0.2},
+     "gemini.generation.temprature: not a setting of google-genai's GenerateContentConfig; known settings: "),
+    ({"max_output_tokens": "many"}, "gemini.generation.max_output_tokens='many': Input should be a valid integer"),
+    ({"thinking_config": {"thinking_level": "lowest"}},
+     "gemini.generation.thinking_config.thinking_level='lowest': not one of MINIMAL, LOW, MEDIUM, HIGH, XHIGH"),
+    ({"thinking_config": {"thinking_levl": "LOW"}},
+     "gemini.generation.thinking_config.thinking_levl: not a setting of google-genai's ThinkingConfig; known "
+     "settings: include_thoughts, thinking_budget, thinking_level"),
+    ({"response_mime_type": "application/json"},
+     "gemini.generation.response_mime_type: set by prompt.response_schema (structured answers), not here"),
+])
+def test_an_unknown_generation_key_or_a_wrong_value_stops_before_any_request(reproduced_sample: Path, tmp_path: Path,
+                                                                             fake_vertex: FakeVertex, generation, message):
+    result = generate_main(reproduced_sample, tmp_path, fake_vertex, generation=generation)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert last_line(result).startswith(f"generate: {message}"), last_line(result)
+    assert fake_vertex.targets == {} and not (tmp_path / "responses.jsonl").exists()
+
+
+def test_nulls_are_dropped_and_any_sdk_field_is_sent(reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex):
+    generation = {"max_output_tokens": 4096, "temperature": None, "top_p": 0.9, "stop_sequences": ["###"],
+                  "thinking_config": {"thinking_level": "low", "thinking_budget": None},
+                  "system_instruction": "You look at first-person video."}
+    run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, generation=generation))
+    body = fake_vertex.bodies[0]
+    config = body["generationConfig"]
+    assert config["maxOutputTokens"] == 4096 and config["topP"] == 0.9 and config["stopSequences"] == ["###"]
+    assert config["thinkingConfig"] == {"thinking_level": "LOW"} and "temperature" not in config
+    assert body["systemInstruction"]["parts"][0]["text"] == "You look at first-person video."
+
+
+def test_a_model_not_served_in_the_location_stops_before_any_clip(reproduced_sample: Path, tmp_path: Path,
+                                                                  fake_vertex: FakeVertex):
+    fake_vertex.served["gemini-3.1-flash-lite"] = {"global", "us", "eu"}
+    result = generate_main(reproduced_sample, tmp_path, fake_vertex, model="gemini-3.1-flash-lite",
+                           location="us-central1")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "model gemini-3.1-flash-lite is not served in location us-central1" in last_line(result)
+    assert "-S gemini.location=global" in last_line(result)
+    assert [t for t in fake_vertex.targets if t[0] == "generateContent"] == []
+    assert not (tmp_path / "responses.jsonl").exists()  # no clip is recorded failed for a setup mistake
+
+
+def test_permission_denied_stops_before_any_clip(reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex):
+    fake_vertex.denied_projects.add("test-project")
+    result = generate_main(reproduced_sample, tmp_path, fake_vertex)
+    assert result.returncode != 0 and "permission denied on project test-project" in last_line(result)
+    assert [t for t in fake_vertex.targets if t[0] == "generateContent"] == []
+    assert not (tmp_path / "responses.jsonl").exists()
+
+
+def test_no_credentials_at_all_stops_at_once_with_the_ways_to_provide_them(reproduced_sample: Path, tmp_path: Path,
+                                                                          fake_vertex: FakeVertex):
+    params = yaml.safe_load(PARAMS.read_text())
+    params["gemini"].update(backend="vertex", project="test-project", base_url=fake_vertex.base_url)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_OAUTH_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS")}
+    env.update(CLOUDSDK_CONFIG=str(tmp_path / "no-gcloud"), HOME=str(tmp_path), NO_GCE_CHECK="true")
+    result = subprocess.run(generate_command(reproduced_sample, tmp_path, tmp_path / "params.yaml"), cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    message = last_line(result)
+    assert "no Google credentials" in message and "gcloud auth application-default login" in message
+    assert "GOOGLE_OAUTH_ACCESS_TOKEN" in message
+    assert fake_vertex.targets == {} and not (tmp_path / "responses.jsonl").exists()
+
+
+def test_a_thinking_answer_cut_at_max_tokens_is_asked_once_more_with_a_larger_budget(tmp_path: Path,
+                                                                                     fake_vertex: FakeVertex):
+    fake_vertex.thinking_tokens = 3000  # thinking eats a 2,048-token budget: every first answer ends at MAX_TOKENS
+    repo = make_repo_copy(tmp_path / "repo")
+    use_fake_vertex(repo, fake_vertex)
+    run(["dvc", "exp", "run", "-S", "gemini.generation.max_output_tokens=2048"], repo, env=FAST_ENV)
+    budgets = sorted(b["generationConfig"]["maxOutputTokens"] for b in fake_vertex.bodies)
+    clips = len(manifest_clips(repo))
+    assert budgets == [2048] * clips + [8192] * clips
+    dataset = json.loads((repo / "data/ego4d_vqa_gemini.json").read_text())
+    assert len(dataset) == clips and all(len(r["category_question_answer_tuples"]) == 7 for r in dataset)
+    metrics = json.loads((repo / "metrics/generate.json").read_text())
+    assert metrics["truncated_reasked"] == clips and metrics["truncated_after_reask"] == 0
+    assert metrics["by_status"] == {"ok": clips}
+    responses = [json.loads(line) for line in (repo / "data/responses.jsonl").read_text().splitlines()]
+    assert all(r["reasked_from"] and r["usage"]["thoughts_tokens"] == 3000 for r in responses)
+    fake_vertex.reset_counts()
+    run(["dvc", "exp", "run", "-S", "gemini.generation.max_output_tokens=2048", "-S", "gemini.max_cost_usd=100"],
+        repo, env=FAST_ENV)
+    assert fake_vertex.total_calls == 0  # both answers of each clip are in the answer store
+
+
+def test_a_client_timeout_is_not_retried_in_the_run_and_is_counted_apart(reproduced_sample: Path, tmp_path: Path,
+                                                                         fake_vertex: FakeVertex):
+    slow = manifest_clips(reproduced_sample)[1]["sha256"]
+    fake_vertex.script(slow, "hang")  # no byte within EVUD_REQUEST_TIMEOUT_S: Vertex may still bill it
+    metrics, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    assert fake_vertex.calls[slow] == 1  # not asked again in this run: it may have been billed
+    assert responses[slow]["status"] == "failed" and responses[slow]["error"].startswith("timeout")
+    assert responses[slow]["retryable"] and metrics["not_ok_by_reason"] == {"failed:timeout": 1}

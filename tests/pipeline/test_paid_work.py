@@ -1,0 +1,206 @@
+"""Paid work survives every way users run DVC: answers and cut clips are never paid or cut twice.
+
+Each test drives the real pipeline (`dvc repro`, `dvc exp run`, `exp apply`, `--queue`, `--temp`, kill -9)
+in a fresh copy of the repository, with generate on the vertex backend against the local Vertex server,
+which counts the generateContent requests it receives: each one is an answer paid for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import psutil
+import pytest
+
+from tests.support.cloud import FAKE_AWS, moto_s3
+from tests.support.fake_vertex import FakeVertex
+from tests.support.pipeline import (
+    MODEL_A,
+    MODEL_B,
+    SAMPLE_CLIPS,
+    dvc,
+    make_manifest,
+    many_clips_repo,
+    stage_process,
+    start,
+    use_fake_vertex,
+    wait_until,
+    write_many_clips,
+)
+from tests.support.repo import git_commit_all, make_repo_copy, run, tree_digest
+
+
+@pytest.fixture
+def vertex_repo(tmp_path: Path, fake_vertex: FakeVertex) -> Path:
+    repo = make_repo_copy(tmp_path / "repo")
+    use_fake_vertex(repo, fake_vertex)
+    return repo
+
+
+def test_exp_apply_then_rerun_pays_nothing_again(vertex_repo: Path, fake_vertex: FakeVertex):
+    dvc(vertex_repo, "exp", "run", "-n", "a", "-S", f"gemini.model={MODEL_A}")
+    dvc(vertex_repo, "exp", "run", "-n", "b", "-S", f"gemini.model={MODEL_B}")
+    assert fake_vertex.total_calls == 2 * SAMPLE_CLIPS
+    dvc(vertex_repo, "exp", "apply", "a")
+    fake_vertex.reset_counts()
+    dvc(vertex_repo, "exp", "run", "-S", f"gemini.model={MODEL_B}", "-S", "gemini.max_cost_usd=1000")
+    assert fake_vertex.total_calls == 0
+    # Back to a setting run before, nothing else changed: DVC's run cache restores the outs (no persisted out).
+    result = dvc(vertex_repo, "exp", "run", "-S", f"gemini.model={MODEL_A}")
+    assert "Stage 'generate' is cached - skipping run" in result.stdout, result.stdout
+    assert fake_vertex.total_calls == 0
+
+
+def test_two_queued_experiments_at_once_pay_each_answer_once_and_a_later_one_nothing(vertex_repo: Path,
+                                                                                     fake_vertex: FakeVertex):
+    fake_vertex.latency_s = 0.3  # both runs are asking at the same time
+    for seed in (1, 2):  # same requests, different postprocess: generate is identical in both
+        dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", f"post.seed={seed}")
+    dvc(vertex_repo, "exp", "run", "--run-all", "-j", "2")
+    assert fake_vertex.total_calls == SAMPLE_CLIPS
+    status = dvc(vertex_repo, "queue", "status").stdout
+    assert status.count("Success") == 2, status + "\n".join(
+        dvc(vertex_repo, "queue", "logs", line.split()[0], check=False).stdout[-3000:]
+        for line in status.splitlines()[1:] if "Failed" in line)
+    fake_vertex.reset_counts()
+    # The same requests again from a queued run, with a param that re-runs generate (not served by the run cache).
+    dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=999")
+    dvc(vertex_repo, "exp", "run", "--run-all")
+    assert fake_vertex.total_calls == 0
+
+
+def test_a_temp_experiment_reuses_answers_of_the_workspace(vertex_repo: Path, fake_vertex: FakeVertex):
+    dvc(vertex_repo, "exp", "run", "-S", f"gemini.model={MODEL_A}")
+    assert fake_vertex.total_calls == SAMPLE_CLIPS
+    fake_vertex.reset_counts()
+    dvc(vertex_repo, "exp", "run", "--temp", "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=998")
+    assert fake_vertex.total_calls == 0
+
+
+def test_transient_failures_are_asked_again_by_the_next_plain_repro(vertex_repo: Path, fake_vertex: FakeVertex):
+    fake_vertex.default = 503  # every attempt of every clip
+    failed = dvc(vertex_repo, "repro", check=False)
+    assert failed.returncode != 0
+    assert "asks these 7 again" in failed.stderr, failed.stderr
+    fake_vertex.default = "ok"
+    fake_vertex.reset_counts()
+    dvc(vertex_repo, "repro")
+    assert fake_vertex.total_calls == SAMPLE_CLIPS
+    dataset = json.loads((vertex_repo / "data/ego4d_vqa_gemini.json").read_text())
+    assert len(dataset) == SAMPLE_CLIPS
+
+
+def test_failures_can_be_accepted_to_build_the_dataset_from_what_succeeded(vertex_repo: Path, fake_vertex: FakeVertex):
+    clips = [json.loads(line) for line in (make_manifest(vertex_repo)).splitlines()]
+    doomed = next(c["sha256"] for c in clips if c["status"] == "ok")
+    fake_vertex.script(doomed, *[503] * 50)
+    dvc(vertex_repo, "repro", EVUD_ALLOW_FAILED="1")
+    dataset = json.loads((vertex_repo / "data/ego4d_vqa_gemini.json").read_text())
+    assert len(dataset) == SAMPLE_CLIPS - 1
+
+
+def test_kill_9_of_generate_then_exp_run_asks_only_the_unanswered(tmp_path: Path, fake_vertex: FakeVertex):
+    repo = make_repo_copy(tmp_path / "repo")
+    write_many_clips(repo)
+    use_fake_vertex(repo, fake_vertex, data_group="many")
+    dvc(repo, "repro", "prepare")
+    git_commit_all(repo, "clips")
+    fake_vertex.hold_after(8)  # 8 answers, then every request hangs: the run is killed with 8 paid
+    runner = start(["dvc", "exp", "run", "-S", f"gemini.model={MODEL_A}"], repo, EVUD_CONCURRENCY="2")
+    generate = stage_process(runner, "stages.generate")
+    wait_until(lambda: fake_vertex.answered >= 8, what="8 answers", log=repo.with_suffix(".log"))
+    time.sleep(0.5)  # the client stores what it received
+    generate.kill()
+    runner.wait(timeout=60)
+    fake_vertex.release()
+    fake_vertex.reset_counts()
+    dvc(repo, "exp", "run", "-S", f"gemini.model={MODEL_A}")
+    assert fake_vertex.total_calls == 28 - 8
+
+
+def test_kill_9_of_prepare_leaves_no_worker_and_the_rerun_cuts_only_the_rest(tmp_path: Path):
+    repo = make_repo_copy(tmp_path / "repo")
+    write_many_clips(repo, window_s=6.0)
+    config = repo / "conf/config.yaml"
+    config.write_text(config.read_text().replace("  - data: sample", "  - data: many")
+                      .replace("mode: copy", "mode: reencode").replace("preset: medium", "preset: slow"))
+    run([sys.executable, "-m", "evud.core.params"], repo)
+    git_commit_all(repo, "many clips")
+    clips = repo / "data/clips"
+    stored = lambda: len(list((repo / ".evud/clips").glob("*/*.json")))  # noqa: E731  clips recorded in the store
+    runner = start(["dvc", "exp", "run", "prepare"], repo, EVUD_WORKERS="2")
+    prepare = stage_process(runner, "stages.prepare")
+    wait_until(lambda: len(prepare.children()) >= 2, what="prepare's workers")
+    workers = prepare.children()
+    wait_until(lambda: stored() >= 16, what="16 clips", log=repo.with_suffix(".log"))
+    prepare.kill()
+    gone, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive, f"workers outlived their parent: {alive}"
+    runner.wait(timeout=60)
+    finished = stored()
+    assert 16 <= finished < 28
+    result = dvc(repo, "exp", "run", "prepare")
+    cut_line = next(line for line in result.stderr.splitlines() if "windows selected" in line)
+    assert f"{finished} already done" in cut_line and f"{28 - finished} to cut" in cut_line, cut_line
+    uninterrupted = make_repo_copy(tmp_path / "uninterrupted")  # the same sources, conf and params
+    shutil.copytree(repo / "data/many", uninterrupted / "data/many")
+    for name in ("conf/config.yaml", "conf/data/many.yaml", "params.yaml"):
+        (uninterrupted / name).write_text((repo / name).read_text())
+    dvc(uninterrupted, "repro", "prepare")
+    assert tree_digest(clips) == tree_digest(uninterrupted / "data/clips")
+
+
+def test_a_fresh_clone_sharing_an_s3_answer_store_pays_nothing(tmp_path: Path, fake_vertex: FakeVertex):
+    with moto_s3() as (_, endpoint):
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="team-answers")
+        env = {**FAKE_AWS, "AWS_ENDPOINT_URL_S3": endpoint, "EVUD_ANSWER_STORE": "s3://team-answers/evud"}
+        first = make_repo_copy(tmp_path / "first")
+        use_fake_vertex(first, fake_vertex)
+        dvc(first, "repro", **env)
+        assert fake_vertex.total_calls == SAMPLE_CLIPS
+        fake_vertex.reset_counts()
+        second = make_repo_copy(tmp_path / "second")
+        use_fake_vertex(second, fake_vertex)
+        dvc(second, "repro", **env)
+        assert fake_vertex.total_calls == 0
+        assert (second / "data/ego4d_vqa_gemini.json").read_bytes() == (first / "data/ego4d_vqa_gemini.json").read_bytes()
+
+
+def test_a_fresh_clone_after_dvc_pull_cuts_and_pays_nothing(vertex_repo: Path, fake_vertex: FakeVertex):
+    """The outs dvc.lock recorded (in DVC's cache after `dvc pull`) refill an empty store."""
+    dvc(vertex_repo, "repro")
+    git_commit_all(vertex_repo, "run")
+    shutil.rmtree(vertex_repo / ".evud")  # a teammate's clone: outs pulled, no store of their own
+    fake_vertex.reset_counts()
+    # Params that re-run prepare and generate without changing a clip or a request.
+    result = dvc(vertex_repo, "exp", "run", "-S", "data.min_window_sec=0.6", "-S", "gemini.max_cost_usd=1000")
+    assert "7 already done (7 from the last locked clips)" in result.stderr, result.stderr
+    assert "7 clips, 7 answered before" in result.stderr
+    assert fake_vertex.total_calls == 0
+
+
+def test_ctrl_c_ends_prepare_with_one_line_and_no_worker_left(tmp_path: Path):
+    repo = many_clips_repo(tmp_path)
+    cmd = [sys.executable, "-m", "stages.prepare", "--clips-dir", "data/clips", "--manifest", "data/clips.jsonl",
+           "--metrics", "metrics/prepare.json"]
+    stored = lambda: len(list((repo / ".evud/clips").glob("*/*.json")))  # noqa: E731
+    child = start(cmd, repo, EVUD_WORKERS="2")
+    wait_until(lambda: stored() >= 4, what="4 clips", log=repo.with_suffix(".log"))
+    workers = psutil.Process(child.pid).children()
+    os.killpg(child.pid, signal.SIGINT)  # what a terminal sends to the whole foreground group on Ctrl-C
+    assert child.wait(timeout=30) != 0
+    psutil.wait_procs(workers, timeout=5)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    output = repo.with_suffix(".log").read_text()
+    assert "Traceback" not in output, output
+    assert output.strip().splitlines()[-1].startswith("prepare: interrupted; every clip finished so far is kept")
+    finished = stored()
+    again = run(cmd, repo)
+    assert f"{finished} already done" in again.stderr and f"{28 - finished} to cut" in again.stderr

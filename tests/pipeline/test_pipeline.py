@@ -1,0 +1,136 @@
+"""The pipeline as a user drives it: `dvc repro` and `dvc exp run` on the bundled sample, in fresh copies."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.repo import PROJECT_ROOT, git_commit_all, make_repo_copy, run, stages_run, tree_digest
+
+OUTPUTS = ["data/clips.jsonl", "data/responses.jsonl", "data/ego4d_vqa_gemini.json", "data/rejects.jsonl"]
+
+
+def test_repro_makes_the_dataset_and_is_byte_identical_across_fresh_copies(reproduced_sample: Path, tmp_path: Path):
+    dataset = json.loads((reproduced_sample / "data/ego4d_vqa_gemini.json").read_text())
+    assert len(dataset) == 5  # 7 clips cut; one answer blocked, one malformed
+    other = make_repo_copy(tmp_path / "again")
+    run(["dvc", "repro"], other)
+    for name in OUTPUTS:
+        assert (other / name).read_bytes() == (reproduced_sample / name).read_bytes(), name
+    assert tree_digest(other / "data/clips") == tree_digest(reproduced_sample / "data/clips")
+
+
+def test_second_repro_does_nothing(reproduced_sample: Path):
+    result = run(["dvc", "repro"], reproduced_sample)
+    assert stages_run(result.stdout) == set()
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], reproduced_sample).stdout
+
+
+def test_model_change_reruns_generate_and_postprocess_only(repo_copy: Path):
+    run(["dvc", "repro"], repo_copy)
+    git_commit_all(repo_copy, "baseline")
+    clip_times = {p: p.stat().st_mtime_ns for p in (repo_copy / "data/clips").rglob("*.mp4")}
+    result = run(["dvc", "exp", "run", "-S", "gemini.model=gemini-3.1-flash-lite"], repo_copy)
+    assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
+    assert "Stage 'prepare' didn't change, skipping" in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in clip_times} == clip_times  # no clip was re-cut
+    responses = [json.loads(line) for line in (repo_copy / "data/responses.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in responses} == {"gemini-3.1-flash-lite"}
+
+
+def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(repo_copy: Path):
+    run(["dvc", "repro"], repo_copy)
+    git_commit_all(repo_copy, "baseline")
+    before = (repo_copy / "data/ego4d_vqa_gemini.json").read_text()
+    result = run(["dvc", "exp", "run", "-S", "post.seed=7"], repo_copy)
+    assert stages_run(result.stdout) == {"postprocess", "browse"}
+    after = (repo_copy / "data/ego4d_vqa_gemini.json").read_text()
+    assert before != after  # another shuffle of the same pairs
+    assert [r["category_question_answer_tuples"] for r in json.loads(before)] == \
+        [r["category_question_answer_tuples"] for r in json.loads(after)]
+    git_commit_all(repo_copy, "seed experiment")
+    # Every `dvc exp run` composes conf/ afresh, so post.seed returns to its default here too.
+    result = run(["dvc", "exp", "run", "-S", "prompt.text=Describe the video in one sentence."], repo_copy)
+    assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
+
+
+def param_keys(value: object) -> set[str]:
+    if isinstance(value, dict):
+        return {str(k).lower() for k in value} | {k for v in value.values() for k in param_keys(v)}
+    return set()
+
+
+def test_runtime_knobs_are_not_params(reproduced_sample: Path):
+    """Every EVUD_* knob the code reads changes no output: none is a key of params.yaml, and changing them
+    re-runs nothing."""
+    code = [*(PROJECT_ROOT / "evud").rglob("*.py"), *(PROJECT_ROOT / "stages").glob("*.py")]
+    knobs = {m for p in code for m in re.findall(r'"EVUD_([A-Z_]+)"', p.read_text())}
+    assert {"WORKERS", "CONCURRENCY", "MAX_RPM", "STORE", "ALLOW_FAILED"} <= knobs
+    keys = param_keys(yaml.safe_load((reproduced_sample / "params.yaml").read_text()))
+    assert not {k.lower() for k in knobs} & keys
+    changed = {f"EVUD_{k}": "1" for k in ("WORKERS", "CONCURRENCY", "MAX_RPM", "RETRY_ATTEMPTS")}
+    assert stages_run(run(["dvc", "repro"], reproduced_sample, env=changed).stdout) == set()
+
+
+def test_blocked_and_malformed_answers_are_rejected_with_reasons(reproduced_sample: Path):
+    rejects = [json.loads(line) for line in (reproduced_sample / "data/rejects.jsonl").read_text().splitlines()]
+    reasons = {(r["reason"], r["detail"]) for r in rejects}
+    assert ("response_blocked", "SAFETY") in reasons
+    assert any(reason == "no_qa_blocks" for reason, _ in reasons)
+    assert len({r["key"] for r in rejects}) == 2  # exactly the blocked and the malformed clip
+    dataset = json.loads((reproduced_sample / "data/ego4d_vqa_gemini.json").read_text())
+    assert all(len(r["category_question_answer_tuples"]) == 7 for r in dataset)
+    rejected = {r["key"] for r in rejects}
+    assert not rejected & {r["id"] for r in dataset}
+
+
+def test_path_like_uid_is_rejected_and_nothing_escapes_data(reproduced_sample: Path):
+    manifest = [json.loads(line) for line in (reproduced_sample / "data/clips.jsonl").read_text().splitlines()]
+    escaped = [r for r in manifest if r["annotation_uid"] == "../escape"]
+    assert len(escaped) == 1 and escaped[0]["status"] == "skipped"
+    assert "unsafe_uid" in escaped[0]["reason"] and "../escape" in escaped[0]["reason"]
+    everything = [p for p in reproduced_sample.parent.rglob("*") if ".git" not in p.parts and ".dvc" not in p.parts]
+    assert not [p for p in everything if "escape" in p.name]
+    written = {p for p in (reproduced_sample / "data").rglob("*.mp4")}
+    assert all(p.resolve().is_relative_to((reproduced_sample / "data/clips").resolve())
+               for p in written if "sample" not in p.parts)
+
+
+def test_every_query_ends_ok_or_recorded_with_a_reason(reproduced_sample: Path):
+    manifest = [json.loads(line) for line in (reproduced_sample / "data/clips.jsonl").read_text().splitlines()]
+    nlq = json.loads((reproduced_sample / "data/sample/nlq_train.json").read_text())
+    queries = sum(len(a["language_queries"]) for v in nlq["videos"] for c in v["clips"] for a in c["annotations"])
+    assert len(manifest) == queries
+    for record in manifest:
+        assert record["status"] == "ok" or record["reason"], record
+    reasons = {r["reason"].split(":")[0] for r in manifest if r["status"] != "ok"}
+    assert reasons == {"unsafe_uid", "unknown_video", "window_outside_video", "empty_window"}
+    assert os.path.exists(reproduced_sample / "metrics/prepare.json")
+
+
+def manifest_matches_clips(repo: Path) -> None:
+    manifest = [json.loads(line) for line in (repo / "data/clips.jsonl").read_text().splitlines()]
+    for record in (r for r in manifest if r["status"] == "ok"):
+        data = (repo / "data/clips" / record["clip_path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == record["sha256"], record["clip_path"]
+
+
+@pytest.mark.parametrize("how", [["dvc", "repro"], ["dvc", "repro", "--force", "--single-item", "prepare"]])
+def test_a_clip_edited_on_disk_is_never_recorded_with_another_files_sha256(tmp_path: Path, how: list[str]):
+    repo = make_repo_copy(tmp_path / "repo")
+    run(["dvc", "repro"], repo)
+    victim = sorted((repo / "data/clips").rglob("*.mp4"))[0]
+    with open(victim, "ab") as f:  # edited in place: a hard link into the clip store sees it too
+        f.write(b"edited")
+    assert "modified" in run(["dvc", "status"], repo).stdout
+    run(how, repo)  # DVC's run cache restores the clips, or prepare re-checks them against the store
+    manifest_matches_clips(repo)
+    assert b"edited" not in victim.read_bytes()
+    run(["dvc", "repro"], repo)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo).stdout

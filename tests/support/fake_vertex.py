@@ -1,0 +1,372 @@
+"""A local stand-in for Vertex AI's REST API on 127.0.0.1, so the real google-genai code path runs in tests.
+
+It answers what the SDK sends (paths from FIELD_NOTES):
+  POST /v1beta1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent
+  POST /v1beta1/projects/{p}/locations/{l}/batchPredictionJobs          (create)
+  GET  /v1beta1/projects/{p}/locations/{l}/batchPredictionJobs/{id}     (poll)
+  POST /v1beta1/projects/{p}/locations/{l}/batchPredictionJobs/{id}:cancel
+
+A request is attributed to a clip id: the sha256 of its inline bytes, or the stem of its gs:// file URI (batch
+mode uploads clips as `<sha256>.mp4`, so both name a clip by its content). What each clip gets is scripted:
+a list of behaviours consumed one per request, then `default`. Behaviours: "ok", "blocked" (prompt blocked),
+"safety" and "recitation" (finishReason), "truncated" (MAX_TOKENS), "empty", "no_candidates", "garbage" (a 200 that is not
+JSON), "hang" (no answer for `hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random
+429/500/503 on top.
+
+Batch jobs read their request file from GCS (the emulator, STORAGE_EMULATOR_HOST) on the second poll, apply
+the same behaviours line by line (an HTTP status becomes a line with an error `status`, "hang" a missing
+line) and write `predictions.jsonl` under the job's output prefix, as Vertex does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import PurePosixPath
+from typing import Any
+
+ERROR_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+                504: "DEADLINE_EXCEEDED", 408: "DEADLINE_EXCEEDED"}
+_LOCATION = r"/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+GENERATE = re.compile(_LOCATION + r"/publishers/google/models/(?P<model>[^/:]+):generateContent$")
+COUNT_TOKENS = re.compile(_LOCATION + r"/publishers/google/models/(?P<model>[^/:]+):countTokens$")
+JOBS = re.compile(_LOCATION + r"/batchPredictionJobs$")
+JOB = re.compile(_LOCATION + r"/batchPredictionJobs/(?P<id>\d+)$")
+CANCEL = re.compile(_LOCATION + r"/batchPredictionJobs/(?P<id>\d+):cancel$")
+
+CATEGORIES = ["object recognition", "attribute recognition", "object state recognition", "object localisation",
+              "spatial reasoning", "functional reasoning", "world knowledge"]
+
+
+def evud_answer(clip_id: str, model: str) -> str:
+    """Seven well-formed QA blocks that name the clip and model, so answers differ per request."""
+    return "\n\n".join(f"Category: {c}\nQuestion: What does clip {clip_id[:8]} show ({c}, {model})?\n"
+                       f"Short answer: Answer {i} from {model}" for i, c in enumerate(CATEGORIES))
+
+
+def _get(d: dict[str, Any], snake: str, camel: str) -> Any:
+    return d.get(snake, d.get(camel))
+
+
+def clip_id_of(body: dict[str, Any]) -> str:
+    for content in body.get("contents", []):
+        for part in content.get("parts", []):
+            inline = _get(part, "inline_data", "inlineData")
+            if inline:
+                data = inline["data"]  # the SDK sends URL-safe base64 without padding
+                return hashlib.sha256(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))).hexdigest()
+            file_data = _get(part, "file_data", "fileData")
+            if file_data:
+                return PurePosixPath(_get(file_data, "file_uri", "fileUri")).stem
+    return "no-video"
+
+
+def answer_json(behaviour: Any, clip_id: str, model: str, thinking_tokens: int = 0,
+                max_output_tokens: int | None = None) -> dict[str, Any]:
+    """A generateContent response. A thinking model (thinking_tokens > 0) sends a thought part first and counts
+    its tokens in thoughtsTokenCount; as on Gemini 3, max_output_tokens bounds thinking and answer together, so
+    thinking that eats the budget ends the answer early with MAX_TOKENS."""
+    if thinking_tokens and behaviour == "ok":
+        return thinking_answer_json(clip_id, model, thinking_tokens, max_output_tokens)
+    usage = {"promptTokenCount": 2000, "candidatesTokenCount": 150, "totalTokenCount": 2150}
+    if behaviour == "blocked":
+        return {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage, "modelVersion": model}
+    if behaviour == "no_candidates":  # no answer and no reason given
+        return {"usageMetadata": usage, "modelVersion": model}
+    finish = {"safety": "SAFETY", "recitation": "RECITATION", "truncated": "MAX_TOKENS"}.get(behaviour, "STOP")
+    text = evud_answer(clip_id, model)
+    if behaviour == "truncated":
+        text = text[: len(text) // 2]
+    parts = [] if behaviour == "empty" else [{"text": text}]
+    return {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish}],
+            "usageMetadata": usage, "modelVersion": model}
+
+
+CHARS_PER_TOKEN = 4
+
+
+def thinking_answer_json(clip_id: str, model: str, thinking_tokens: int, max_output_tokens: int | None) -> dict[str, Any]:
+    text = evud_answer(clip_id, model)
+    answer_tokens = len(text) // CHARS_PER_TOKEN
+    budget = max_output_tokens if max_output_tokens is not None else 65_536
+    thought_tokens = min(thinking_tokens, budget)
+    room = budget - thought_tokens
+    finish = "STOP" if room >= answer_tokens else "MAX_TOKENS"
+    text = text[: room * CHARS_PER_TOKEN]
+    parts = [{"text": "Looking at the clip frame by frame...", "thought": True}] + ([{"text": text}] if text else [])
+    said = len(text) // CHARS_PER_TOKEN
+    usage = {"promptTokenCount": 2000, "candidatesTokenCount": said, "thoughtsTokenCount": thought_tokens,
+             "totalTokenCount": 2000 + said + thought_tokens,
+             "promptTokensDetails": [{"modality": "VIDEO", "tokenCount": 1400}, {"modality": "AUDIO", "tokenCount": 400},
+                                     {"modality": "TEXT", "tokenCount": 200}]}
+    return {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish}],
+            "usageMetadata": usage, "modelVersion": model}
+
+
+def error_json(code: int, message: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message or f"injected {code}", "status": ERROR_STATUS.get(code, "UNKNOWN")}}
+
+
+class FakeVertex:
+    def __init__(self, latency_s: float = 0.0, error_rate: float = 0.0, seed: int = 0, hang_s: float = 30.0):
+        self.latency_s = latency_s
+        self.error_rate = error_rate
+        self.hang_s = hang_s
+        self.default: Any = "ok"
+        self.scripts: dict[str, list[Any]] = {}
+        self.calls: Counter[str] = Counter()  # generateContent requests per clip id
+        self.models: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.batch_lines: Counter[str] = Counter()  # batch request lines processed per clip id
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.jobs_created = 0
+        self.failing_jobs = 0  # the next N jobs end JOB_STATE_FAILED without output
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.answered = 0  # 200 answers sent (each one paid for)
+        self.thinking_tokens = 0  # > 0: answer as a thinking model does
+        self.served: dict[str, set[str]] = {}  # model -> the only locations that serve it (unlisted: everywhere)
+        self.denied_projects: set[str] = set()  # projects whose credentials lack permission
+        self.targets: Counter[tuple[str, str, str]] = Counter()  # (method, model, location) of every model request
+        self._hold_after: int | None = None  # after this many answers, requests hang until release()
+        self._released = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- configuration and counts -------------------------------------------------------------------
+    def script(self, clip_id: str, *behaviours: Any) -> None:
+        with self._lock:
+            self.scripts[clip_id] = list(behaviours)
+
+    def next_behaviour(self, clip_id: str) -> Any:
+        with self._lock:
+            queue = self.scripts.get(clip_id)
+            if queue:
+                return queue.pop(0)
+            if self.error_rate and self._rng.random() < self.error_rate:
+                return self._rng.choice([429, 500, 503])
+            return self.default
+
+    def hold_after(self, answers: int) -> None:
+        """Answer `answers` requests, then hold every further one (a run that is killed mid-flight)."""
+        self._hold_after = answers
+        self._released.clear()
+
+    def release(self) -> None:
+        self._hold_after = None
+        self._released.set()
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.models.clear()
+            self.bodies.clear()
+            self.batch_lines.clear()
+            self.targets.clear()
+            self.answered = 0
+
+    # --- server --------------------------------------------------------------------------------------
+    def start(self) -> str:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                fake._route(self, "POST", body)
+
+            def do_GET(self) -> None:
+                fake._route(self, "GET", {})
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self.base_url
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _send(self, handler: BaseHTTPRequestHandler, code: int, payload: dict[str, Any]) -> None:
+        self._send_raw(handler, code, json.dumps(payload).encode())
+
+    def _send_raw(self, handler: BaseHTTPRequestHandler, code: int, data: bytes) -> None:
+        try:
+            handler.send_response(code)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout) before the answer
+
+    def _refusal(self, project: str, location: str, model: str) -> tuple[int, dict[str, Any]] | None:
+        """Vertex's answer when the project may not call the model there, or the location does not serve it."""
+        if project in self.denied_projects:
+            return 403, error_json(403, f"Permission 'aiplatform.endpoints.predict' denied on resource "
+                                        f"'//aiplatform.googleapis.com/projects/{project}/locations/{location}/"
+                                        f"publishers/google/models/{model}' (or it may not exist).")
+        if model in self.served and location not in self.served[model]:
+            return 404, error_json(404, f"Publisher Model `projects/{project}/locations/{location}/publishers/google/"
+                                        f"models/{model}` was not found or your project does not have access to it. "
+                                        "Please ensure you are using a valid model version.")
+        return None
+
+    def _route(self, handler: BaseHTTPRequestHandler, method: str, body: dict[str, Any]) -> None:
+        path = handler.path.split("?", 1)[0]
+        model_call = GENERATE.match(path) or COUNT_TOKENS.match(path)
+        if method == "POST" and model_call:
+            with self._lock:
+                self.targets[(path.rsplit(":", 1)[1], model_call["model"], model_call["location"])] += 1
+            refusal = self._refusal(model_call["project"], model_call["location"], model_call["model"])
+            if refusal is not None:
+                return self._send(handler, *refusal)
+        if method == "POST" and (m := COUNT_TOKENS.match(path)):
+            return self._send(handler, 200, {"totalTokens": 1})  # free on Vertex
+        if method == "POST" and (m := GENERATE.match(path)):
+            return self._generate(handler, m["model"], body)
+        if method == "POST" and (m := JOBS.match(path)):
+            return self._send(handler, 200, self._create_job(m["project"], m["location"], body))
+        if method == "GET" and (m := JOB.match(path)) and m["id"] in self.jobs:
+            return self._send(handler, 200, self._poll_job(m["id"]))
+        if method == "POST" and (m := CANCEL.match(path)) and m["id"] in self.jobs:
+            self.jobs[m["id"]]["state"] = "JOB_STATE_CANCELLED"
+            return self._send(handler, 200, {})
+        self._send(handler, 404, error_json(404))
+
+    # --- online --------------------------------------------------------------------------------------
+    def _generate(self, handler: BaseHTTPRequestHandler, model: str, body: dict[str, Any]) -> None:
+        clip_id = clip_id_of(body)
+        with self._lock:
+            self.calls[clip_id] += 1
+            self.models[model] += 1
+            self.bodies.append(body)
+        with self._lock:
+            held = self._hold_after is not None and self.answered >= self._hold_after
+            if not held:
+                self.answered += 1
+        if held:
+            self._released.wait(60)
+            return self._send(handler, 503, error_json(503))
+        behaviour = self.next_behaviour(clip_id)
+        if behaviour == "hang":
+            self._stopping.wait(self.hang_s)
+            return self._send(handler, 504, error_json(504))
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if isinstance(behaviour, int):
+            return self._send(handler, behaviour, error_json(behaviour))
+        if behaviour == "garbage":
+            return self._send_raw(handler, 200, b"<html>proxy error</html>")
+        config = body.get("generationConfig") or {}
+        self._send(handler, 200, answer_json(behaviour, clip_id, model, self.thinking_tokens,
+                                             config.get("maxOutputTokens")))
+
+    # --- batch ---------------------------------------------------------------------------------------
+    def _create_job(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.jobs_created += 1
+            job_id = str(1000 + self.jobs_created)
+        self.jobs[job_id] = {
+            "name": f"projects/{project}/locations/{location}/batchPredictionJobs/{job_id}",
+            "displayName": body.get("displayName"), "model": body["model"], "state": "JOB_STATE_PENDING",
+            "inputConfig": body["inputConfig"], "outputConfig": body["outputConfig"], "polls": 0,
+            "createTime": "2026-11-26T00:00:00Z",
+        }
+        return self._job_json(job_id)
+
+    def _job_json(self, job_id: str) -> dict[str, Any]:
+        return {k: v for k, v in self.jobs[job_id].items() if k != "polls"}
+
+    def _poll_job(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs[job_id]
+        job["polls"] += 1
+        if job["state"] == "JOB_STATE_PENDING":
+            job["state"] = "JOB_STATE_RUNNING"
+        elif job["state"] == "JOB_STATE_RUNNING" and job["polls"] >= 2:
+            if self.failing_jobs:
+                self.failing_jobs -= 1
+                job.update(state="JOB_STATE_FAILED", error={"code": 13, "message": "injected job failure"})
+            else:
+                self._run_job(job)
+        return self._job_json(job_id)
+
+    def _run_job(self, job: dict[str, Any]) -> None:
+        model = job["model"].rsplit("/", 1)[-1]
+        lines_in = [json.loads(line) for uri in job["inputConfig"]["gcsSource"]["uris"]
+                    for line in gcs_read(uri).splitlines() if line.strip()]
+        lines_out, ok, failed = [], 0, 0
+        for line in lines_in:
+            clip_id = clip_id_of(line["request"])
+            with self._lock:
+                self.batch_lines[clip_id] += 1
+            behaviour = self.next_behaviour(clip_id)
+            if behaviour == "hang":
+                continue  # the row never made it into the output
+            out = {"request": line["request"], "processed_time": "2026-11-26T00:01:00Z"}
+            if isinstance(behaviour, int):
+                out["status"] = f"Error {behaviour}: injected failure"
+                failed += 1
+            else:
+                out["status"] = ""
+                out["response"] = answer_json(behaviour, clip_id, model)
+                ok += 1
+            lines_out.append(json.dumps(out))
+        directory = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/") + \
+            f"/prediction-model-{len(self.jobs)}"
+        gcs_write(directory + "/predictions.jsonl", "\n".join(lines_out) + "\n")
+        job.update(state="JOB_STATE_SUCCEEDED", outputInfo={"gcsOutputDirectory": directory},
+                   completionStats={"successfulCount": str(ok), "failedCount": str(failed),
+                                    "incompleteCount": str(len(lines_in) - ok - failed)})
+
+
+def _bucket_and_name(uri: str) -> tuple[str, str]:
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    return bucket, name
+
+
+def _storage_client() -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(project="test", credentials=AnonymousCredentials())
+
+
+def gcs_read(uri: str) -> str:
+    bucket, name = _bucket_and_name(uri)
+    return _storage_client().bucket(bucket).blob(name).download_as_text()
+
+
+def gcs_write(uri: str, text: str) -> None:
+    bucket, name = _bucket_and_name(uri)
+    _storage_client().bucket(bucket).blob(name).upload_from_string(text, content_type="application/jsonl")
+
+
+BATCH_BUCKET = "evud-batch-test"
+
+# Short waits so retries, timeouts and polling cost milliseconds in tests; a static token so no ADC lookup.
+FAST_ENV = {"GOOGLE_OAUTH_ACCESS_TOKEN": "test-token", "NO_GCE_CHECK": "true", "EVUD_RETRY_INITIAL_S": "0.01",
+            "EVUD_RETRY_MAX_S": "0.05", "EVUD_REQUEST_TIMEOUT_S": "1", "EVUD_RETRY_ATTEMPTS": "5",
+            "EVUD_BATCH_POLL_S": "0.05", "EVUD_PROGRESS": "0"}

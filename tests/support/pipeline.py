@@ -1,0 +1,106 @@
+"""Driving the whole pipeline in repository copies: conf/ pointed at the local Vertex server, a data group of many
+generated clips, DVC commands, and processes started in the background to be killed or interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+from tests.support.fake_vertex import FAST_ENV, FakeVertex
+from tests.support.numbered_video import make_numbered_video
+from tests.support.repo import STORE_VARIABLES, git_commit_all, make_repo_copy, run
+
+MODEL_A, MODEL_B = "gemini-3.5-flash", "gemini-3.1-flash-lite"
+SAMPLE_CLIPS = 7
+
+
+def use_fake_vertex(repo: Path, fake: FakeVertex, data_group: str = "sample", commit: str = "vertex") -> None:
+    """Point conf/ at the local Vertex server (vertex backend) and recompose params.yaml, as a user would."""
+    config = repo / "conf/config.yaml"
+    text = config.read_text().replace("  - data: sample", f"  - data: {data_group}")
+    config.write_text(text)
+    flash = repo / "conf/gemini/flash.yaml"
+    settings = yaml.safe_load(flash.read_text())
+    settings.update(backend="vertex", project="test-project", base_url=fake.base_url)
+    flash.write_text(yaml.safe_dump(settings, sort_keys=False))
+    run([sys.executable, "-m", "evud.core.params"], repo)
+    git_commit_all(repo, commit)
+
+
+def write_many_clips(repo: Path, videos: int = 4, per_video: int = 7, window_s: float = 3.0) -> None:
+    """A data group `many`: numbered videos and Ego4D-format metadata with videos x per_video windows."""
+    root = repo / "data/many"
+    (root / "videos").mkdir(parents=True)
+    uids = [f"7e57c110-{i:04d}-4000-8000-000000000000" for i in range(videos)]
+    for number, uid in enumerate(uids):  # each video its own frames: no two clips have the same bytes
+        make_numbered_video(root / "videos" / f"{uid}.mp4", int(per_video * (window_s + 1) + 2),
+                            first_number=1000 * number)
+    (root / "ego4d.json").write_text(json.dumps({"videos": [
+        {"video_uid": uid, "duration_sec": per_video * (window_s + 1) + 2.0} for uid in uids]}))
+    nlq = {"videos": [{"video_uid": uid, "clips": [{"clip_uid": f"clip-{uid[:8]}-{v}", "annotations": [
+        {"annotation_uid": f"ann-{v}", "language_queries": [
+            {"video_start_sec": q * (window_s + 1), "video_end_sec": q * (window_s + 1) + window_s,
+             "query": f"where is thing {q}?", "template": "Objects: Where is object X?"}
+            for q in range(per_video)]}]}]} for v, uid in enumerate(uids)]}
+    (root / "nlq_train.json").write_text(json.dumps(nlq))
+    sample = yaml.safe_load((repo / "conf/data/sample.yaml").read_text())
+    sample.update(name="many", root="data/many", ego4d_json="data/many/ego4d.json", nlq_json="data/many/nlq_train.json",
+                  video_url="data/many/videos/{video_uid}.mp4")
+    (repo / "conf/data/many.yaml").write_text(yaml.safe_dump(sample, sort_keys=False))
+
+
+def dvc(repo: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    return run(["dvc", *args], repo, env={**FAST_ENV, **env}, check=check)
+
+
+def make_manifest(repo: Path) -> str:
+    dvc(repo, "repro", "prepare")
+    return (repo / "data/clips.jsonl").read_text()
+
+
+def start(cmd: list[str], repo: Path, **env: str) -> subprocess.Popen:
+    """Start a command in the background, its output in `<repo>.log` (shown when a wait times out)."""
+    inherited = {k: v for k, v in os.environ.items() if k not in STORE_VARIABLES}
+    full_env = {**inherited, **FAST_ENV, "EVUD_PROGRESS": "0", "DVC_NO_ANALYTICS": "1", **env}
+    log = open(repo.with_suffix(".log"), "w")
+    return subprocess.Popen(cmd, cwd=repo, env=full_env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stage_process(parent: subprocess.Popen, module: str, timeout: float = 60) -> psutil.Process:
+    """The `python -m <module>` process DVC started for a stage."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            try:
+                if module in " ".join(child.cmdline()):
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"no {module} process appeared")
+
+
+def wait_until(condition, timeout: float = 60, what: str = "condition", log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}" + (f":\n{log.read_text()}" if log else ""))
+        time.sleep(0.01)
+
+
+def many_clips_repo(tmp_path: Path, window_s: float = 6.0) -> Path:
+    """A repository copy whose params select 28 windows cut by slow re-encoding (time to interrupt it)."""
+    repo = make_repo_copy(tmp_path / "repo")
+    write_many_clips(repo, window_s=window_s)
+    config = repo / "conf/config.yaml"
+    config.write_text(config.read_text().replace("  - data: sample", "  - data: many")
+                      .replace("mode: copy", "mode: reencode").replace("preset: medium", "preset: slow"))
+    run([sys.executable, "-m", "evud.core.params"], repo)
+    return repo

@@ -1,0 +1,72 @@
+"""generate against the local Vertex server, as tests drive it: params pointed at the fake, a run whose answer
+store lives in the test's directory, and what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from evud.core.params import GeminiParams, PromptParams, load_section
+from evud.core.progress import StageIncomplete
+from evud.core.store import store_root
+from evud.gemini import generate
+from evud.gemini.answer_store import AnswerStore
+from tests.support.fake_vertex import FAST_ENV, FakeVertex, clip_id_of
+from tests.support.repo import PARAMS, PROJECT_ROOT
+
+
+def vertex_params(fake: FakeVertex, **updates) -> GeminiParams:
+    gemini = load_section("gemini", PARAMS)
+    return gemini.model_copy(update={"backend": "vertex", "project": "test-project", "base_url": fake.base_url, **updates})
+
+
+def manifest_clips(repo: Path) -> list[dict]:
+    records = [json.loads(line) for line in (repo / "data/clips.jsonl").read_text().splitlines()]
+    return [r for r in records if r["status"] == "ok"]
+
+
+def run_generate(repo: Path, work: Path, gemini: GeminiParams, prompt: PromptParams | None = None,
+                 concurrency: int = 4, allow_failed: bool = True) -> tuple[dict, dict[str, dict]]:
+    """generate on a reproduced sample, its answer store in `work`; returns (metrics + run facts, responses by clip)."""
+    try:
+        outcome = generate.run(gemini, prompt or load_section("prompt", PARAMS), repo / "data/clips.jsonl",
+                               repo / "data/clips", work / "responses.jsonl", work / "metrics.json", concurrency,
+                               store=AnswerStore(str(work / "answers")))
+        facts = outcome.facts
+    except StageIncomplete:
+        if not allow_failed:
+            raise
+        facts = latest_run_report("generate")
+    responses = [json.loads(line) for line in (work / "responses.jsonl").read_text().splitlines()]
+    return {**json.loads((work / "metrics.json").read_text()), **facts}, {r["clip_sha256"]: r for r in responses}
+
+
+def latest_run_report(stage: str) -> dict:
+    reports = sorted((store_root() / "reports" / stage).glob("*.json"))
+    return json.loads(reports[-1].read_text())
+
+
+def generate_command(reproduced: Path, work: Path, params_file: Path) -> list[str]:
+    """`python -m stages.generate` on a reproduced sample's manifest and clips, writing into `work`."""
+    return [sys.executable, "-m", "stages.generate", "--manifest", str(reproduced / "data/clips.jsonl"),
+            "--clips-dir", str(reproduced / "data/clips"), "--out", str(work / "responses.jsonl"),
+            "--metrics", str(work / "metrics.json"), "--params", str(params_file)]
+
+
+def generate_main(reproduced: Path, work: Path, fake: FakeVertex, **gemini_updates) -> subprocess.CompletedProcess:
+    """`python -m stages.generate` with params.yaml's gemini section pointed at the fake and updated."""
+    params = yaml.safe_load(PARAMS.read_text())
+    params["gemini"].update(backend="vertex", project="test-project", base_url=fake.base_url, **gemini_updates)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return subprocess.run(generate_command(reproduced, work, work / "params.yaml"), cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, env={**os.environ, **FAST_ENV})
+
+
+def fake_vertex_clip(video_part: dict) -> str:
+    """The clip (by content) a request's video part names, as the fake sees it."""
+    return clip_id_of({"contents": [{"parts": [video_part]}]})
