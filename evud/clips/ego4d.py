@@ -280,6 +280,14 @@ def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str
                     source_url=video_source_url(video, params), clip_path=relative_path, template=query.template)
 
 
+def query_words(fields: Any) -> tuple[str | None, str | None]:
+    """The annotator's query text and template, when a query that cannot be cut still has them (for its record)."""
+    if not isinstance(fields, dict):
+        return None, None
+    text, template = fields.get("query"), fields.get("template")
+    return (text if isinstance(text, str) else None), (template if isinstance(template, str) else None)
+
+
 def check_identity(query: RawQuery, first_seen: dict[str, str]) -> None:
     """Raise SkipQuery for a query without all its ids, or with the ids of an earlier one (never cut over it)."""
     if query.missing_uid is not None:
@@ -308,5 +316,7 @@ def plan_clips(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
             check_identity(query, first_seen)
             plans.append(plan_query(query.ids, query.fields, videos, params))
         except SkipQuery as why:
-            skipped.append(ClipRecord(**query.ids.model_dump(), status=ClipStatus.skipped, reason=str(why)))
+            text, template = query_words(query.fields)
+            skipped.append(ClipRecord(**query.ids.model_dump(), status=ClipStatus.skipped, reason=str(why),
+                                      query=text, template=template))
     return plans, skipped

@@ -88,9 +88,8 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
-class AnswerEntry(BaseModel):
-    """The outcome of one request: an answer (any status but `failed`: final, kept in the answer store and
-    never asked again) or a failure (never stored, so the next run asks again)."""
+class AnswerFields(BaseModel):
+    """What one request got, as an answer store entry and a line of responses.jsonl both hold it."""
 
     request_key: str
     model: str
@@ -103,6 +102,12 @@ class AnswerEntry(BaseModel):
     text: str | None = None
     usage: Usage = Field(default_factory=Usage)
     response: dict[str, Any] | None = None  # the generateContent response JSON as received
+
+
+class AnswerEntry(AnswerFields):
+    """The outcome of one request: an answer (any status but `failed`: final, kept in the answer store and
+    never asked again) or a failure (never stored, so the next run asks again)."""
+
     batch_job: str | None = None  # the batch prediction job that answered, in batch mode
 
     @property
@@ -110,26 +115,15 @@ class AnswerEntry(BaseModel):
         return self.status is not ResponseStatus.failed
 
 
-class GeminiResult(QueryIds):
+class GeminiResult(QueryIds, AnswerFields):
     """One line of generate's output: the answer (or failure) for one clip under the current params."""
 
-    request_key: str
     clip_sha256: str
-    model: str
-    backend: str
-    status: ResponseStatus
-    finish_reason: str | None = None
-    block_reason: str | None = None
-    error: str | None = None
-    retryable: bool = False
-    text: str | None = None
-    usage: Usage = Field(default_factory=Usage)
-    response: dict[str, Any] | None = None  # the generateContent response JSON as received
     reasked_from: str | None = None  # the request key of a first answer cut at MAX_TOKENS, asked again with a larger budget
 
     def entry(self) -> AnswerEntry:
         """The answer this line holds, as the answer store keeps it (to reuse answers a lock recorded)."""
-        return AnswerEntry(**{name: getattr(self, name) for name in AnswerEntry.model_fields if name != "batch_job"})
+        return AnswerEntry(**{name: getattr(self, name) for name in AnswerFields.model_fields})
 
 
 class QAPair(BaseModel):

@@ -82,7 +82,7 @@ def known_answers(requests: list[GeminiRequest], store: AnswerStore | None, out:
     for entry in locked_answers(out):
         if entry.request_key in keys and entry.request_key not in known:
             known[entry.request_key] = entry
-            if store is not None and entry.backend != "replay":
+            if store is not None:  # a billed backend's key: the answer was paid for
                 store.put(entry)
     return known
 
