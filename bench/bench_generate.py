@@ -30,7 +30,7 @@ from evud.core.params import load_section
 from evud.core.records import AnswerEntry, ClipRecord
 from evud.gemini import generate
 from evud.gemini.answer_store import AnswerStore
-from evud.gemini.backends.vertex import make_client
+from evud.gemini.backends.vertex import google_credentials, make_client
 from evud.gemini.backends.vertex_requests import request_config, request_contents, video_part
 from evud.gemini.request import build_request
 from tests.support.fake_vertex import FakeVertex, answer_json
@@ -60,7 +60,7 @@ def params_for(fake: FakeVertex):
 def published_loop(fake: FakeVertex, n: int, work: Path) -> dict:
     """One request at a time, no retry, every 5th answer rewrites the whole output (the published script)."""
     gemini, prompt = params_for(fake)
-    client = make_client(gemini)
+    client = make_client(gemini, google_credentials())
     requests = [build_request(c, gemini, prompt) for c in synthetic_clips(n, "sequential")]
     answers, out = [], work / "published.json"
     started = time.monotonic()
