@@ -95,8 +95,11 @@ def cut_settings(clip: ClipParams) -> CutSettings:
     return CutSettings(mode="reencode", keep_audio=clip.keep_audio, height=clip.height, crf=clip.crf, preset=clip.preset)
 
 
-def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: bool) -> ClipOutcome:
-    """Upload a stored clip when asked (skipped if GCS holds the same bytes), drop or link its local copy."""
+def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: bool) -> ClipOutcome | None:
+    """Upload a stored clip when asked (skipped if GCS holds the same bytes), drop or link its local copy.
+
+    None when the clip has no local file and its GCS copy is gone: it must be cut again.
+    """
     store, outcome = dest.store, ClipOutcome(plan.clip_path, cut_now=cut_now)
     try:
         if dest.bucket:
@@ -108,7 +111,7 @@ def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: 
             elif blob_matches(dest.bucket, name, stored.md5_b64 or ""):
                 outcome.clip_uri = dest.uri(plan.clip_path)
             else:
-                raise UploadError("gone")  # caller cuts it again
+                return None
             if not dest.keep_local and stored.has_file:
                 stored = store.drop_file(stored)
         if dest.keep_local:
@@ -155,7 +158,7 @@ def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) ->
     for plan in plans:
         stored = store.verified(keys[plan.clip_path])
         outcome = finish_clip(plan, stored, dest, cut_now=False) if stored is not None else None
-        if outcome is None or outcome.error is not None and not stored.has_file:
+        if outcome is None:
             to_cut.append(plan)  # never cut, or its only copy (in GCS) is gone
         else:
             outcomes.append(outcome)
@@ -204,11 +207,11 @@ def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destinati
     return outcomes
 
 
-def link_reused(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
+def link_reused(plans: list[ClipPlan], verified: dict[str, StoredClip], dest: Destination) -> list[ClipOutcome]:
     """Clips already in the store, with no upload to check: link them into the clips directory (main process)."""
     outcomes = []
     for plan in plans:
-        stored = dest.store.get(keys[plan.clip_path])
+        stored = verified[plan.clip_path]
         link_file(dest.store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
         outcomes.append(ClipOutcome(plan.clip_path, stored=stored))
     return outcomes
@@ -302,7 +305,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(stored)} already done"
           f"{f' ({from_lock} from the last locked clips)' if from_lock else ''}, {len(outcomes)} with unreachable "
           f"sources, {len(keys) - len(stored)} to cut with {workers} worker(s); clip store {store.root}", file=sys.stderr)
-    done = link_reused(linkable, keys, dest)
+    done = link_reused(linkable, verified, dest)
     if others:
         done += run_tasks(make_tasks(others), keys, dest, workers, len(others))
     outcomes.update({o.clip_path: o for o in done})

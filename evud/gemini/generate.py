@@ -246,8 +246,9 @@ def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: B
     if gemini.mode == "batch":
         outcome = backend.ask_batch(missing, store, clips_dir, concurrency)
         return [Answered(e, 0.0) for e in outcome.entries], outcome.rows, outcome.resubmitted
+    retries_before = backend.retries_made()  # the backend counts across rounds; report this round's
     answers = Asker(backend, store, concurrency).ask_all(missing)
-    return answers, sum(not a.elsewhere for a in answers), backend.retries_made()
+    return answers, sum(not a.elsewhere for a in answers), backend.retries_made() - retries_before
 
 
 @dataclass(frozen=True)
@@ -302,8 +303,9 @@ class Generation:
         self.clips_dir, self.out, self.concurrency = clips_dir, out, concurrency
         self._checked = False
 
-    def ask(self, requests: list[GeminiRequest]) -> Round:
-        known = known_answers(requests, self.store, self.out)
+    def ask(self, requests: list[GeminiRequest], known: dict[str, AnswerEntry] | None = None) -> Round:
+        """Ask what is not already known (looked up here unless the caller already did)."""
+        known = known_answers(requests, self.store, self.out) if known is None else known
         missing = list({r.key: r for r in requests if r.key not in known}.values())
         if not missing:
             return Round(known, [])
@@ -348,7 +350,7 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     if backend.billed:
         check_budget(estimate, gemini)
     started = time.monotonic()
-    first = generation.ask(requests)
+    first = generation.ask(requests, known)  # the store is listed and read once, not once per estimate and round
     # Answers cut at MAX_TOKENS: asked once more with a larger budget (their own keys), not the whole run.
     again = {r.key: retry for r in requests if gemini.retry_truncated
              and (entry := first.answers.get(r.key)) is not None and entry.status is ResponseStatus.truncated
