@@ -110,15 +110,8 @@ def test_json_prompt_with_a_text_answer_falls_back_to_the_text_parser():
     assert parsed.format == "text" and len(parsed.pairs) == 7
 
 
-def test_parser_is_fast_enough_for_a_smoke_check():
-    # The real measurement is bench/bench_parse.py; this only catches an accidental quadratic blow-up.
-    import time
-
-    texts = [v.text for v in VARIANTS] * 50
-    started = time.perf_counter()
-    for text in texts:
-        parse_answer(text, "text")
-    assert time.perf_counter() - started < 2.0
+def test_the_canonical_answers_cover_the_seven_evud_categories():
+    # Parsing speed is measured by bench/bench_parse.py, never by a timed test.
     assert set(EVUD_CATEGORIES) == {c for c, _, _ in CANON}
 
 

@@ -281,7 +281,8 @@ def test_a_thinking_answer_cut_at_max_tokens_is_asked_once_more_with_a_larger_bu
 
 
 def test_a_client_timeout_is_not_retried_in_the_run_and_is_counted_apart(reproduced_sample: Path, tmp_path: Path,
-                                                                         fake_vertex: FakeVertex):
+                                                                         fake_vertex: FakeVertex, monkeypatch):
+    monkeypatch.setenv("EVUD_REQUEST_TIMEOUT_S", "1")
     slow = manifest_clips(reproduced_sample)[1]["sha256"]
     fake_vertex.script(slow, "hang")  # no byte within EVUD_REQUEST_TIMEOUT_S: Vertex may still bill it
     metrics, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -116,7 +115,9 @@ def test_kill_9_of_generate_then_exp_run_asks_only_the_unanswered(tmp_path: Path
     runner = start(["dvc", "exp", "run", "-S", f"gemini.model={MODEL_A}"], repo, EVUD_CONCURRENCY="2")
     generate = stage_process(runner, "stages.generate")
     wait_until(lambda: fake_vertex.answered >= 8, what="8 answers", log=repo.with_suffix(".log"))
-    time.sleep(0.5)  # the client stores what it received
+    # The kill comes once the client has stored what it received (a fixed pause raced it on a loaded machine).
+    stored = lambda: len(list((repo / ".evud/answers").glob("[0-9a-f][0-9a-f]/*.json")))  # noqa: E731
+    wait_until(lambda: stored() >= 8, what="8 stored answers", log=repo.with_suffix(".log"))
     generate.kill()
     runner.wait(timeout=60)
     fake_vertex.release()

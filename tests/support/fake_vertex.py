@@ -366,7 +366,9 @@ def gcs_write(uri: str, text: str) -> None:
 
 BATCH_BUCKET = "evud-batch-test"
 
-# Short waits so retries, timeouts and polling cost milliseconds in tests; a static token so no ADC lookup.
+# Short waits so retries and polling cost milliseconds in tests; a static token so no ADC lookup. The request
+# timeout stays seconds long: a loaded CI machine must not turn a plain answer into a timeout (the test of
+# timeouts sets its own).
 FAST_ENV = {"GOOGLE_OAUTH_ACCESS_TOKEN": "test-token", "NO_GCE_CHECK": "true", "EVUD_RETRY_INITIAL_S": "0.01",
-            "EVUD_RETRY_MAX_S": "0.05", "EVUD_REQUEST_TIMEOUT_S": "1", "EVUD_RETRY_ATTEMPTS": "5",
+            "EVUD_RETRY_MAX_S": "0.05", "EVUD_REQUEST_TIMEOUT_S": "10", "EVUD_RETRY_ATTEMPTS": "5",
             "EVUD_BATCH_POLL_S": "0.05", "EVUD_PROGRESS": "0"}

@@ -74,17 +74,27 @@ def start(cmd: list[str], repo: Path, **env: str) -> subprocess.Popen:
 
 
 def stage_process(parent: subprocess.Popen, module: str, timeout: float = 60) -> psutil.Process:
-    """The `python -m <module>` process DVC started for a stage."""
+    """The Python interpreter running `-m <module>` that DVC started for a stage.
+
+    Only an interpreter counts, and only the topmost one: where `python` is a shim script (pyenv), the shim and the
+    subshells it forks carry the same command line for a moment and then vanish; forks of the stage do too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for child in psutil.Process(parent.pid).children(recursive=True):
-            try:
-                if module in " ".join(child.cmdline()):
-                    return child
-            except psutil.NoSuchProcess:
-                continue
+        running = [child for child in psutil.Process(parent.pid).children(recursive=True) if _runs(child, module)]
+        pids = {child.pid for child in running}
+        topmost = [child for child in running if child.ppid() not in pids]
+        if topmost:
+            return topmost[0]
         time.sleep(0.02)
     raise AssertionError(f"no {module} process appeared")
+
+
+def _runs(process: psutil.Process, module: str) -> bool:
+    try:
+        args = process.cmdline()
+        return "python" in process.name() and any(args[i:i + 2] == ["-m", module] for i in range(len(args)))
+    except psutil.Error:
+        return False
 
 
 def wait_until(condition, timeout: float = 60, what: str = "condition", log: Path | None = None) -> None:
