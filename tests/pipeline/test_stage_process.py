@@ -12,7 +12,7 @@ import psutil
 from tests.support.pipeline import stage_process
 
 
-def test_stage_process_is_the_interpreter_not_a_shim_on_its_way_to_it(tmp_path):
+def test_stage_process_is_the_interpreter_not_a_shim_on_its_way_to_it():
     # A shim like pyenv's: a shell whose command line names the module, forking subshells before it execs Python.
     shim = ("for i in 1 2 3 4 5 6 7 8 9 10; do x=$(sleep 0.1; echo $i); done; "
             f"exec {sys.executable} -c 'import time; time.sleep(30)' -m evud_probe_module")
@@ -20,7 +20,6 @@ def test_stage_process_is_the_interpreter_not_a_shim_on_its_way_to_it(tmp_path):
     try:
         found = stage_process(runner, "evud_probe_module")
         assert "python" in found.name(), found.name()
-        assert found.parent().pid != found.pid and "python" not in found.parent().name()
     finally:
         for child in psutil.Process(runner.pid).children(recursive=True):
             child.kill()

@@ -80,21 +80,26 @@ def stage_process(parent: subprocess.Popen, module: str, timeout: float = 60) ->
     subshells it forks carry the same command line for a moment and then vanish; forks of the stage do too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        running = [child for child in psutil.Process(parent.pid).children(recursive=True) if _runs(child, module)]
-        pids = {child.pid for child in running}
-        topmost = [child for child in running if child.ppid() not in pids]
+        parents = _interpreters_of(module, psutil.Process(parent.pid).children(recursive=True))
+        topmost = [process for process, ppid in parents.values() if ppid not in parents]
         if topmost:
             return topmost[0]
         time.sleep(0.02)
     raise AssertionError(f"no {module} process appeared")
 
 
-def _runs(process: psutil.Process, module: str) -> bool:
-    try:
-        args = process.cmdline()
-        return "python" in process.name() and any(args[i:i + 2] == ["-m", module] for i in range(len(args)))
-    except psutil.Error:
-        return False
+def _interpreters_of(module: str, processes: list[psutil.Process]) -> dict[int, tuple[psutil.Process, int]]:
+    """{pid: (process, parent pid)} of the Python interpreters among `processes` running `-m <module>`; one that
+    vanishes while it is read is left out (that is the race this helper is for)."""
+    found = {}
+    for process in processes:
+        try:
+            args = process.cmdline()
+            if "python" in process.name() and any(args[i:i + 2] == ["-m", module] for i in range(len(args))):
+                found[process.pid] = (process, process.ppid())
+        except psutil.Error:
+            continue
+    return found
 
 
 def wait_until(condition, timeout: float = 60, what: str = "condition", log: Path | None = None) -> None:
