@@ -30,6 +30,7 @@ from evud.core.params import load_section
 from evud.core.records import AnswerEntry, ClipRecord
 from evud.gemini import generate
 from evud.gemini.answer_store import AnswerStore
+from evud.gemini.prices import load_prices
 from evud.gemini.backends.vertex import google_credentials, make_client
 from evud.gemini.backends.vertex_requests import request_config, request_contents, video_part
 from evud.gemini.request import build_request
@@ -83,7 +84,8 @@ def ours(fake: FakeVertex, n: int, work: Path, name: str, env: dict[str, str]) -
         write_jsonl(manifest, synthetic_clips(n, name))
         started = time.monotonic()
         outcome = generate.run(gemini, prompt, manifest, work, work / f"{name}-out.jsonl", work / f"{name}-metrics.json",
-                               int(env["EVUD_CONCURRENCY"]), store=AnswerStore(str(work / f"{name}-answers")))
+                               int(env["EVUD_CONCURRENCY"]), prices=load_prices(Path("conf/prices.yaml")),
+                               store=AnswerStore(str(work / f"{name}-answers")))
         elapsed = time.monotonic() - started
     finally:
         for k, v in previous.items():

@@ -1,9 +1,8 @@
 """Frame strips: a few frames spread over a clip's window, side by side in one small JPEG.
 
-PyAV decodes the frames (seeking for far ones, so a long clip costs a few GOPs, not every frame);
-OpenCV scales them and encodes the strip. Strips are cached in the local store by the clip's sha256
-and the strip settings, so a re-run, an experiment or a rebuilt site makes only the strips it lacks,
-and a clip that lives only in GCS (`clip.keep_local=false`) is read once.
+Strips are cached in the local store by the clip's sha256 and the strip settings, so a re-run, an experiment
+or a rebuilt site makes only the strips it lacks, and a clip that lives only in GCS (`clip.keep_local=false`)
+is read once. Drawing one (PyAV and OpenCV) is evud.browse.frames.
 """
 
 from __future__ import annotations
@@ -12,21 +11,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import av
-import cv2
-import numpy as np
-
-from evud.clips.video import CutError, open_source
 from evud.clips.workers import process_pool
 from evud.core.progress import progress_bar
 from evud.core.store import write_atomic
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-# Targets closer than this to the last decoded frame are reached by decoding on; farther ones by a seek
-# (a seek lands on the keyframe before the target, so it only pays off past a GOP or so).
-SEEK_GAP_S = 3.0
 
 
 class StripError(Exception):
@@ -79,59 +69,14 @@ def sample_times(duration: float, frames: int) -> list[float]:
     return [duration * (i + 0.5) / frames for i in range(frames)]
 
 
-def _decoded(container: Any, stream: Any, seek_to: float | None) -> Iterator[Any]:
-    if seek_to is not None:
-        container.seek(max(int(seek_to / stream.time_base), 0), stream=stream, backward=True)
-    for frame in container.decode(stream):
-        if frame.time is not None:
-            yield frame
-
-
-def pick_frames(container: Any, times: list[float]) -> list[np.ndarray]:
-    """For each time (ascending), the first frame shown at or after it, as BGR; the last frame past the end."""
-    stream = container.streams.video[0]
-    picked: list[np.ndarray] = []
-    frames: Iterator[Any] | None = None
-    last: Any = None
-    for target in times:
-        position = last.time if last is not None else 0.0
-        if frames is None or target - position > SEEK_GAP_S:
-            frames = _decoded(container, stream, target if target > SEEK_GAP_S else None)
-        for frame in frames:
-            last = frame
-            if frame.time >= target - 1e-6:
-                break
-        if last is None:
-            raise StripError("no decodable video frame")
-        picked.append(last.to_ndarray(format="bgr24"))
-    return picked
-
-
-GAP_PX = 2  # a dark line between frames, so that similar neighbours still read as separate frames
-
-
-def compose_strip(images: list[np.ndarray], height: int) -> np.ndarray:
-    """Frames scaled to one height (aspect kept) and laid side by side, a thin gap between them."""
-    gap = np.full((height, GAP_PX, 3), 24, dtype=np.uint8)
-    parts: list[np.ndarray] = []
-    for image in images:
-        h, w = image.shape[:2]
-        width = max(round(w * height / h), 1)
-        if parts:
-            parts.append(gap)
-        parts.append(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
-    return cv2.hconcat(parts)
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise StripError("OpenCV could not encode the strip as JPEG")
-    return buffer.tobytes()
-
-
 def render_strip(source: str, duration: float, settings: StripSettings) -> bytes:
     """The JPEG strip of a clip file (local path or URI)."""
+    # Loaded here, not at the top: a re-run whose strips are all cached never starts FFmpeg or OpenCV.
+    import av
+
+    from evud.browse.frames import FrameError, compose_strip, encode_jpeg, pick_frames
+    from evud.clips.video import CutError, open_source
+
     times = sample_times(duration, settings.frames)
     try:
         if "://" in source and not source.startswith("file://"):
@@ -140,9 +85,12 @@ def render_strip(source: str, duration: float, settings: StripSettings) -> bytes
         else:
             with av.open(source.removeprefix("file://")) as container:
                 images = pick_frames(container, times)
-    except (av.error.FFmpegError, CutError, OSError, IndexError) as err:
+    except (av.error.FFmpegError, CutError, OSError, IndexError, FrameError) as err:
         raise StripError(f"cannot decode {source}: {err}") from None
-    return encode_jpeg(compose_strip(images, settings.height), settings.jpeg_quality)
+    try:
+        return encode_jpeg(compose_strip(images, settings.height), settings.jpeg_quality)
+    except FrameError as err:
+        raise StripError(str(err)) from None
 
 
 class StripCache:

@@ -30,7 +30,7 @@ import fsspec
 from evud.core.checksums import file_digests
 
 # Part of every cut key: bump it whenever a change to this module changes the bytes of a clip, so clips
-# cut by older code are cut again (tests/test_true_records.py pins the sample's clip hashes to it).
+# cut by older code are cut again (tests/pipeline/test_reproducible.py pins the sample's clip hashes to it).
 # 2: short clips are refused; reencode records the span its frames really cover.
 CUTTER_VERSION = 2
 

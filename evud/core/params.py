@@ -54,20 +54,6 @@ class GcsParams(_Section):
     prefix: str = "ego4d_vqa_gemini_videos"
 
 
-class ModelPrice(_Section):
-    """List prices of one model (USD per 1M tokens) and how many tokens a second of video costs."""
-
-    input_per_1m: float  # text, image and video frames
-    audio_input_per_1m: float | None = None  # the audio track, where the pricing page prices it apart (null: as input)
-    output_per_1m: float  # the answer and the thinking tokens (billed as output)
-    batch_discount: float = 0.5  # batch prediction is billed at (1 - discount) of the online price
-    # Tokens per video frame (Gemini samples 1 frame/s), by gemini.generation.media_resolution; `default`
-    # is used when it is not set.
-    frame_tokens: dict[str, float]
-    audio_tokens_per_s: float = 32.0
-    expected_output_tokens: int = 500  # answer + thinking, for the estimate before a run; metered after
-
-
 class GeminiParams(_Section):
     backend: Literal["replay", "vertex"]
     model: str
@@ -85,7 +71,7 @@ class GeminiParams(_Section):
     generation: dict[str, Any] = Field(default_factory=dict)
     retry_truncated: bool = True  # ask an answer cut at MAX_TOKENS once more, with a larger output budget
     inline_limit_mb: float = 256  # largest clip sent as inline bytes (the model page's inline part limit)
-    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    # Prices are not params: they live in conf/prices.yaml (a dep of generate), dated (evud.gemini.prices).
 
 
 class PromptParams(_Section):
@@ -137,12 +123,20 @@ def describe_errors(where: str, err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# Keys that left params.yaml, and where they went: an old params.yaml is named for what it is.
+MOVED_KEYS = {("gemini", "pricing"): "conf/prices.yaml (dated prices, not params)"}
+
+
 def load_section(name: str, params_file: Path = PARAMS_FILE) -> Any:
     """Load one typed section of params.yaml; a bad value stops the stage naming the key and what is allowed."""
     with open(params_file, encoding="utf-8") as f:
         params = yaml.safe_load(f) or {}
     if name not in params:
         raise ParamsError(f"{params_file} has no '{name}' section; regenerate it with `python -m evud.core.params`")
+    for (section, key), moved_to in MOVED_KEYS.items():
+        if section == name and key in (params[name] or {}):
+            raise ParamsError(f"{params_file}: {section}.{key} moved to {moved_to}; regenerate params.yaml from conf/ "
+                              "with `python -m evud.core.params`")
     try:
         return SECTIONS[name].model_validate(params[name])
     except ValidationError as err:

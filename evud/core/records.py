@@ -7,6 +7,7 @@ evud.dataset.gold.)"""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -102,6 +103,8 @@ class AnswerFields(BaseModel):
     text: str | None = None
     usage: Usage = Field(default_factory=Usage)
     response: dict[str, Any] | None = None  # the generateContent response JSON as received
+    # When a billed answer arrived (UTC): it is priced at the price in force that day. None for free answers.
+    answered_at: datetime | None = None
 
 
 class AnswerEntry(AnswerFields):

@@ -9,6 +9,7 @@ The protocol names no vendor; the backends live in evud.gemini.backends, one mod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -84,8 +85,8 @@ def classify_response(response: types.GenerateContentResponse) -> Classified:
 
 
 def response_entry(request_key: str, model: str, backend: str, response: types.GenerateContentResponse,
-                   batch_job: str | None = None) -> AnswerEntry:
-    """The entry for an answer received (of any status but failed)."""
+                   batch_job: str | None = None, answered_at: datetime | None = None) -> AnswerEntry:
+    """The entry for an answer received (of any status but failed); `answered_at` for a billed one."""
     classified = classify_response(response)
     if classified.status is ResponseStatus.failed:
         return failed_entry(request_key, model, backend, "no_candidates: the response holds no candidate and no "
@@ -93,7 +94,8 @@ def response_entry(request_key: str, model: str, backend: str, response: types.G
     return AnswerEntry(request_key=request_key, model=model, backend=backend, status=classified.status,
                        text=classified.text, finish_reason=classified.finish_reason,
                        block_reason=classified.block_reason, usage=classified.usage,
-                       response=response.model_dump(mode="json", exclude_none=True, by_alias=True), batch_job=batch_job)
+                       response=response.model_dump(mode="json", exclude_none=True, by_alias=True), batch_job=batch_job,
+                       answered_at=answered_at)
 
 
 def failed_entry(request_key: str, model: str, backend: str, error: str, retryable: bool,

@@ -1,17 +1,23 @@
-"""What a run will cost before it starts (from seconds of video and the price table in conf/), and what it did.
+"""What a run will cost before it starts (from seconds of video and the price table), and what it did.
 
-Prices live in `gemini.pricing` (conf/gemini/*.yaml), keyed by model; nothing here knows a model name.
+Prices live in the price table (conf/prices.yaml, evud.gemini.prices), keyed by model and dated: the estimate uses
+the price in force on the run's date, an answer the price in force on the day it was received. Nothing here knows a
+model name.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 
 from evud.core.errors import UserError
-from evud.core.params import GeminiParams, ModelPrice
+from evud.core.params import GeminiParams
 from evud.core.records import Usage
 from evud.gemini.backend import GeminiRequest
+from evud.gemini.prices import ModelPrice, PriceTable
 
 PROMPT_CHARS_PER_TOKEN = 4  # rough rule for English text; the prompt is a small part of a video request
 
@@ -21,7 +27,7 @@ class CostLimitExceeded(UserError):
 
 
 class MissingPrice(UserError):
-    """gemini.max_cost_usd is set but the price table has no row for the model, so the limit cannot be checked."""
+    """gemini.max_cost_usd is set but the price table has no price for the model today, so it cannot be checked."""
 
 
 def usd(amount: float) -> str:
@@ -37,7 +43,7 @@ class CostEstimate:
     cost_usd: float | None  # None when the price table has no row for the model
 
     def describe(self) -> str:
-        cost = usd(self.cost_usd) if self.cost_usd is not None else "unknown (no price for this model in conf)"
+        cost = usd(self.cost_usd) if self.cost_usd is not None else "unknown (no price for this model today in the price table)"
         return (f"{self.clips} clip(s) to call, {self.video_seconds:,.0f} s of video, "
                 f"~{self.input_tokens:,} input + ~{self.output_tokens:,} output tokens, estimated cost {cost}")
 
@@ -66,8 +72,8 @@ def tokens_cost(price: ModelPrice, input_tokens: int, audio_tokens: int, output_
     return cost * (1 - price.batch_discount) if batch else cost
 
 
-def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams) -> CostEstimate:
-    price = gemini.pricing.get(gemini.model)
+def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams, price: ModelPrice | None) -> CostEstimate:
+    """What asking these requests should cost at `price` (the model's price in force today; None: unknown)."""
     seconds = sum(clip_seconds(r) for r in requests)
     prompt_tokens = sum(math.ceil(len(r.prompt_text) / PROMPT_CHARS_PER_TOKEN) for r in requests)
     if price is None:
@@ -80,13 +86,14 @@ def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams) -> CostEs
                         tokens_cost(price, input_tokens, audio_tokens, output_tokens, gemini.mode == "batch"))
 
 
-def check_budget(estimate: CostEstimate, gemini: GeminiParams) -> None:
+def check_budget(estimate: CostEstimate, gemini: GeminiParams, prices_file: str, day: date) -> None:
     """Refuse to start a run whose estimate exceeds gemini.max_cost_usd."""
     if gemini.max_cost_usd is None or not estimate.clips:
         return
     if estimate.cost_usd is None:
-        raise MissingPrice(f"gemini.max_cost_usd={gemini.max_cost_usd} is set but conf has no price for model "
-                           f"{gemini.model!r}: add it under gemini.pricing in conf/gemini/ (or set max_cost_usd=null)")
+        raise MissingPrice(f"gemini.max_cost_usd={gemini.max_cost_usd} is set but {prices_file} has no price for "
+                           f"model {gemini.model!r} on {day.isoformat()}: add a row for it there (or set "
+                           "max_cost_usd=null)")
     if estimate.cost_usd > gemini.max_cost_usd:
         raise CostLimitExceeded(
             f"generate: refusing to start: {estimate.describe()}, above gemini.max_cost_usd={usd(gemini.max_cost_usd)}. "
@@ -94,12 +101,20 @@ def check_budget(estimate: CostEstimate, gemini: GeminiParams) -> None:
             f"or use gemini.mode=batch (discounted)")
 
 
-def usage_cost(usages: list[Usage], gemini: GeminiParams, batch: bool) -> float | None:
-    """Cost of answers received, from the tokens Vertex reported (None without a price)."""
-    price = gemini.pricing.get(gemini.model)
-    if price is None:
-        return None
-    # Thinking tokens are billed as output: count everything beyond the prompt when the total is known.
-    output = sum(max(u.total_tokens - u.prompt_tokens, u.output_tokens + u.thoughts_tokens) for u in usages)
-    return round(tokens_cost(price, sum(u.prompt_tokens for u in usages), sum(u.prompt_audio_tokens for u in usages),
-                             output, batch), 6)
+def usage_cost(answers: Iterable[tuple[Usage, datetime | None]], model: str, prices: PriceTable, batch: bool,
+               today: date) -> float | None:
+    """Cost of answers received, from the tokens Vertex reported, each at the price in force on the day it was
+    received (today when that is not recorded); None when a day has no price for the model."""
+    by_day: dict[date, list[Usage]] = defaultdict(list)
+    for usage, received in answers:
+        by_day[received.date() if received is not None else today].append(usage)
+    total = 0.0
+    for day, usages in by_day.items():
+        price = prices.price_on(model, day)
+        if price is None:
+            return None
+        # Thinking tokens are billed as output: count everything beyond the prompt when the total is known.
+        output = sum(max(u.total_tokens - u.prompt_tokens, u.output_tokens + u.thoughts_tokens) for u in usages)
+        total += tokens_cost(price, sum(u.prompt_tokens for u in usages), sum(u.prompt_audio_tokens for u in usages),
+                             output, batch)
+    return round(total, 6)

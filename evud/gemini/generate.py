@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from evud.gemini.answer_store import AnswerStore
 from evud.gemini.backend import Backend, BackendError, failed_entry, response_entry
 from evud.gemini.backends import make_backend
 from evud.gemini.cost import CostEstimate, check_budget, estimate_cost, usage_cost
+from evud.gemini.prices import PriceTable, today_utc
 from evud.gemini.request import GeminiRequest, build_request
 
 _WAIT_FOR_OTHER_RUN_S = 0.25  # how often to look for an answer another run is asking for
@@ -56,7 +58,8 @@ def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
     started = time.monotonic()
     try:
         response = backend.generate(request)
-        entry = response_entry(request.key, request.model, backend.name, response)
+        answered_at = datetime.now(timezone.utc).replace(microsecond=0) if backend.billed else None
+        entry = response_entry(request.key, request.model, backend.name, response, answered_at=answered_at)
     except BackendError as err:
         entry = failed_entry(request.key, request.model, backend.name, str(err), retryable=err.retryable)
     except Exception as err:  # noqa: BLE001  an answer the SDK cannot read must not stop 13,000 paid calls
@@ -76,14 +79,20 @@ def locked_answers(out: Path) -> list[AnswerEntry]:
 
 
 def known_answers(requests: list[GeminiRequest], store: AnswerStore | None, out: Path) -> dict[str, AnswerEntry]:
-    """Answers already paid for: the answer store, then the last locked responses (copied into the store)."""
+    """Answers already paid for: the answer store, then the last locked responses (copied into the store).
+
+    Without a store (a free backend: nothing was paid), nothing is looked up; the locked responses are read only
+    when the store lacks a key (reading them opens DVC's cache: a third of a second per run)."""
+    if store is None:
+        return {}
     keys = {r.key for r in requests}
-    known = store.get_many(keys) if store is not None else {}
+    known = store.get_many(keys)
+    if keys <= known.keys():
+        return known
     for entry in locked_answers(out):
         if entry.request_key in keys and entry.request_key not in known:
             known[entry.request_key] = entry
-            if store is not None:  # a billed backend's key: the answer was paid for
-                store.put(entry)
+            store.put(entry)  # the answer was paid for: keep it
     return known
 
 
@@ -185,9 +194,11 @@ def result_record(request: GeminiRequest, entry: AnswerEntry) -> GeminiResult:
     return GeminiResult(**request.clip.ids().model_dump(), clip_sha256=request.clip.sha256 or "", **fields)
 
 
-def generate_metrics(results: list[GeminiResult], gemini: GeminiParams, billed: bool) -> dict[str, Any]:
+def generate_metrics(results: list[GeminiResult], gemini: GeminiParams, billed: bool, prices: PriceTable,
+                     today: date) -> dict[str, Any]:
     """Facts of the answers in responses.jsonl (tracked): the same answers give the same figures, every run."""
-    usages = [r.usage for r in results if r.status is not ResponseStatus.failed]
+    answered = [r for r in results if r.status is not ResponseStatus.failed]
+    usages = [r.usage for r in answered]
     return {
         "model": gemini.model,
         "mode": gemini.mode,
@@ -202,16 +213,20 @@ def generate_metrics(results: list[GeminiResult], gemini: GeminiParams, billed: 
         "truncated_reasked": sum(r.reasked_from is not None for r in results),
         "truncated_after_reask": sum(r.reasked_from is not None and r.status is ResponseStatus.truncated
                                      for r in results),
-        # What these answers cost at list price (thinking billed as output); replay answers cost nothing.
-        "answers_cost_usd": usage_cost(usages, gemini, gemini.mode == "batch") if billed else 0.0,
+        # What these answers cost at list price on the day each arrived (thinking billed as output); replay
+        # answers cost nothing.
+        "answers_cost_usd": usage_cost([(r.usage, r.answered_at) for r in answered], gemini.model, prices,
+                                       gemini.mode == "batch", today) if billed else 0.0,
     }
 
 
 def run_facts(fresh: list[Answered], calls: int, known: int, requests: int, gemini: GeminiParams,
-              estimate: CostEstimate, retries: int, elapsed_s: float, billed: bool) -> dict[str, Any]:
+              estimate: CostEstimate, retries: int, elapsed_s: float, billed: bool, prices: PriceTable,
+              today: date) -> dict[str, Any]:
     """Facts of this run only (untracked report and log): calls, reuse, retries, latency, rate, spend."""
     latencies = sorted(a.latency_s for a in fresh if a.latency_s)
-    usages = [a.entry.usage for a in fresh if not a.elsewhere]
+    paid = [a.entry for a in fresh if not a.elsewhere]
+    usages = [entry.usage for entry in paid]
     return {
         "requests": requests,
         "reused_answers": known + sum(a.elsewhere for a in fresh),
@@ -221,7 +236,8 @@ def run_facts(fresh: list[Answered], calls: int, known: int, requests: int, gemi
         "calls_tokens_in": sum(u.prompt_tokens for u in usages),
         "calls_tokens_out": sum(u.output_tokens for u in usages),
         "estimated_cost_usd": None if estimate.cost_usd is None else round(estimate.cost_usd, 4),
-        "cost_usd": usage_cost(usages, gemini, gemini.mode == "batch") if billed else 0.0,
+        "cost_usd": usage_cost([(e.usage, e.answered_at) for e in paid], gemini.model, prices,
+                               gemini.mode == "batch", today) if billed else 0.0,
         "latency_p50_s": percentile(latencies, 0.50),
         "latency_p95_s": percentile(latencies, 0.95),
         "requests_per_minute": round(calls / elapsed_s * 60, 1) if calls and elapsed_s > 0 else None,
@@ -333,8 +349,10 @@ def final_results(requests: list[GeminiRequest], first: dict[str, AnswerEntry], 
 
 
 def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: Path, out: Path, metrics: Path,
-        concurrency: int, backend: Backend | None = None, store: AnswerStore | None = None) -> GenerateRun:
+        concurrency: int, *, prices: PriceTable, backend: Backend | None = None,
+        store: AnswerStore | None = None) -> GenerateRun:
     requests = [build_request(clip, gemini, prompt) for clip in ok_clips(manifest)]  # checks gemini.generation
+    today = today_utc()
     backend = backend or make_backend(gemini, clips_dir)
     if gemini.mode == "batch" and not backend.supports_batch:
         raise UserError(f"gemini.mode=batch needs a backend that runs batch jobs; {backend.name} does not "
@@ -343,12 +361,13 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
         store = AnswerStore(answer_store_url())
     generation = Generation(gemini, backend, store, clips_dir, out, concurrency)
     known = known_answers(requests, store, out)
-    estimate = estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini)
+    estimate = estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini,
+                             prices.price_on(gemini.model, today))
     print(f"generate: {len(requests)} clips, {sum(r.key in known for r in requests)} answered before"
           f" ({store.url if store else 'replay: free'}); {gemini.backend} {gemini.mode} model {gemini.model}"
           f" in {gemini.location}: {estimate.describe()}", file=sys.stderr)
     if backend.billed:
-        check_budget(estimate, gemini)
+        check_budget(estimate, gemini, prices.source, today)
     started = time.monotonic()
     first = generation.ask(requests, known)  # the store is listed and read once, not once per estimate and round
     # Answers cut at MAX_TOKENS: asked once more with a larger budget (their own keys), not the whole run.
@@ -360,10 +379,10 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     not_asked = failed_entry("", gemini.model, backend.name, "not_requested: the run ended before asking", retryable=True)
     results = final_results(requests, first.answers, again, second.answers, not_asked)
     write_jsonl(out, results)
-    write_json(metrics, generate_metrics(results, gemini, backend.billed))
+    write_json(metrics, generate_metrics(results, gemini, backend.billed, prices, today))
     facts = run_facts(first.fresh + second.fresh, first.calls + second.calls,
                       len(first.known) + len(second.known), len(requests) + len(again), gemini, estimate,
-                      first.retries + second.retries, elapsed, backend.billed)
+                      first.retries + second.retries, elapsed, backend.billed, prices, today)
     report = write_run_report("generate", facts)
     print(end_summary(facts) + f"; run report {report}", file=sys.stderr)
     not_ok = [(r.key, f"{r.status.value}: {r.error or r.block_reason or r.finish_reason}") for r in results

@@ -16,17 +16,19 @@ from evud.core.params import BrowseParams
 from evud.core.records import ClipStatus, Reject, RejectScope
 from tests.support import browser as support_browser
 from tests.support.browse_data import clip_record, gemini_text, llava_record, query_ids, write_inputs
-from tests.support.browser import requested_urls, save_artifact, wait_for_download, wait_until
-from tests.support.repo import git_commit_all, make_repo_copy, run
+from tests.support.browser import page_requested_urls, requested_urls, save_artifact, wait_for_download, wait_until
+from tests.support.repo import git_commit_all, run
 
 SAMPLE_QUERIES = 11  # lines of the sample's manifest: 7 clips cut (5 kept, 2 rejected), 4 queries skipped
 
 
 def open_page(driver: Any, index: Path, fragment: str = "") -> None:
-    """Load the page fresh, with this browser's gold edits cleared."""
+    """Load the page fresh, with this browser's gold edits cleared (one navigation at a time: a load started while
+    another was still going is aborted, which a loaded machine made visible)."""
     driver.get(index.as_uri())
     driver.execute_script("localStorage.clear()")
-    driver.get(index.as_uri() + fragment)
+    if fragment:
+        driver.get(index.as_uri() + fragment)  # a fragment change: no new load
     driver.refresh()
     wait_until(lambda: driver.execute_script("return !!window.EVUDBrowse"), what="the page's script")
 
@@ -56,6 +58,24 @@ def search(driver: Any, text: str) -> None:
 
 def kept_records(repo: Path) -> list[dict[str, Any]]:
     return json.loads((repo / "data/ego4d_vqa_gemini.json").read_text())
+
+
+def performance_entry(url: str, document_url: str) -> dict[str, Any]:
+    """One DevTools Network.requestWillBeSent event as chromedriver's performance log holds it."""
+    message = {"message": {"method": "Network.requestWillBeSent",
+                           "params": {"documentURL": document_url, "request": {"url": url}}}}
+    return {"message": json.dumps(message), "level": "INFO"}
+
+
+def test_the_network_check_counts_the_pages_requests_not_the_browsers_own():
+    """Chromium 150 loads its own new-tab page (chrome://, chrome-untrusted://) while the page under test loads:
+    those requests are the browser's, not the page's; a page's request to any host still counts."""
+    page = "file:///tmp/site/index.html"
+    log = [performance_entry("chrome://new-tab-page/app.js", "chrome://new-tab-page/"),
+           performance_entry("chrome-untrusted://new-tab-page/one-google-bar", "chrome-untrusted://new-tab-page/x"),
+           performance_entry(page, page), performance_entry("file:///tmp/site/data.js", page + "#cat=x"),
+           performance_entry("https://cdn.example.com/lib.js", page)]
+    assert page_requested_urls(log) == [page, "file:///tmp/site/data.js", "https://cdn.example.com/lib.js"]
 
 
 def test_sample_page_opens_from_file_with_cards_strips_and_player(browser, reproduced_sample: Path):
@@ -137,10 +157,9 @@ def shown_answer(driver: Any, key: str, category: str) -> str:
     return section.find_element(By.CSS_SELECTOR, ".answer").text
 
 
-def test_edited_answers_survive_a_reload_and_the_download_makes_them_gold_in_the_dataset(browser, tmp_path: Path):
-    repo = make_repo_copy(tmp_path / "repo")
-    run(["dvc", "repro"], repo)
-    git_commit_all(repo, "baseline")
+def test_edited_answers_survive_a_reload_and_the_download_makes_them_gold_in_the_dataset(browser,
+                                                                                         reproduced_copy: Path):
+    repo = reproduced_copy
     first, second = kept_records(repo)[0]["id"], kept_records(repo)[3]["id"]
     index = repo / "data/browse/index.html"
     open_page(browser, index)

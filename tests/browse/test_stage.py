@@ -6,7 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from tests.support.repo import make_repo_copy, run
+from tests.support.fixtures import golden_repro_output
+from tests.support.repo import run
 
 
 def strips_line(output: str) -> tuple[int, int]:
@@ -26,10 +27,9 @@ def add_query(repo: Path, start: float, end: float, text: str) -> None:
     path.write_text(json.dumps(nlq, indent=2))
 
 
-def test_a_rerun_with_one_new_clip_draws_one_new_strip(tmp_path: Path):
-    repo = make_repo_copy(tmp_path / "repo")
-    first = run(["dvc", "repro"], repo)
-    assert strips_line(first.stderr) == (7, 0)
+def test_a_rerun_with_one_new_clip_draws_one_new_strip(golden_sample: Path, reproduced_copy: Path):
+    repo = reproduced_copy  # a copy of a fresh clone's first `dvc repro`, its store (.evud/) included
+    assert strips_line(golden_repro_output(golden_sample)) == (7, 0)
     add_query(repo, 30.2, 35.7, "where did I put the lid?")
     second = run(["dvc", "repro"], repo)
     assert "Running stage 'browse'" in second.stdout

@@ -11,18 +11,18 @@ import fsspec
 import numpy as np
 import pytest
 
+from evud.browse.frames import GAP_PX, pick_frames
 from evud.browse.strips import (
-    GAP_PX,
     StripCache,
     StripError,
     StripJob,
     StripSettings,
     make_strips,
-    pick_frames,
     render_strip,
     sample_times,
 )
 from evud.clips.video import cut_window
+from tests.support.fixtures import made_once
 from tests.support.numbered_video import SOURCE_SIZE, decode_number, make_numbered_video
 
 FPS = 10
@@ -41,14 +41,18 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+LENGTHS = {"short": 10, "long": 60, "other": 4}  # seconds
+
+
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("videos")
-    made = {"short": root / "short.mp4", "long": root / "long.mp4", "other": root / "other.mp4"}
-    make_numbered_video(made["short"], seconds=10, fps=FPS)
-    make_numbered_video(made["long"], seconds=60, fps=FPS)
-    make_numbered_video(made["other"], seconds=4, fps=FPS)
-    return made
+def videos(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, Path]:
+    def draw(folder: Path) -> None:
+        folder.mkdir()
+        for name, seconds in LENGTHS.items():
+            make_numbered_video(folder / f"{name}.mp4", seconds=seconds, fps=FPS)
+
+    root = made_once(tmp_path_factory, worker_id, "strip-videos", draw)
+    return {name: root / f"{name}.mp4" for name in LENGTHS}
 
 
 def test_sample_times_are_the_centres_of_equal_slices():

@@ -21,6 +21,7 @@ from evud.core.progress import StageIncomplete
 from evud.core.records import ClipRecord
 from evud.core.store import store_root
 from tests.support.cloud import gcs_emulator, moto_s3
+from tests.support.fixtures import made_once
 from tests.support.numbered_video import make_numbered_video, presented_frame_numbers
 
 FPS = 10
@@ -65,10 +66,12 @@ def run_prepare(tmp: Path, data: DataParams, clip: ClipParams | None = None, gcs
 
 
 @pytest.fixture(scope="module")
-def numbered_source(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("src") / f"{VIDEO}.mp4"
-    make_numbered_video(path, 120, fps=FPS, noise=True, crf=30)
-    return path
+def numbered_source(tmp_path_factory, worker_id) -> Path:
+    def draw(folder: Path) -> None:
+        folder.mkdir()
+        make_numbered_video(folder / f"{VIDEO}.mp4", 120, fps=FPS, noise=True, crf=30)
+
+    return made_once(tmp_path_factory, worker_id, "numbered-noise-120s", draw) / f"{VIDEO}.mp4"
 
 
 @pytest.fixture(scope="module")
@@ -302,10 +305,12 @@ def prepare_records(tmp: Path, data: DataParams, clip: ClipParams | None = None)
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("src") / f"{VIDEO}.mp4"
-    make_numbered_video(path, 40, fps=FPS, faststart=True)
-    return path
+def source(tmp_path_factory, worker_id) -> Path:
+    def draw(folder: Path) -> None:
+        folder.mkdir()
+        make_numbered_video(folder / f"{VIDEO}.mp4", 40, fps=FPS, faststart=True)
+
+    return made_once(tmp_path_factory, worker_id, "numbered-40s-faststart", draw) / f"{VIDEO}.mp4"
 
 
 def test_queries_without_ids_are_skipped_naming_the_field_and_position(source: Path, tmp_path: Path):

@@ -157,11 +157,8 @@ def test_the_sample_dataset_loads_like_llava_training_data(reproduced_sample: Pa
         assert item["duration_(s)"] > 0 and item["human_annotated"] is False
 
 
-def test_prompt_format_is_a_postprocess_param_only(repo_copy: Path):
-    from tests.support.repo import git_commit_all
-
-    run_cmd(["dvc", "repro"], repo_copy)
-    git_commit_all(repo_copy, "baseline")
+def test_prompt_format_is_a_postprocess_param_only(reproduced_copy: Path):
+    repo_copy = reproduced_copy
     before = (repo_copy / "data/ego4d_vqa_gemini.json").read_bytes()
     result = run_cmd(["dvc", "exp", "run", "-S", "prompt.format=json"], repo_copy)
     assert "Running stage 'postprocess'" in result.stdout and "Running stage 'generate'" not in result.stdout

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.repo import make_repo_copy
 
 
 def stage(module: str, repo: Path, *args: str) -> subprocess.CompletedProcess:
@@ -19,10 +18,8 @@ def stage(module: str, repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 
-def test_exporting_the_review_sheet_over_the_gold_file_keeps_every_gold_answer(reproduced_sample: Path, tmp_path: Path):
-    repo = make_repo_copy(tmp_path / "repo")
-    for name in ("data/clips.jsonl", "data/ego4d_vqa_gemini.json"):
-        (repo / name).write_bytes((reproduced_sample / name).read_bytes())
+def test_exporting_the_review_sheet_over_the_gold_file_keeps_every_gold_answer(reproduced_copy: Path):
+    repo = reproduced_copy
     sheet = repo / "data/gold/review.csv"
     export = ["--dataset", "data/ego4d_vqa_gemini.json", "--manifest", "data/clips.jsonl", "--out", str(sheet)]
     assert stage("review_sheet", repo, *export).returncode == 0

@@ -1,4 +1,6 @@
-"""generate on the replay backend, and the answers dvc.lock recorded: reuse without paying, failures named."""
+"""generate on the replay backend (free answers, never stored) and on the local Vertex server: failures named.
+
+(The answers dvc.lock recorded are reused without paying: tests/pipeline/test_paid_work.py, after `dvc pull`.)"""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from pathlib import Path
 from evud.core.params import load_section
 from evud.core.progress import StageIncomplete
 from evud.gemini import generate
-from tests.support.repo import PROJECT_ROOT, make_repo_copy, run
+from evud.gemini.prices import load_prices
+from tests.support.repo import PRICES, PROJECT_ROOT
 
 PARAMS = PROJECT_ROOT / "params.yaml"
 
@@ -18,7 +21,8 @@ def run_generate(reproduced: Path, work: Path, manifest: Path | None = None) -> 
     gemini = load_section("gemini", PARAMS)
     gemini = gemini.model_copy(update={"replay_file": str(PROJECT_ROOT / gemini.replay_file)})
     return generate.run(gemini, load_section("prompt", PARAMS), manifest or reproduced / "data/clips.jsonl",
-                        reproduced / "data/clips", work / "responses.jsonl", work / "metrics.json", 4)
+                        reproduced / "data/clips", work / "responses.jsonl", work / "metrics.json", 4,
+                        prices=load_prices(PRICES))
 
 
 def test_replay_answers_are_free_and_never_enter_the_answer_store(reproduced_sample: Path, tmp_path: Path,
@@ -43,15 +47,6 @@ def test_a_failed_request_is_recorded_for_its_own_clip(reproduced_sample: Path, 
     assert not failed[0].retryable  # the file will never have it: no reason to make DVC run the stage again
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["by_status"]["failed"] == 1 and metrics["not_ok_by_reason"]["failed:no_replay_response"] == 1
-
-
-def test_answers_the_lock_recorded_are_reused(tmp_path: Path):
-    """DVC deletes responses.jsonl before generate re-runs; the answers it held come back from DVC's cache."""
-    repo = make_repo_copy(tmp_path / "repo")
-    run(["dvc", "repro"], repo)
-    result = run(["dvc", "repro", "--force", "--single-item", "generate"], repo)
-    assert "7 clips, 7 answered before" in result.stderr, result.stderr
-    assert "0 call(s)" in result.stderr
 
 
 def test_an_answer_without_candidates_or_reason_is_asked_again(reproduced_sample: Path, tmp_path: Path, fake_vertex):
@@ -81,7 +76,8 @@ def test_clips_with_the_same_bytes_are_each_named_in_their_own_failure(reproduce
     try:
         # Every clip is too large to send inline.
         generate.run(vertex_params(fake_vertex, video_source="inline", inline_limit_mb=0.001), load_prompt(),
-                     manifest, reproduced_sample / "data/clips", tmp_path / "out.jsonl", tmp_path / "m.json", 2)
+                     manifest, reproduced_sample / "data/clips", tmp_path / "out.jsonl", tmp_path / "m.json", 2,
+                     prices=load_prices(PRICES))
     except StageIncomplete:
         pass
     finally:

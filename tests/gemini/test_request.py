@@ -44,10 +44,10 @@ def test_the_key_covers_what_decides_the_answer_and_nothing_else():
         build_request(sample_clip(), gemini, prompt.model_copy(update={"response_schema": {"type": "array"}})),
     ]
     assert len({key, *(r.key for r in changed)}) == 6
-    same = [  # where the clip is, its ids, concurrency, paths, prices, the budget: no answer changes
+    same = [  # where the clip is, its ids, concurrency, paths, the budget: no answer changes
         build_request(sample_clip(clip_path="elsewhere.mp4", clip_uri="gs://b/x.mp4"), gemini, prompt),
         build_request(sample_clip().model_copy(update={"clip_uid": "other"}), gemini, prompt),
-        build_request(sample_clip(), gemini.model_copy(update={"max_cost_usd": 5.0, "pricing": {}}), prompt),
+        build_request(sample_clip(), gemini.model_copy(update={"max_cost_usd": 5.0}), prompt),
         build_request(sample_clip(), gemini.model_copy(update={"generation": {**gemini.generation,
                                                                                "temperature": None}}), prompt),
     ]

@@ -21,30 +21,31 @@ import pytest
 from evud.gemini.answer_store import AnswerStore
 from tests.support.cloud import FAKE_AWS, moto_s3
 from tests.support.fake_vertex import FakeVertex
+from evud.clips.prepare import run as cut_all_windows
+from evud.core.params import load_section
 from tests.support.pipeline import (
     MODEL_A,
     MODEL_B,
     SAMPLE_CLIPS,
     dvc,
-    make_manifest,
-    many_clips_repo,
+    select_many_reencoded,
     stage_process,
     start,
     use_fake_vertex,
     wait_until,
-    write_many_clips,
+    working_directory,
 )
-from tests.support.repo import git_commit_all, make_repo_copy, run, tree_digest
+from tests.support.repo import copy_repo, git_commit_all, run, tree_digest
 
 
 @pytest.fixture
-def vertex_repo(tmp_path: Path, fake_vertex: FakeVertex) -> Path:
-    repo = make_repo_copy(tmp_path / "repo")
-    use_fake_vertex(repo, fake_vertex)
-    return repo
+def vertex_repo(reproduced_copy: Path, fake_vertex: FakeVertex) -> Path:
+    """A reproduced sample (clips cut, replay answers) switched to the vertex backend at the local server."""
+    use_fake_vertex(reproduced_copy, fake_vertex)
+    return reproduced_copy
 
 
-def test_exp_apply_then_rerun_pays_nothing_again(vertex_repo: Path, fake_vertex: FakeVertex):
+def test_exp_apply_then_rerun_and_a_temp_run_pay_nothing_again(vertex_repo: Path, fake_vertex: FakeVertex):
     dvc(vertex_repo, "exp", "run", "-n", "a", "-S", f"gemini.model={MODEL_A}")
     dvc(vertex_repo, "exp", "run", "-n", "b", "-S", f"gemini.model={MODEL_B}")
     assert fake_vertex.total_calls == 2 * SAMPLE_CLIPS
@@ -56,32 +57,28 @@ def test_exp_apply_then_rerun_pays_nothing_again(vertex_repo: Path, fake_vertex:
     result = dvc(vertex_repo, "exp", "run", "-S", f"gemini.model={MODEL_A}")
     assert "Stage 'generate' is cached - skipping run" in result.stdout, result.stdout
     assert fake_vertex.total_calls == 0
-
-
-def test_two_queued_experiments_at_once_pay_each_answer_once_and_a_later_one_nothing(vertex_repo: Path,
-                                                                                     fake_vertex: FakeVertex):
-    fake_vertex.latency_s = 0.3  # both runs are asking at the same time
-    for seed in (1, 2):  # same requests, different postprocess: generate is identical in both
-        dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", f"post.seed={seed}")
-    dvc(vertex_repo, "exp", "run", "--run-all", "-j", "2")
-    assert fake_vertex.total_calls == SAMPLE_CLIPS
-    status = dvc(vertex_repo, "queue", "status").stdout
-    assert status.count("Success") == 2, status + "\n".join(
-        dvc(vertex_repo, "queue", "logs", line.split()[0], check=False).stdout[-3000:]
-        for line in status.splitlines()[1:] if "Failed" in line)
-    fake_vertex.reset_counts()
-    # The same requests again from a queued run, with a param that re-runs generate (not served by the run cache).
-    dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=999")
-    dvc(vertex_repo, "exp", "run", "--run-all")
-    assert fake_vertex.total_calls == 0
-
-
-def test_a_temp_experiment_reuses_answers_of_the_workspace(vertex_repo: Path, fake_vertex: FakeVertex):
-    dvc(vertex_repo, "exp", "run", "-S", f"gemini.model={MODEL_A}")
-    assert fake_vertex.total_calls == SAMPLE_CLIPS
-    fake_vertex.reset_counts()
+    # A --temp run (a copy of the workspace elsewhere) of a setting the workspace answered, with a param that
+    # re-runs generate (so not served by the run cache): the shared answer store serves it.
     dvc(vertex_repo, "exp", "run", "--temp", "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=998")
     assert fake_vertex.total_calls == 0
+
+
+def test_queued_experiments_pay_each_answer_once_whether_they_run_at_once_or_later(vertex_repo: Path,
+                                                                                 fake_vertex: FakeVertex):
+    """Three queued experiments asking the same 7 requests, run two at a time: the first two ask at the same time
+    (claims: one waits for the other's answers), the third starts when one has finished, with a param that
+    re-runs generate (so DVC's run cache cannot serve it). 7 requests paid in all: none twice."""
+    fake_vertex.latency_s = 0.3  # the first two are asking at the same time
+    for seed in (1, 2):  # same requests, different postprocess: generate is identical in both
+        dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", f"post.seed={seed}")
+    dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=999")
+    dvc(vertex_repo, "exp", "run", "--run-all", "-j", "2")  # one queue start-up for the three
+    status = dvc(vertex_repo, "queue", "status").stdout
+    assert status.count("Success") == 3, status + "\n".join(
+        dvc(vertex_repo, "queue", "logs", line.split()[0], check=False).stdout[-3000:]
+        for line in status.splitlines()[1:] if "Failed" in line)
+    assert fake_vertex.total_calls == SAMPLE_CLIPS
+    assert max(fake_vertex.calls.values()) == 1
 
 
 def test_transient_failures_are_asked_again_by_the_next_plain_repro(vertex_repo: Path, fake_vertex: FakeVertex):
@@ -98,7 +95,7 @@ def test_transient_failures_are_asked_again_by_the_next_plain_repro(vertex_repo:
 
 
 def test_failures_can_be_accepted_to_build_the_dataset_from_what_succeeded(vertex_repo: Path, fake_vertex: FakeVertex):
-    clips = [json.loads(line) for line in (make_manifest(vertex_repo)).splitlines()]
+    clips = [json.loads(line) for line in (vertex_repo / "data/clips.jsonl").read_text().splitlines()]
     doomed = next(c["sha256"] for c in clips if c["status"] == "ok")
     fake_vertex.script(doomed, *[503] * 50)
     dvc(vertex_repo, "repro", EVUD_ALLOW_FAILED="1")
@@ -106,9 +103,8 @@ def test_failures_can_be_accepted_to_build_the_dataset_from_what_succeeded(verte
     assert len(dataset) == SAMPLE_CLIPS - 1
 
 
-def test_kill_9_of_generate_then_exp_run_asks_only_the_unanswered(tmp_path: Path, fake_vertex: FakeVertex):
-    repo = make_repo_copy(tmp_path / "repo")
-    write_many_clips(repo)
+def test_kill_9_of_generate_then_exp_run_asks_only_the_unanswered(many_clips_copy: Path, fake_vertex: FakeVertex):
+    repo = many_clips_copy
     use_fake_vertex(repo, fake_vertex, data_group="many")
     dvc(repo, "repro", "prepare")
     git_commit_all(repo, "clips")
@@ -126,14 +122,9 @@ def test_kill_9_of_generate_then_exp_run_asks_only_the_unanswered(tmp_path: Path
     assert fake_vertex.total_calls == 28 - 8
 
 
-def test_kill_9_of_prepare_leaves_no_worker_and_the_rerun_cuts_only_the_rest(tmp_path: Path):
-    repo = make_repo_copy(tmp_path / "repo")
-    write_many_clips(repo, window_s=6.0)
-    config = repo / "conf/config.yaml"
-    config.write_text(config.read_text().replace("  - data: sample", "  - data: many")
-                      .replace("mode: copy", "mode: reencode").replace("preset: medium", "preset: slow"))
-    run([sys.executable, "-m", "evud.core.params"], repo)
-    git_commit_all(repo, "many clips")
+def test_kill_9_of_prepare_leaves_no_worker_and_the_rerun_cuts_only_the_rest(many_clips_copy: Path, tmp_path: Path):
+    repo = select_many_reencoded(many_clips_copy)
+    git_commit_all(repo, "many clips, re-encoded")
     clips = repo / "data/clips"
     stored = lambda: len(list((repo / ".evud/clips").glob("*/*.json")))  # noqa: E731  clips recorded in the store
     runner = start(["dvc", "exp", "run", "prepare"], repo, EVUD_WORKERS="2")
@@ -150,24 +141,27 @@ def test_kill_9_of_prepare_leaves_no_worker_and_the_rerun_cuts_only_the_rest(tmp
     result = dvc(repo, "exp", "run", "prepare")
     cut_line = next(line for line in result.stderr.splitlines() if "windows selected" in line)
     assert f"{finished} already done" in cut_line and f"{28 - finished} to cut" in cut_line, cut_line
-    uninterrupted = make_repo_copy(tmp_path / "uninterrupted")  # the same sources, conf and params
-    shutil.copytree(repo / "data/many", uninterrupted / "data/many")
-    for name in ("conf/config.yaml", "conf/data/many.yaml", "params.yaml"):
-        (uninterrupted / name).write_text((repo / name).read_text())
-    dvc(uninterrupted, "repro", "prepare")
-    assert tree_digest(clips) == tree_digest(uninterrupted / "data/clips")
+    # The same windows cut in one go, with a store of their own (the stage's work, in this process).
+    uninterrupted = tmp_path / "uninterrupted"
+    sections = [load_section(name, repo / "params.yaml") for name in ("data", "clip", "gcs")]
+    with working_directory(repo):  # the params' paths are relative to the repository
+        cut_all_windows(*sections, uninterrupted / "clips", uninterrupted / "clips.jsonl", uninterrupted / "metrics.json",
+                        workers=2, store_dir=uninterrupted / "store")
+    assert tree_digest(clips) == tree_digest(uninterrupted / "clips")
 
 
-def test_a_fresh_clone_sharing_an_s3_answer_store_pays_nothing(tmp_path: Path, fake_vertex: FakeVertex):
+def test_a_fresh_clone_sharing_an_s3_answer_store_pays_nothing(golden_sample: Path, tmp_path: Path,
+                                                              fake_vertex: FakeVertex):
     with moto_s3() as (_, endpoint):
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="team-answers")
         env = {**FAKE_AWS, "AWS_ENDPOINT_URL_S3": endpoint, "EVUD_ANSWER_STORE": "s3://team-answers/evud"}
-        first = make_repo_copy(tmp_path / "first")
+        # Two clones that ran the offline sample: neither holds a vertex answer of its own.
+        first = copy_repo(golden_sample, tmp_path / "first")
         use_fake_vertex(first, fake_vertex)
         dvc(first, "repro", **env)
         assert fake_vertex.total_calls == SAMPLE_CLIPS
         fake_vertex.reset_counts()
-        second = make_repo_copy(tmp_path / "second")
+        second = copy_repo(golden_sample, tmp_path / "second")
         use_fake_vertex(second, fake_vertex)
         dvc(second, "repro", **env)
         assert fake_vertex.total_calls == 0
@@ -175,7 +169,8 @@ def test_a_fresh_clone_sharing_an_s3_answer_store_pays_nothing(tmp_path: Path, f
 
 
 def test_a_fresh_clone_after_dvc_pull_cuts_and_pays_nothing(vertex_repo: Path, fake_vertex: FakeVertex):
-    """The outs dvc.lock recorded (in DVC's cache after `dvc pull`) refill an empty store."""
+    """The outs dvc.lock recorded (in DVC's cache after `dvc pull`) refill an empty store: DVC deleted
+    responses.jsonl before generate re-ran, and the answers it held come back from DVC's cache."""
     dvc(vertex_repo, "repro")
     git_commit_all(vertex_repo, "run")
     shutil.rmtree(vertex_repo / ".evud")  # a teammate's clone: outs pulled, no store of their own
@@ -183,12 +178,12 @@ def test_a_fresh_clone_after_dvc_pull_cuts_and_pays_nothing(vertex_repo: Path, f
     # Params that re-run prepare and generate without changing a clip or a request.
     result = dvc(vertex_repo, "exp", "run", "-S", "data.min_window_sec=0.6", "-S", "gemini.max_cost_usd=1000")
     assert "7 already done (7 from the last locked clips)" in result.stderr, result.stderr
-    assert "7 clips, 7 answered before" in result.stderr
+    assert "7 clips, 7 answered before" in result.stderr and "generate: 0 call(s)" in result.stderr
     assert fake_vertex.total_calls == 0
 
 
-def test_ctrl_c_ends_prepare_with_one_line_and_no_worker_left(tmp_path: Path):
-    repo = many_clips_repo(tmp_path)
+def test_ctrl_c_ends_prepare_with_one_line_and_no_worker_left(many_clips_copy: Path):
+    repo = select_many_reencoded(many_clips_copy)
     cmd = [sys.executable, "-m", "stages.prepare", "--clips-dir", "data/clips", "--manifest", "data/clips.jsonl",
            "--metrics", "metrics/prepare.json"]
     stored = lambda: len(list((repo / ".evud/clips").glob("*/*.json")))  # noqa: E731

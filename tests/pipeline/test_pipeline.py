@@ -32,9 +32,8 @@ def test_second_repro_does_nothing(reproduced_sample: Path):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], reproduced_sample).stdout
 
 
-def test_model_change_reruns_generate_and_postprocess_only(repo_copy: Path):
-    run(["dvc", "repro"], repo_copy)
-    git_commit_all(repo_copy, "baseline")
+def test_model_change_reruns_generate_and_postprocess_only(reproduced_copy: Path):
+    repo_copy = reproduced_copy
     clip_times = {p: p.stat().st_mtime_ns for p in (repo_copy / "data/clips").rglob("*.mp4")}
     result = run(["dvc", "exp", "run", "-S", "gemini.model=gemini-3.1-flash-lite"], repo_copy)
     assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
@@ -44,9 +43,8 @@ def test_model_change_reruns_generate_and_postprocess_only(repo_copy: Path):
     assert {r["model"] for r in responses} == {"gemini-3.1-flash-lite"}
 
 
-def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(repo_copy: Path):
-    run(["dvc", "repro"], repo_copy)
-    git_commit_all(repo_copy, "baseline")
+def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(reproduced_copy: Path):
+    repo_copy = reproduced_copy
     before = (repo_copy / "data/ego4d_vqa_gemini.json").read_text()
     result = run(["dvc", "exp", "run", "-S", "post.seed=7"], repo_copy)
     assert stages_run(result.stdout) == {"postprocess", "browse"}
@@ -90,12 +88,13 @@ def test_blocked_and_malformed_answers_are_rejected_with_reasons(reproduced_samp
     assert not rejected & {r["id"] for r in dataset}
 
 
-def test_path_like_uid_is_rejected_and_nothing_escapes_data(reproduced_sample: Path):
+def test_path_like_uid_is_rejected_and_nothing_escapes_data(reproduced_sample: Path, golden_sample: Path):
     manifest = [json.loads(line) for line in (reproduced_sample / "data/clips.jsonl").read_text().splitlines()]
     escaped = [r for r in manifest if r["annotation_uid"] == "../escape"]
     assert len(escaped) == 1 and escaped[0]["status"] == "skipped"
     assert "unsafe_uid" in escaped[0]["reason"] and "../escape" in escaped[0]["reason"]
-    everything = [p for p in reproduced_sample.parent.rglob("*") if ".git" not in p.parts and ".dvc" not in p.parts]
+    # Where the sample was reproduced (the copies tests read are made afterwards).
+    everything = [p for p in golden_sample.parent.rglob("*") if ".git" not in p.parts and ".dvc" not in p.parts]
     assert not [p for p in everything if "escape" in p.name]
     written = {p for p in (reproduced_sample / "data").rglob("*.mp4")}
     assert all(p.resolve().is_relative_to((reproduced_sample / "data/clips").resolve())
@@ -122,9 +121,8 @@ def manifest_matches_clips(repo: Path) -> None:
 
 
 @pytest.mark.parametrize("how", [["dvc", "repro"], ["dvc", "repro", "--force", "--single-item", "prepare"]])
-def test_a_clip_edited_on_disk_is_never_recorded_with_another_files_sha256(tmp_path: Path, how: list[str]):
-    repo = make_repo_copy(tmp_path / "repo")
-    run(["dvc", "repro"], repo)
+def test_a_clip_edited_on_disk_is_never_recorded_with_another_files_sha256(reproduced_copy: Path, how: list[str]):
+    repo = reproduced_copy
     victim = sorted((repo / "data/clips").rglob("*.mp4"))[0]
     with open(victim, "ab") as f:  # edited in place: a hard link into the clip store sees it too
         f.write(b"edited")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import lru_cache
 
 import pytest
 import yaml
@@ -13,6 +14,7 @@ from tests.support.repo import PROJECT_ROOT
 STAGE_SCRIPTS = sorted(p.stem for p in (PROJECT_ROOT / "stages").glob("*.py") if p.stem != "__init__")
 
 
+@lru_cache(maxsize=None)  # one process per module, whichever test asks first
 def help_text(module: str) -> str:
     result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

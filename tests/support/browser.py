@@ -106,13 +106,27 @@ def wait_for_download(download_dir: Path, name: str, timeout: float = 10.0) -> P
     return path
 
 
+# Documents of the browser itself (its new-tab page loads while a test's page does, on Chromium 150): their
+# requests are not the page's.
+BROWSER_OWN_DOCUMENTS = ("chrome://", "chrome-untrusted://", "chrome-search://", "devtools://")
+
+
 def requested_urls(driver: Any) -> list[str]:
-    """Every URL the browser requested since the last call (DevTools Network events)."""
+    """Every URL a page requested since the last call (DevTools Network events), the browser's own left out."""
+    return page_requested_urls(driver.get_log("performance"))
+
+
+def page_requested_urls(performance_log: list[dict[str, Any]]) -> list[str]:
+    """The URLs of the Network.requestWillBeSent events of a performance log, except those of documents that
+    belong to the browser itself (chrome:// pages); a page's request to any other scheme or host is kept."""
     urls = []
-    for entry in driver.get_log("performance"):
+    for entry in performance_log:
         message = json.loads(entry["message"])["message"]
-        if message.get("method") == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
+        if message.get("method") != "Network.requestWillBeSent":
+            continue
+        params = message["params"]
+        if not params.get("documentURL", "").startswith(BROWSER_OWN_DOCUMENTS):
+            urls.append(params["request"]["url"])
     return urls
 
 

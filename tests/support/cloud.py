@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -88,6 +89,8 @@ def moto_s3() -> Iterator[tuple[CountingMotoServer, str]]:
     server = CountingMotoServer(port)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its state per process, not per server: start from an empty S3 whatever an earlier server held.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     try:
         with env(**FAKE_AWS):
             yield server, endpoint

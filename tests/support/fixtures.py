@@ -1,16 +1,25 @@
 """The fixtures every test module may use: an isolated store, repository copies, one reproduced sample, and the
-local stand-ins for Vertex AI and Cloud Storage (started by the tests themselves on 127.0.0.1)."""
+local stand-ins for Vertex AI and Cloud Storage (started by the tests themselves on 127.0.0.1).
+
+`dvc repro` of the bundled sample runs once per test run, whatever the number of pytest-xdist workers: the first
+worker to need it builds it under a lock in the run's shared temporary directory, and every test that needs a
+reproduced sample gets a copy of it (milliseconds, where a repro costs seconds).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fcntl
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.support import cloud
 from tests.support.fake_vertex import BATCH_BUCKET, FAST_ENV, FakeVertex
-from tests.support.repo import make_repo_copy, run
+from tests.support.pipeline import write_many_clips
+from tests.support.repo import copy_repo, git_commit_all, make_repo_copy, run
 
 
 @pytest.fixture(autouse=True)
@@ -31,12 +40,82 @@ def repo_copy(tmp_path: Path) -> Path:
     return make_repo_copy(tmp_path / "repo")
 
 
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Held by one process of the test run at a time (pytest-xdist workers are processes)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_temp_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """This test run's temporary directory, shared by its xdist workers (each has its own below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str,
+              build: Callable[[Path], None]) -> Path:
+    """`build(path)` run once per test run, by the first worker to need it (the others wait for it); returns path.
+
+    For what tests only read or copy (a reproduced repository, generated source videos): a module- or session-scoped
+    fixture alone would make it once per xdist worker."""
+    root = run_temp_root(tmp_path_factory, worker_id) / name
+    root.mkdir(exist_ok=True)
+    with exclusive_lock(root / "lock"):
+        made, done = root / "made", root / "done"
+        if not done.exists():
+            shutil.rmtree(made, ignore_errors=True)
+            build(made)
+            done.touch()
+    return made
+
+
+def reproduce_sample(repo: Path) -> None:
+    make_repo_copy(repo)
+    result = run(["dvc", "repro"], repo)
+    (repo.parent / "repro.log").write_text(result.stdout + result.stderr)
+
+
+def add_many_clips(repo: Path) -> None:
+    make_repo_copy(repo)
+    write_many_clips(repo)
+    git_commit_all(repo, "many clips")
+
+
 @pytest.fixture(scope="session")
-def reproduced_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One fresh copy on which `dvc repro` has run, shared by the tests that only read it."""
-    repo = make_repo_copy(tmp_path_factory.mktemp("sample") / "repo")
-    run(["dvc", "repro"], repo)
-    return repo
+def golden_sample(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A fresh clone of this checkout on which `dvc repro` has run: built once per test run, never used directly
+    (tests get copies), so no test sees another's changes."""
+    return made_once(tmp_path_factory, worker_id, "golden-sample", reproduce_sample)
+
+
+@pytest.fixture
+def many_clips_copy(tmp_path_factory: pytest.TempPathFactory, worker_id: str, tmp_path: Path) -> Path:
+    """A fresh clone with a data group `many` (4 numbered videos, 28 windows of 6 s; conf still selects the
+    sample), committed: the videos are drawn once per test run."""
+    golden = made_once(tmp_path_factory, worker_id, "golden-many", add_many_clips)
+    return copy_repo(golden, tmp_path / "repo")
+
+
+def golden_repro_output(golden_sample: Path) -> str:
+    """What `dvc repro` printed (stdout and stderr) when it reproduced the sample in a fresh clone."""
+    return (golden_sample.parent / "repro.log").read_text()
+
+
+@pytest.fixture(scope="session")
+def reproduced_sample(golden_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reproduced sample shared by this worker's tests that only read it (or only re-run what is up to date)."""
+    return copy_repo(golden_sample, tmp_path_factory.mktemp("sample") / "repo")
+
+
+@pytest.fixture
+def reproduced_copy(golden_sample: Path, tmp_path: Path) -> Path:
+    """A reproduced sample of the test's own, to change: what a user has after `git clone` and `dvc repro`."""
+    return copy_repo(golden_sample, tmp_path / "repo")
 
 
 @pytest.fixture

@@ -6,19 +6,26 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import yaml
 
+from evud.core.params import compose_params
 from tests.support.fake_vertex import FAST_ENV, FakeVertex
 from tests.support.numbered_video import make_numbered_video
-from tests.support.repo import STORE_VARIABLES, git_commit_all, make_repo_copy, run
+from tests.support.repo import STORE_VARIABLES, git_commit_all, run
 
 MODEL_A, MODEL_B = "gemini-3.5-flash", "gemini-3.1-flash-lite"
 SAMPLE_CLIPS = 7
+
+
+def recompose(repo: Path) -> None:
+    """params.yaml from the repository's conf/, as `python -m evud.core.params` writes it (in this process)."""
+    compose_params(repo / "params.yaml", repo / "conf")
 
 
 def use_fake_vertex(repo: Path, fake: FakeVertex, data_group: str = "sample", commit: str = "vertex") -> None:
@@ -30,11 +37,11 @@ def use_fake_vertex(repo: Path, fake: FakeVertex, data_group: str = "sample", co
     settings = yaml.safe_load(flash.read_text())
     settings.update(backend="vertex", project="test-project", base_url=fake.base_url)
     flash.write_text(yaml.safe_dump(settings, sort_keys=False))
-    run([sys.executable, "-m", "evud.core.params"], repo)
+    recompose(repo)
     git_commit_all(repo, commit)
 
 
-def write_many_clips(repo: Path, videos: int = 4, per_video: int = 7, window_s: float = 3.0) -> None:
+def write_many_clips(repo: Path, videos: int = 4, per_video: int = 7, window_s: float = 6.0) -> None:
     """A data group `many`: numbered videos and Ego4D-format metadata with videos x per_video windows."""
     root = repo / "data/many"
     (root / "videos").mkdir(parents=True)
@@ -58,11 +65,6 @@ def write_many_clips(repo: Path, videos: int = 4, per_video: int = 7, window_s: 
 
 def dvc(repo: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
     return run(["dvc", *args], repo, env={**FAST_ENV, **env}, check=check)
-
-
-def make_manifest(repo: Path) -> str:
-    dvc(repo, "repro", "prepare")
-    return (repo / "data/clips.jsonl").read_text()
 
 
 def start(cmd: list[str], repo: Path, **env: str) -> subprocess.Popen:
@@ -110,12 +112,20 @@ def wait_until(condition, timeout: float = 60, what: str = "condition", log: Pat
         time.sleep(0.01)
 
 
-def many_clips_repo(tmp_path: Path, window_s: float = 6.0) -> Path:
-    """A repository copy whose params select 28 windows cut by slow re-encoding (time to interrupt it)."""
-    repo = make_repo_copy(tmp_path / "repo")
-    write_many_clips(repo, window_s=window_s)
+@contextmanager
+def working_directory(path: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def select_many_reencoded(repo: Path) -> Path:
+    """Params that select the `many` group's 28 windows, cut by slow re-encoding (time to interrupt it)."""
     config = repo / "conf/config.yaml"
     config.write_text(config.read_text().replace("  - data: sample", "  - data: many")
                       .replace("mode: copy", "mode: reencode").replace("preset: medium", "preset: slow"))
-    run([sys.executable, "-m", "evud.core.params"], repo)
+    recompose(repo)
     return repo

@@ -6,10 +6,12 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PARAMS = PROJECT_ROOT / "params.yaml"
+PRICES = PROJECT_ROOT / "conf/prices.yaml"
 
 # A repository copy keeps its store in its own .evud/ unless a test says otherwise.
 STORE_VARIABLES = ("EVUD_STORE", "EVUD_ANSWER_STORE")
@@ -23,9 +25,15 @@ def project_files() -> list[str]:
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command to its end; its output is read from files, not pipes, so a daemon it leaves behind (the
+    celery workers of `dvc exp run --run-all`, which idle 10 s before they exit) does not hold the test up."""
     inherited = {k: v for k, v in os.environ.items() if k not in STORE_VARIABLES}
     full_env = {**inherited, "EVUD_PROGRESS": "0", "DVC_NO_ANALYTICS": "1", **(env or {})}
-    result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        returncode = subprocess.run(cmd, cwd=cwd, env=full_env, stdout=out, stderr=err).returncode
+        out.seek(0), err.seek(0)
+        result = subprocess.CompletedProcess(cmd, returncode, out.read().decode(errors="replace"),
+                                             err.read().decode(errors="replace"))
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -41,6 +49,16 @@ def make_repo_copy(dest: Path) -> Path:
     run(["git", "config", "user.name", "evud tests"], dest)  # dvc exp run commits experiment refs
     run(["git", "config", "user.email", "tests@example.com"], dest)
     git_commit_all(dest, "copy")
+    return dest
+
+
+def copy_repo(source: Path, dest: Path) -> Path:
+    """A copy of a repository in which DVC has run: git, DVC's cache and state, the store of paid work, the outs.
+
+    Copying a reproduced repository costs milliseconds where `dvc repro` costs seconds; the copy is a repository
+    of its own (DVC_ROOT, its store and cache are its own, nothing is linked back to the source).
+    """
+    shutil.copytree(source, dest, symlinks=True)
     return dest
 
 

@@ -3,8 +3,9 @@ store lives in the test's directory, and what it wrote."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ from evud.core.progress import StageIncomplete
 from evud.core.store import store_root
 from evud.gemini import generate
 from evud.gemini.answer_store import AnswerStore
+from evud.gemini.prices import PriceTable, load_prices
 from tests.support.fake_vertex import FAST_ENV, FakeVertex, clip_id_of
-from tests.support.repo import PARAMS, PROJECT_ROOT
+from tests.support.repo import PARAMS, PRICES, PROJECT_ROOT
 
 
 def vertex_params(fake: FakeVertex, **updates) -> GeminiParams:
@@ -31,12 +33,13 @@ def manifest_clips(repo: Path) -> list[dict]:
 
 
 def run_generate(repo: Path, work: Path, gemini: GeminiParams, prompt: PromptParams | None = None,
-                 concurrency: int = 4, allow_failed: bool = True) -> tuple[dict, dict[str, dict]]:
+                 concurrency: int = 4, allow_failed: bool = True,
+                 prices: PriceTable | None = None) -> tuple[dict, dict[str, dict]]:
     """generate on a reproduced sample, its answer store in `work`; returns (metrics + run facts, responses by clip)."""
     try:
         outcome = generate.run(gemini, prompt or load_section("prompt", PARAMS), repo / "data/clips.jsonl",
                                repo / "data/clips", work / "responses.jsonl", work / "metrics.json", concurrency,
-                               store=AnswerStore(str(work / "answers")))
+                               prices=prices or load_prices(PRICES), store=AnswerStore(str(work / "answers")))
         facts = outcome.facts
     except StageIncomplete:
         if not allow_failed:
@@ -58,13 +61,28 @@ def generate_command(reproduced: Path, work: Path, params_file: Path) -> list[st
             "--metrics", str(work / "metrics.json"), "--params", str(params_file)]
 
 
-def generate_main(reproduced: Path, work: Path, fake: FakeVertex, **gemini_updates) -> subprocess.CompletedProcess:
-    """`python -m stages.generate` with params.yaml's gemini section pointed at the fake and updated."""
+def generate_main(reproduced: Path, work: Path, fake: FakeVertex | None, **gemini_updates) -> subprocess.CompletedProcess:
+    """The generate stage's command line (`stages.generate.main`, in this process) with params.yaml's gemini section
+    pointed at the fake and updated: its exit status and what it printed on stderr, the exit message last (as the
+    interpreter prints it). An exception other than SystemExit (a traceback) fails the test where it is raised."""
+    from stages import generate as generate_stage
+
     params = yaml.safe_load(PARAMS.read_text())
-    params["gemini"].update(backend="vertex", project="test-project", base_url=fake.base_url, **gemini_updates)
+    vertex = {"backend": "vertex", "project": "test-project"} | ({"base_url": fake.base_url} if fake else {})
+    params["gemini"].update(**vertex, **gemini_updates)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run(generate_command(reproduced, work, work / "params.yaml"), cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, env={**os.environ, **FAST_ENV})
+    argv = generate_command(reproduced, work, work / "params.yaml")[3:]  # after `python -m stages.generate`
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            generate_stage.main(argv)
+            code: object = 0
+        except SystemExit as done:
+            code = done.code
+    if isinstance(code, str):  # sys.exit(message): printed on stderr, exit status 1
+        stderr.write(code + "\n")
+    returncode = 1 if isinstance(code, str) else int(code or 0)
+    return subprocess.CompletedProcess(argv, returncode, "", stderr.getvalue())
 
 
 def fake_vertex_clip(video_part: dict) -> str:

@@ -247,6 +247,7 @@ def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job:
     """Entries for every request of a job: its answer, its error, or `batch_missing`."""
     labels: dict[str, str] = record["labels"]
     model, name = record["model"], record["job"]
+    answered_at = job.end_time or datetime.now(timezone.utc)  # what the answers are priced at
     entries: dict[str, AnswerEntry] = {}
     for line in lines:
         key = line_key(line, record)
@@ -254,7 +255,7 @@ def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job:
             continue  # not one of ours (another job's output under the same prefix)
         if line.get("response") and not line.get("status"):
             response = types.GenerateContentResponse.model_validate(line["response"])
-            entries[key] = response_entry(key, model, "vertex", response, batch_job=name)
+            entries[key] = response_entry(key, model, "vertex", response, batch_job=name, answered_at=answered_at)
         elif key not in entries:
             entries[key] = failed_entry(key, model, "vertex", f"batch_error: {line.get('status') or 'no response'}",
                                         retryable=True, batch_job=name)
