@@ -10,8 +10,11 @@ Scenarios, all through the real google-genai SDK over HTTP on 127.0.0.1:
   2. ours with EVUD_MAX_RPM=60 (EVUD_CONCURRENCY 8);
   3. ours uncapped at EVUD_CONCURRENCY=32;
   4. ours at EVUD_CONCURRENCY=32 with 30 % of requests answered 429/500/503 (default retries and backoff);
-  5. persisting 10,000 answers in the answer store (one file each, written whole and fsync'd).
-Latency-bound and light on CPU; do not run it alongside the test suite.
+  5. persisting 10,000 answers in the answer store (one file each, written whole and fsync'd);
+  6. memory with inline clips: the generate stage in its own process (the fake in another, keeping no request
+     body) asking about 1,000 and 5,000 inline clips of --memory-clip-mb MB at EVUD_CONCURRENCY=64, peak RSS
+     sampled every 0.1 s; against the naive way (every request built before the first is sent), at 1,000.
+Latency-bound and light on CPU but for scenario 6; do not run it alongside the test suite.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ import argparse
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
+import yaml
 
 from evud.core.jsonl import write_jsonl
 from evud.core.params import load_section
@@ -95,6 +102,91 @@ def ours(fake: FakeVertex, n: int, work: Path, name: str, env: dict[str, str]) -
             "failed": sum(r.status.value == "failed" for r in outcome.results)}
 
 
+def inline_manifest(work: Path, n: int, clip_mb: float) -> Path:
+    """n manifest records of distinct requests, all pointing at one clip file of clip_mb MB (sent inline)."""
+    (work / "inline.mp4").write_bytes(os.urandom(int(clip_mb * 1e6)))
+    clips = [ClipRecord(video_uid="mem", clip_uid="inline", annotation_uid=f"a{i:05d}", language_query_index=0,
+                        status="ok", window_start=0.0, window_end=8.0, file_start=0.0, file_end=8.0, duration=8.0,
+                        sha256=hashlib.sha256(f"inline-{i}".encode()).hexdigest(), clip_path="inline.mp4")
+                 for i in range(n)]
+    write_jsonl(work / f"inline-{n}.jsonl", clips)
+    return work / f"inline-{n}.jsonl"
+
+
+def fake_in_its_own_process(latency: float) -> tuple[subprocess.Popen, str]:
+    code = ("import sys, time; from tests.support.fake_vertex import FakeVertex; "
+            f"f = FakeVertex(latency_s={latency}, keep_bodies=False); print(f.start(), flush=True); time.sleep(1e6)")
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return server, server.stdout.readline().strip()
+
+
+def peak_rss_mb(process: subprocess.Popen) -> float:
+    """Peak resident memory of a running process (and its children), sampled every 0.1 s until it exits."""
+    watched, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            peak = max(peak, sum(p.memory_info().rss for p in [watched, *watched.children(recursive=True)]))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    return peak / 1e6
+
+
+def generate_memory(work: Path, n: int, clip_mb: float, latency: float) -> dict:
+    """The generate stage, as DVC runs it, on n inline clips: its peak memory and how long it took."""
+    server, url = fake_in_its_own_process(latency)
+    params = yaml.safe_load(PARAMS.read_text())
+    params["gemini"].update(backend="vertex", project="bench", base_url=url)
+    (work / "memory-params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "EVUD_CONCURRENCY": "64", "EVUD_STORE": str(work / f"memory-store-{n}"), "EVUD_PROGRESS": "0"}
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "stages.generate", "--manifest", str(inline_manifest(work, n, clip_mb)),
+                                "--clips-dir", str(work), "--prices", str(ROOT / "conf/prices.yaml"),
+                                "--out", str(work / f"memory-{n}.jsonl"), "--metrics", str(work / f"memory-{n}-m.json"),
+                                "--params", str(work / "memory-params.yaml")], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = peak_rss_mb(process)
+    server.kill()
+    answered = json.loads((work / f"memory-{n}-m.json").read_text())["by_status"].get("ok", 0)
+    return {"clips": n, "answered": answered, "peak_mb": peak, "wall_s": time.monotonic() - started}
+
+
+NAIVE_MEMORY = """
+import sys, json, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from evud.core.jsonl import read_jsonl
+from evud.core.params import load_section
+from evud.core.records import ClipRecord
+from evud.gemini.backends.vertex import google_credentials, make_client
+from evud.gemini.backends.vertex_requests import request_config, request_contents, video_part
+from evud.gemini.request import build_request
+params, manifest, clips_dir = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+gemini, prompt = load_section("gemini", params), load_section("prompt", params)
+client = make_client(gemini, google_credentials())
+requests = [build_request(ClipRecord.model_validate(r), gemini, prompt) for r in read_jsonl(manifest)]
+built = [(r, request_contents(r, video_part(r, clips_dir)), request_config(r)) for r in requests]  # all first
+with ThreadPoolExecutor(64) as pool:
+    list(pool.map(lambda b: client.models.generate_content(model=b[0].model, contents=b[1], config=b[2]), built))
+"""
+
+
+def naive_memory(work: Path, n: int, clip_mb: float, latency: float) -> dict:
+    """The straightforward way: every request (with its inline clip) built before the first is sent."""
+    server, url = fake_in_its_own_process(latency)
+    params = yaml.safe_load(PARAMS.read_text())
+    params["gemini"].update(backend="vertex", project="bench", base_url=url)
+    (work / "naive-params.yaml").write_text(yaml.safe_dump(params))
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-c", NAIVE_MEMORY, str(work / "naive-params.yaml"),
+                                str(inline_manifest(work, n, clip_mb)), str(work)], cwd=ROOT, env=dict(os.environ),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = peak_rss_mb(process)
+    server.kill()
+    return {"clips": n, "answered": n if process.returncode == 0 else 0, "peak_mb": peak,
+            "wall_s": time.monotonic() - started}
+
+
 def persist_10k(work: Path, n: int = 10_000) -> dict:
     """Store n realistic answers (a full generateContent response each) one at a time, each written whole and
     fsync'd, then list and read them all back as the next run does."""
@@ -121,6 +213,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--sequential-clips", type=int, default=20)
     parser.add_argument("--latency", type=float, default=3.0)
+    parser.add_argument("--memory-clips", type=int, nargs="*", default=[1000, 5000])
+    parser.add_argument("--memory-clip-mb", type=float, default=3.0)
+    parser.add_argument("--memory-latency", type=float, default=0.5)
     args = parser.parse_args()
     os.environ.setdefault("GOOGLE_OAUTH_ACCESS_TOKEN", "bench-token")
     os.environ["EVUD_PROGRESS"] = "0"
@@ -140,7 +235,10 @@ def main() -> None:
                      ours(fake, args.clips, work, "faults", {"EVUD_CONCURRENCY": "32", "EVUD_MAX_RPM": ""}), "0 lost"))
         fake.error_rate = 0.0
         persisted = persist_10k(work)
-    fake.stop()
+        fake.stop()
+        memory = [("ours", generate_memory(work, n, args.memory_clip_mb, args.memory_latency)) for n in args.memory_clips]
+        memory.append(("naive: every request built first", naive_memory(work, min(args.memory_clips),
+                                                                          args.memory_clip_mb, args.memory_latency)))
 
     print(f"\ngenerate against the local Vertex fake, {args.latency:g} s latency per request\n")
     print(f"{'scenario':40} {'clips':>6} {'wall s':>8} {'req/min':>8} {'retries':>8} {'lost':>5}  target")
@@ -151,6 +249,11 @@ def main() -> None:
           f"{persisted['store_s']:.2f} s of whole, fsync'd writes ({persisted['per_answer_ms']:.3f} ms per answer, "
           f"on the request threads), {persisted['read_s']:.2f} s to list and read them all back (the next run); "
           "published: 422 s of rewriting its whole output")
+    print(f"\nmemory with inline clips of {args.memory_clip_mb:g} MB, EVUD_CONCURRENCY=64, {args.memory_latency:g} s "
+          "latency, each in its own process\n")
+    print(f"{'way':36} {'clips':>6} {'answered':>9} {'peak RSS MB':>12} {'wall s':>8}")
+    for name, row in memory:
+        print(f"{name:36} {row['clips']:>6} {row['answered']:>9} {row['peak_mb']:>12,.0f} {row['wall_s']:>8.1f}")
 
 
 if __name__ == "__main__":

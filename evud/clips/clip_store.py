@@ -9,6 +9,9 @@ entry (checksums, spans) without the file once its GCS copy is verified.
 A reused clip is verified cheaply, as DVC's own state does: size and mtime against the entry, and a
 re-hash only when they differ (a hard-linked clip edited in data/clips changes the store's file too);
 a clip whose bytes changed is cut again.
+
+Runs sharing the store at once (queued experiments: `dvc queue start -j 2`) claim each clip before cutting it
+(evud.core.store.Claims): the second waits for the clip the first is cutting, so each is cut once.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from evud.core.checksums import file_digests
-from evud.core.store import pid_alive, read_json_file, write_atomic
+from evud.core.store import Claims, pid_alive, read_json_file, write_atomic
 
 _FICLONE = 0x40049409  # Linux ioctl: clone a file's extents (reflink) on btrfs, XFS, ...
 _NO_CLONE = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM, errno.ENOSYS}
@@ -44,6 +47,7 @@ class StoredClip(BaseModel):
 class ClipStore:
     def __init__(self, root: Path):
         self.root = root
+        self.claims = Claims(root / "claims")
 
     def clip_file(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.mp4"

@@ -152,17 +152,71 @@ def stored_clip(key: str, result: CutResult) -> StoredClip:
                       file_start=result.file_start, file_end=result.file_end)
 
 
-def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
-    """Worker task: finish the windows of one source already in the store, cut the others. Never raises."""
-    store, outcomes, to_cut = dest.store, [], []
+_CLAIM_POLL_S = 0.2  # how often to look for a clip another run is cutting
+
+
+def finished_from_store(plan: ClipPlan, key: str, dest: Destination) -> ClipOutcome | None:
+    """The clip of this window as the store holds it, finished (linked, uploaded); None when it must be cut."""
+    stored = dest.store.verified(key)
+    return finish_clip(plan, stored, dest, cut_now=False) if stored is not None else None
+
+
+def finish_stored(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> tuple[list[ClipOutcome],
+                                                                                        list[ClipPlan]]:
+    """The windows whose clips the store holds, finished; and the others, still to cut."""
+    finished, missing = [], []
     for plan in plans:
-        stored = store.verified(keys[plan.clip_path])
-        outcome = finish_clip(plan, stored, dest, cut_now=False) if stored is not None else None
+        outcome = finished_from_store(plan, keys[plan.clip_path], dest)
         if outcome is None:
-            to_cut.append(plan)  # never cut, or its only copy (in GCS) is gone
+            missing.append(plan)  # never cut, being cut elsewhere, or its only copy (in GCS) is gone
         else:
-            outcomes.append(outcome)
-    return outcomes + (cut_and_store(to_cut, keys, dest) if to_cut else [])
+            finished.append(outcome)
+    return finished, missing
+
+
+def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
+    """Worker task: finish the windows of one source already in the store, cut the others. Never raises.
+
+    A clip another live run is cutting right now (its claim in the store) is waited for and linked, not cut twice.
+    """
+    outcomes, pending = finish_stored(plans, keys, dest)
+    while pending:
+        claimed = claim_clips(pending, keys, dest.store)
+        # Another run may have stored a clip between this worker's look and its claim: no second cut.
+        finished, mine = finish_stored(claimed, keys, dest)
+        for outcome in finished:
+            dest.store.claims.release(keys[outcome.clip_path])
+        outcomes += finished
+        if mine:
+            try:
+                outcomes += cut_and_store(mine, keys, dest)
+            finally:
+                for plan in mine:
+                    dest.store.claims.release(keys[plan.clip_path])
+        handled = {o.clip_path for o in outcomes}
+        finished, pending = finish_stored([p for p in pending if p.clip_path not in handled], keys, dest)
+        outcomes += finished
+        if pending and not mine:
+            time.sleep(_CLAIM_POLL_S)  # another run is cutting these: its clips appear in the store
+    return outcomes
+
+
+def claim_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore) -> list[ClipPlan]:
+    """The plans this worker may cut now: their clips claimed here (one plan per clip: queries with the same window
+    of the same source share it). A store that cannot take a claim is cut without one (the clip is still whole)."""
+    mine, claimed = [], set()
+    for plan in plans:
+        key = keys[plan.clip_path]
+        if key in claimed:
+            continue
+        try:
+            taken = store.claims.claim(key)
+        except OSError:
+            taken = True  # the write of the clip itself will say what is wrong with the store
+        if taken:
+            mine.append(plan)
+            claimed.add(key)
+    return mine
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -200,6 +254,7 @@ def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destinati
                 bar.set_postfix(failed=failures, read=f"{bytes_read / 1e6:.1f}MB")
     except BaseException:
         stop_now(pool)
+        dest.store.sweep_partials()  # the clips in flight: half-written by workers that are gone now
         raise
     finally:
         bar.close()

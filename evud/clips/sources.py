@@ -12,7 +12,7 @@ from typing import Any
 
 import fsspec
 
-from evud.clips.video import CutError
+from evud.clips.video import CutError, source_failure
 
 
 def storage_options(url: str, s3_endpoint_url: str | None) -> dict[str, Any]:
@@ -31,15 +31,25 @@ class SourceFingerprint:
     error: CutError | None = None
 
 
+# Checksums of the content itself, which identify a video wherever it lies: S3's ETag, GCS's md5Hash and crc32c.
+_CONTENT_CHECKSUMS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")
+
+
 def source_fingerprint(url: str, storage_options: dict[str, Any]) -> str:
-    """The store's checksum of a source, or a local file's size + edges."""
+    """The store's checksum of a source, or a local file's size + edges.
+
+    Over http(s), an ETag is the server's own token and a size is not content: the URL is part of the fingerprint
+    (with the ETag or Last-Modified when the server sends them), so two videos of one size never share their clips."""
     if "://" in url and not url.startswith("file://"):
         fs, path = fsspec.core.url_to_fs(url, **storage_options)
         info = fs.info(path)
-        for field in ("ETag", "etag", "md5Hash", "crc32c", "checksum"):
+        if url.startswith(("http://", "https://")):
+            version = info.get("ETag") or info.get("etag") or info.get("Last-Modified") or ""
+            return f"url:{url}:{str(version).strip(chr(34))}:{info.get('size')}"
+        for field in _CONTENT_CHECKSUMS:
             if info.get(field):
                 return f"{field}:{str(info[field]).strip(chr(34))}:{info.get('size')}"
-        return f"size:{info.get('size')}"
+        return f"url:{url}:{info.get('size')}"
     path = url.removeprefix("file://")
     size = os.path.getsize(path)
     digest = hashlib.sha256()
@@ -56,13 +66,8 @@ def fingerprint_sources(urls: list[str], options: Callable[[str], dict[str, Any]
     def one(url: str) -> SourceFingerprint:
         try:
             return SourceFingerprint(url, fingerprint=source_fingerprint(url, options(url)))
-        except FileNotFoundError:
-            return SourceFingerprint(url, error=CutError(f"source_missing: {url} does not exist (404)", permanent=True))
-        except PermissionError as err:
-            return SourceFingerprint(url, error=CutError(f"source_denied: {url}: access denied ({err}); "
-                                                         "check your credentials"))
         except Exception as err:  # noqa: BLE001  one unreachable video (bad credentials, odd store) must not stop the run
-            return SourceFingerprint(url, error=CutError(f"source_unreadable: {url}: {type(err).__name__}: {err}"))
+            return SourceFingerprint(url, error=source_failure(url, err))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         return dict(zip(urls, pool.map(one, urls)))

@@ -136,6 +136,35 @@ class CountingReader(io.RawIOBase):
         return self._raw.tell()
 
 
+# What an HTTP status says about a source: not there (skipped: a re-run cannot help), not allowed, or a failure a
+# re-run may fix (5xx, 429, a proxy's hiccup).
+_GONE_STATUS = {404, 410}
+_DENIED_STATUS = {401, 403}
+
+
+def source_failure(url: str, err: BaseException) -> CutError:
+    """The reason a source could not be opened. fsspec reports any HTTP failure as FileNotFoundError; the response or
+    connection error it wraps says which it was: only 404 and 410 mean the video is not there."""
+    cause = err.__cause__ or err.__context__
+    status = getattr(cause, "status", None)
+    if isinstance(err, FileNotFoundError) and isinstance(status, int):
+        said = f"HTTP {status}" + (f" {cause.message}" if getattr(cause, "message", None) else "")
+        if status in _GONE_STATUS:
+            return CutError(f"source_missing: {url} does not exist (HTTP {status})", permanent=True)
+        if status in _DENIED_STATUS:
+            return CutError(f"source_denied: {url}: {said}; check your credentials or the URL")
+        return CutError(f"source_unreadable: {url}: {said}; a re-run asks it again")
+    if isinstance(err, FileNotFoundError) and cause is not None and "://" in url and not url.startswith(("s3://", "gs://")):
+        # No HTTP answer at all: refused, reset, timed out, name not resolved.
+        return CutError(f"source_unreadable: {url}: cannot connect ({type(cause).__name__}: {cause}); a re-run asks it "
+                        "again")
+    if isinstance(err, FileNotFoundError):
+        return CutError(f"source_missing: {url} does not exist (404)", permanent=True)
+    if isinstance(err, PermissionError):
+        return CutError(f"source_denied: {url}: access denied ({err}); check your credentials")
+    return CutError(f"source_unreadable: {url}: {type(err).__name__}: {err}")
+
+
 @contextmanager
 def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Iterator[CountingReader]:
     """A source video as a seekable, byte-counting file: never a download."""
@@ -149,10 +178,8 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Iter
     try:
         fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
         raw = fs.open(path, "rb", block_size=_MIN_READAHEAD, cache_type="readahead")
-    except FileNotFoundError:
-        raise CutError(f"source_missing: {url} does not exist (404)", permanent=True) from None
-    except PermissionError as err:
-        raise CutError(f"source_denied: {url}: access denied ({err}); check your credentials") from None
+    except (FileNotFoundError, PermissionError) as err:
+        raise source_failure(url, err) from None
     try:
         yield CountingReader(raw)
     finally:

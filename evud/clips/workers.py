@@ -40,8 +40,15 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, initializer=worker_init, initargs=(os.getpid(),))
 
 
+_STOP_WAIT_S = 5.0
+
+
 def stop_now(pool: ProcessPoolExecutor) -> None:
-    """Terminate the workers (Ctrl-C or an error in the stage): none cuts on after the stage ended."""
-    for process in list(getattr(pool, "_processes", {}).values()):
+    """Terminate the workers (Ctrl-C or an error in the stage) and wait for them to be gone: none cuts on after the
+    stage ended, and what they were writing can be cleaned up."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
         process.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(_STOP_WAIT_S)

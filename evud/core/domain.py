@@ -21,7 +21,7 @@ EVUD_CATEGORIES = (
 # Every reason a reject can have, so the metrics list each one (0 included): `dvc metrics diff` then shows
 # a reason appearing, and the README's table of reasons has one place to check against.
 REJECT_REASONS = {
-    RejectScope.clip: ("response_blocked", "response_empty", "response_failed", "unknown_clip", "no_qa_blocks",
+    RejectScope.clip: ("response_blocked", "response_empty", "response_rejected", "response_failed", "unknown_clip", "no_qa_blocks",
                        "no_pairs", "too_few_pairs", "missing_categories", "invalid_record"),
     RejectScope.pair: ("truncated_block", "incomplete_block", "missing_category", "unknown_category",
                        "duplicate_category", "invalid_json", "invalid_item", "duplicate_question", "media_token_in_text"),

@@ -33,7 +33,11 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def write_jsonl(path: Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
-    """Write records atomically (temp file + rename); returns how many were written."""
+    """Write records atomically (temp file + rename); returns how many were written.
+
+    A file of no record holds one empty line, not zero bytes: DVC warns "'<out>' is empty" at every save of an empty
+    out, and a rejects file without a reject is good news, not a warning. Readers skip blank lines (read_jsonl, jq,
+    pandas, `datasets`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     count = 0
@@ -41,6 +45,8 @@ def write_jsonl(path: Path, records: Iterable[BaseModel | dict[str, Any]]) -> in
         for record in records:
             f.write(dumps(record) + "\n")
             count += 1
+        if not count:
+            f.write("\n")
     os.replace(tmp, path)
     return count
 

@@ -17,10 +17,16 @@ from evud.core.jsonl import write_json
 from evud.core.store import store_root
 
 
-def progress_bar(total: int, desc: str) -> tqdm:
+def progress_bar(total: int, desc: str, disable: bool = False) -> tqdm:
     """A tqdm bar on stderr; EVUD_PROGRESS=0 turns it off (logs of batch jobs)."""
-    disable = os.environ.get("EVUD_PROGRESS", "1") == "0"
+    disable = disable or os.environ.get("EVUD_PROGRESS", "1") == "0"
     return tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=disable, dynamic_ncols=True)
+
+
+def reason_code(reason: str) -> str:
+    """The code a reason starts with: `api_error_503` of `api_error_503: UNAVAILABLE: ...`, `failed:timeout` of
+    `failed:timeout: no answer ...`, `source_missing` of `source_missing: s3://... does not exist`."""
+    return reason.split(": ", 1)[0].strip()
 
 
 def summarise_failures(stage: str, reasons: Iterable[tuple[str, str]], shown: int = 20) -> str:
@@ -28,7 +34,7 @@ def summarise_failures(stage: str, reasons: Iterable[tuple[str, str]], shown: in
     items = list(reasons)
     if not items:
         return f"{stage}: no failures"
-    counts = Counter(reason.split(":", 1)[0] for _, reason in items)
+    counts = Counter(reason_code(reason) for _, reason in items)
     lines = [f"{stage}: {len(items)} item(s) not done"]
     lines += [f"  {count:6d}  {reason}" for reason, count in counts.most_common()]
     lines += [f"  - {key}: {reason}" for key, reason in items[:shown]]
@@ -51,13 +57,13 @@ def check_complete(stage: str, retryable: list[tuple[str, str]], succeeded: int,
                    verb: str) -> None:
     """Raise StageIncomplete when retryable failures remain (unless accepted) or when nothing succeeded at all."""
     if retryable and not failures_accepted():
-        counts = Counter(reason.split(":", 1)[0] for _, reason in retryable)
+        counts = Counter(reason_code(reason) for _, reason in retryable)
         why = ", ".join(f"{reason} x{n}" for reason, n in counts.most_common())
         raise StageIncomplete(
             f"{stage}: {len(retryable)} of {total} {unit}(s) failed for a reason a retry can fix ({why}). Everything "
-            f"else is kept. The stage exits 1 so that the next `dvc repro` or `dvc exp run` {verb} these "
-            f"{len(retryable)} again (and nothing else); to build the dataset from what succeeded instead, run with "
-            "EVUD_ALLOW_FAILED=1.")
+            f"else is kept. The stage exits 1 so that DVC does not lock it: run `dvc repro` (or the same `dvc exp "
+            f"run`) again and it {verb} these {len(retryable)} again, and nothing else; to build the dataset from "
+            "what succeeded instead, run with EVUD_ALLOW_FAILED=1.")
     if total and not succeeded:
         raise StageIncomplete(f"{stage}: none of the {total} {unit}(s) succeeded; see the reasons above. Fix the "
                               "cause and run again (nothing that succeeded earlier is redone).")
@@ -70,5 +76,8 @@ def write_run_report(stage: str, facts: dict[str, Any]) -> Path:
     """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     path = store_root() / "reports" / stage / f"{stamp}-{os.getpid()}.json"
-    write_json(path, facts)
+    try:
+        write_json(path, facts)
+    except OSError as err:  # a full disk: the report is a convenience, the run's own outcome is what to say
+        print(f"warning: the run report {path} could not be written ({err.strerror or err})", file=sys.stderr)
     return path

@@ -78,6 +78,7 @@ class ResponseStatus(str, Enum):
     blocked = "blocked"  # safety, recitation, blocklist, prohibited content: do not retry with the same request
     truncated = "truncated"  # MAX_TOKENS: text is there but cut
     empty = "empty"  # a candidate without text
+    rejected = "rejected"  # Vertex refused the request itself (400 INVALID_ARGUMENT): asked again only on demand
     failed = "failed"  # transport/API error after retries: retried on the next run
 
 

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 import tempfile
+import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -46,11 +50,23 @@ def answer_store_url() -> str:
     return configured or str(store_root() / "answers")
 
 
+@lru_cache(maxsize=1)
+def file_mode() -> int:
+    """The mode a new file gets from this process's umask (0644 under umask 022)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temp file beside it, fsync'd, renamed over it (readers never see half)."""
+    """Write a whole file or nothing: a temp file beside it, fsync'd, renamed over it (readers never see half).
+
+    The file gets the mode the umask gives, as an ordinary write would (mkstemp makes it 0600: a site served by a
+    web server running as another user could not be read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -71,6 +87,64 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+# --- claims between live runs -------------------------------------------------------------------------
+
+
+_FOREIGN_CLAIM_TTL_S = 6 * 3600  # a claim from another host is trusted this long (its work may retry for hours)
+
+
+class Claims:
+    """Who is doing a piece of paid work right now, so that two runs sharing a store (queued experiments, `--temp`)
+    do it once: an O_EXCL file per key naming its process. A claim of a dead process is taken over; one of another
+    host is trusted for hours. Local directories only (a file system's link() is what makes a claim exclusive)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._host = socket.gethostname()
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"{key}.claim"
+
+    def _is_live(self, path: Path) -> bool:
+        try:
+            pid_text, host, stamp = path.read_text().split()
+        except (OSError, ValueError):
+            return False  # gone, or torn by a kill between create and write: take it over
+        if host == self._host:
+            return int(pid_text) != os.getpid() and pid_alive(int(pid_text))
+        return time.time() - float(stamp) < _FOREIGN_CLAIM_TTL_S
+
+    def claim(self, key: str) -> bool:
+        """Take the right to do this key's work now; False while another live process does it."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)  # a full or read-only disk raises here: nothing is done
+        # Written whole, then linked into place: link() fails if the claim exists, and a reader never sees an
+        # empty claim (which it would take for a torn one and take over).
+        mine = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+        mine.write_text(f"{os.getpid()} {self._host} {time.time():.0f}\n")
+        try:
+            for _ in range(2):
+                try:
+                    os.link(mine, path)
+                    return True
+                except FileExistsError:
+                    if self._is_live(path):
+                        return False
+                    path.unlink(missing_ok=True)  # its process died (kill -9): take it over
+            return False
+        finally:
+            mine.unlink(missing_ok=True)
+
+    def claimed_elsewhere(self, key: str) -> bool:
+        return self._is_live(self._path(key))
+
+    def release(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError:  # the store is failing: the claim dies with this process (a dead one's is taken over)
+            pass
+
+
 # --- outs DVC already locked -------------------------------------------------------------------------
 
 
@@ -85,13 +159,18 @@ def locked_out_hash(stage: str, out: str, lock_file: Path = Path("dvc.lock")) ->
 
 
 @lru_cache(maxsize=4)
-def _local_cache(repo_dir: str) -> Any | None:
+def _dvc_repo(repo_dir: str) -> Any | None:
     try:
         from dvc.repo import Repo
 
-        return Repo(repo_dir).cache.local
+        return Repo(repo_dir)
     except Exception:  # noqa: BLE001  not a DVC repository, or a cache DVC cannot open: nothing to reuse
         return None
+
+
+def _local_cache(repo_dir: str) -> Any | None:
+    repo = _dvc_repo(repo_dir)
+    return repo.cache.local if repo is not None else None
 
 
 def dvc_cache_file(md5: str, repo_dir: Path = Path(".")) -> Path | None:
@@ -121,6 +200,65 @@ def locked_directory(stage: str, out: str) -> dict[str, Path]:
         if cached is not None:
             files[entry["relpath"]] = cached
     return files
+
+
+def _out_hashes(lock: Any, out: str) -> list[str]:
+    """The md5s a dvc.lock (or a run-cache entry) records for `out`, as an out or as a dep of any stage."""
+    stages = (lock.get("stages") or {}).values() if isinstance(lock, dict) and "stages" in lock else [lock]
+    found = []
+    for stage in stages:
+        if isinstance(stage, dict):
+            for entry in (stage.get("outs") or []) + (stage.get("deps") or []):
+                if isinstance(entry, dict) and entry.get("path") == out and entry.get("md5"):
+                    found.append(entry["md5"])
+    return found
+
+
+def _git_locks(repo_dir: Path) -> list[Any]:
+    """dvc.lock as HEAD and every experiment ref (refs/exps/...) hold it; none where git cannot say."""
+    try:
+        refs = subprocess.run(["git", "for-each-ref", "--format=%(objectname)", "refs/exps"], cwd=repo_dir,
+                              capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    locks = []
+    for rev in ["HEAD", *refs]:
+        shown = subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=repo_dir, capture_output=True, text=True)
+        if shown.returncode == 0:
+            locks.append(_yaml_or_none(shown.stdout))
+    return locks
+
+
+def _run_cache_entries(repo_dir: Path) -> list[Any]:
+    """Every entry of DVC's run cache (<cache>/runs/<xx>/<stage key>/<run key>): the deps and outs of a stage run."""
+    repo = _dvc_repo(str(repo_dir.resolve()))
+    runs = Path(repo.stage_cache.cache_dir) if repo is not None else None
+    if runs is None or not runs.is_dir():
+        return []
+    return [_yaml_or_none(path.read_text(encoding="utf-8", errors="replace"))
+            for path in sorted(runs.glob("*/*/*")) if path.is_file()]
+
+
+def _yaml_or_none(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return None
+
+
+def cached_versions(out: str, lock_file: Path = Path("dvc.lock")) -> list[Path]:
+    """Every version of a file out that DVC's cache holds, newest first as far as it can tell: the workspace's
+    dvc.lock, HEAD's and every experiment's, then the run cache (which keeps what ran even after an experiment is
+    removed). Deleting the store (`rm -rf .evud`) loses nothing these hold."""
+    try:
+        workspace = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        workspace = {}
+    repo_dir = repository_root()
+    md5s: list[str] = []
+    for lock in [workspace, *_git_locks(repo_dir), *_run_cache_entries(Path("."))]:
+        md5s += [md5 for md5 in _out_hashes(lock, out) if md5 not in md5s and not md5.endswith(".dir")]
+    return [path for md5 in md5s if (path := dvc_cache_file(md5)) is not None]
 
 
 def read_json_file(path: Path) -> Any | None:

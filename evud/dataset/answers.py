@@ -63,20 +63,26 @@ class ParsedAnswer:
 
 # --- text cleaning ---------------------------------------------------------------------------------
 
-_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+# `**bold**` only between non-word characters: `x**2` and `2**10` are arithmetic. `__` is never treated as emphasis:
+# `__init__` and `window.__xss` are identifiers, and Gemini marks bold with `**`.
+_BOLD = re.compile(r"(?<![\w*])\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*(?![\w*])")
 _ITALIC_STAR = re.compile(r"(?<![\w*])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\w*])")
 # `_` only at word edges: snake_case names and file_names inside an answer are not emphasis.
 _ITALIC_UNDERSCORE = re.compile(r"(?<![\w_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![\w_])")
+# Markers a key's regex leaves at the edges of a value ("**Question:** What..." gives "** What...").
+_DANGLING = re.compile(r"^\*+\s*|\s*\*+$")
 
 
 def strip_emphasis(text: str) -> str:
-    """Remove markdown bold/italic markers (paired or left dangling by a key regex) and trim."""
+    """Remove markdown bold/italic markers (paired, or left dangling at the edges by a key regex) and trim; never a
+    character inside a word or an identifier."""
+    text = text.strip()
     if "*" not in text and "_" not in text:
-        return text.strip()
-    text = _BOLD.sub(r"\2", text)
+        return text
+    text = _BOLD.sub(r"\1", text)
     text = _ITALIC_STAR.sub(r"\1", text)
     text = _ITALIC_UNDERSCORE.sub(r"\1", text)
-    return text.replace("**", "").replace("__", "").strip(" \t*")
+    return _DANGLING.sub("", text).strip()
 
 
 _PARENTHETICAL = re.compile(r"\([^)]*\)")

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import PostParams, PromptParams
 from evud.core.progress import summarise_failures
-from evud.core.records import ClipRecord, GeminiResult, LlavaRecord, Reject
+from evud.core.errors import UserError
+from evud.core.records import ClipRecord, GeminiResult, LlavaRecord, Reject, RejectScope
 from evud.dataset.gold import GoldIndex, apply_gold, gold_metrics, load_gold_answers, report_unmatched
 from evud.dataset.llava import build_record, record_sort_key, write_dataset
 from evud.dataset.policy import clip_outcome, clip_reject
@@ -78,4 +79,18 @@ def run(post: PostParams, prompt: PromptParams, manifest_path: Path, responses: 
     print(summarise_failures("postprocess", [(r.key, f"{r.reason}: {r.detail}") for r in rejects]), file=sys.stderr)
     print(f"postprocess: {len(records)} records, {figures['qa_pairs']} QA pairs, "
           f"{figures['human_annotated']} human-annotated -> {out}", file=sys.stderr)
+    if not records:
+        raise EmptyDataset(empty_dataset_message(results, rejects, rejects_path))
     return records
+
+
+class EmptyDataset(UserError):
+    """Not one record: a dataset DVC must not lock as a success (the stage exits 1, its files written to look at)."""
+
+
+def empty_dataset_message(results: list[GeminiResult], rejects: list[Reject], rejects_path: Path) -> str:
+    clip_reasons = Counter(r.reason for r in rejects if r.scope is RejectScope.clip)
+    why = ", ".join(f"{reason} x{n}" for reason, n in clip_reasons.most_common()) or "none recorded"
+    return (f"postprocess: the dataset has no record: all {len(results)} answered clip(s) were rejected ({why}); "
+            f"see {rejects_path} for each clip's reason, change the params that reject them (post.*, "
+            "gemini.generation.max_output_tokens, gemini.retry_truncated) or the answers, and run again")

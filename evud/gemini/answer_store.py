@@ -14,25 +14,40 @@ two runs on different machines asking the same key at the same instant can both 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import ValidationError
 
-from evud.core.jsonl import dumps
+from evud.core.errors import UserError
+from evud.core.jsonl import dumps, read_jsonl
 from evud.core.records import AnswerEntry
-from evud.core.store import pid_alive, write_atomic
+from evud.core.store import Claims, store_root, write_atomic
 
 _KEY_CHARS = 64  # sha256 hex
-_FOREIGN_CLAIM_TTL_S = 6 * 3600  # a claim from another host is trusted this long (its requests may retry for hours)
+STORE_WHAT_TO_DO = ("free space or fix its permissions or network, or point EVUD_ANSWER_STORE at a store that works, then "
+               "run again")
+
+
+class AnswerStoreError(UserError):
+    """The answer store cannot be read or written: nothing more is asked (an answer that cannot be kept is never
+    paid for); the message names the store and what to do."""
+
+
+def describe_os_error(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return f"{type(err).__name__}: {err}"
 
 
 class AnswerStore:
@@ -43,6 +58,8 @@ class AnswerStore:
         self.root = self.root.rstrip("/")
         self.local = isinstance(self.fs, LocalFileSystem)
         self._host = socket.gethostname()
+        # Remote stores have no claims: two machines asking the same key at the same instant can both pay.
+        self._claims = Claims(Path(self.root) / "claims") if self.local else None
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key[:2]}/{key}.json"
@@ -55,6 +72,9 @@ class AnswerStore:
             paths = self.fs.find(self.root)
         except FileNotFoundError:
             return set()
+        except Exception as err:  # noqa: BLE001  an unreachable bucket, refused credentials: say which store
+            raise AnswerStoreError(f"the answer store {self.url} cannot be read ({describe_os_error(err)}): "
+                                   f"nothing was asked; {STORE_WHAT_TO_DO}") from None
         names = (path.rsplit("/", 1)[-1] for path in paths)
         return {n[:-5] for n in names if n.endswith(".json") and len(n) == _KEY_CHARS + 5}
 
@@ -64,11 +84,16 @@ class AnswerStore:
         except FileNotFoundError:
             return None
         try:
-            return AnswerEntry.model_validate_json(data)
+            entry = AnswerEntry.model_validate_json(data)
         except ValidationError as err:  # not ours, or written by an incompatible version: ask again
             print(f"warning: answer store {self.url}: {key}.json is unreadable ({err.error_count()} error(s)); "
                   "ignoring it", file=sys.stderr)
             return None
+        if entry.request_key != key:  # copied or renamed: never serve one request's answer to another
+            print(f"warning: answer store {self.url}: {key}.json holds the answer of request "
+                  f"{entry.request_key[:12]}..., not its own; ignoring it (the request is asked again)", file=sys.stderr)
+            return None
+        return entry
 
     def get_many(self, keys: Iterable[str], threads: int = 16) -> dict[str, AnswerEntry]:
         """The stored answers among these keys (fetched in parallel: remote stores answer in round trips)."""
@@ -78,6 +103,17 @@ class AnswerStore:
         return {key: entry for key, entry in found.items() if entry is not None}
 
     # --- writing -------------------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Write and remove a probe before anything is paid for: a read-only or unreachable store stops the run
+        here, naming itself, instead of after the first answer it could not keep."""
+        probe = f"{self.root}/.probe-{self._host}-{os.getpid()}"
+        try:
+            self.write_object(probe, b"probe\n")
+            self.fs.rm_file(probe)
+        except Exception as err:  # noqa: BLE001  any store error: nothing is asked
+            raise AnswerStoreError(f"the answer store {self.url} cannot be written ({describe_os_error(err)}): "
+                                   f"nothing was asked; {STORE_WHAT_TO_DO}") from None
 
     def put(self, entry: AnswerEntry) -> None:
         """Keep a final answer; durable when this returns."""
@@ -94,44 +130,58 @@ class AnswerStore:
 
     # --- claims (local stores) ---------------------------------------------------------------------------
 
-    def _claim_path(self, key: str) -> Path:
-        return Path(self.root) / "claims" / f"{key}.claim"
-
-    def _claim_is_live(self, path: Path) -> bool:
-        try:
-            pid_text, host, stamp = path.read_text().split()
-        except (OSError, ValueError):
-            return False  # gone, or torn by a kill between create and write: take it over
-        if host == self._host:
-            return int(pid_text) != os.getpid() and pid_alive(int(pid_text))
-        return time.time() - float(stamp) < _FOREIGN_CLAIM_TTL_S
-
     def claim(self, key: str) -> bool:
         """Take the right to ask this key now; False while another live run asks it."""
-        if not self.local:
-            return True
-        path = self._claim_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole, then linked into place: link() fails if the claim exists, and a reader never sees an
-        # empty claim (which it would take for a torn one and take over).
-        mine = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
-        mine.write_text(f"{os.getpid()} {self._host} {time.time():.0f}\n")
-        try:
-            for _ in range(2):
-                try:
-                    os.link(mine, path)
-                    return True
-                except FileExistsError:
-                    if self._claim_is_live(path):
-                        return False
-                    path.unlink(missing_ok=True)  # its run died (kill -9): take it over
-            return False
-        finally:
-            mine.unlink(missing_ok=True)
+        return self._claims.claim(key) if self._claims is not None else True
 
     def claimed_elsewhere(self, key: str) -> bool:
-        return self.local and self._claim_is_live(self._claim_path(key))
+        return self._claims is not None and self._claims.claimed_elsewhere(key)
 
     def release(self, key: str) -> None:
-        if self.local:
-            self._claim_path(key).unlink(missing_ok=True)
+        if self._claims is not None:
+            self._claims.release(key)
+
+
+# --- answers the store could not keep ------------------------------------------------------------------------
+#
+# When the store fails in the middle of a run (a full disk, a network gone), the answers already received are paid
+# for: they go to a rescue file in the first place that takes them, and the next run puts them into the store.
+
+
+def rescue_dirs() -> list[Path]:
+    """Where answers the store could not keep are saved, in order: the local store, then the system's temp dir."""
+    return [store_root() / "unsaved-answers", Path(tempfile.gettempdir()) / "evud-unsaved-answers"]
+
+
+def _store_tag(store: AnswerStore) -> str:
+    return hashlib.sha256(store.url.encode()).hexdigest()[:16]
+
+
+def rescue_answers(store: AnswerStore, entries: list[AnswerEntry]) -> tuple[Path | None, list[str]]:
+    """Save entries in the first rescue place that takes them: (the file, or None, and why each place failed)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    data = "".join(dumps(entry) + "\n" for entry in entries).encode()
+    problems = []
+    for folder in rescue_dirs():
+        path = folder / f"{_store_tag(store)}-{stamp}-{os.getpid()}.jsonl"
+        try:
+            write_atomic(path, data)
+            return path, problems
+        except OSError as err:
+            problems.append(f"{folder}: {describe_os_error(err)}")
+    return None, problems
+
+
+def import_rescued(store: AnswerStore) -> int:
+    """Put into the store the answers an earlier run rescued for it; a file goes once all its answers are in."""
+    imported = 0
+    for folder in rescue_dirs():
+        for path in sorted(folder.glob(f"{_store_tag(store)}-*.jsonl")) if folder.is_dir() else []:
+            try:
+                for record in read_jsonl(path):
+                    store.put(AnswerEntry.model_validate(record))
+                    imported += 1
+                path.unlink()
+            except (OSError, ValidationError, AnswerStoreError):
+                continue  # the store still fails: the file stays for the next run
+    return imported

@@ -32,9 +32,12 @@ class BackendError(Exception):
     to make DVC run it again; otherwise (a bad request, a clip too large) only a change of input helps.
     """
 
-    def __init__(self, message: str, retryable: bool = False):
+    def __init__(self, message: str, retryable: bool = False, rejected: bool = False):
         super().__init__(message)
         self.retryable = retryable
+        # Vertex answered that the request itself is invalid (400): final, kept like an answer, so the same request
+        # (with its whole inline clip) is not sent again on every later run; EVUD_REASK_REJECTED=1 asks it again.
+        self.rejected = rejected
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,12 @@ def response_entry(request_key: str, model: str, backend: str, response: types.G
                        block_reason=classified.block_reason, usage=classified.usage,
                        response=response.model_dump(mode="json", exclude_none=True, by_alias=True), batch_job=batch_job,
                        answered_at=answered_at)
+
+
+def rejected_entry(request_key: str, model: str, backend: str, error: str) -> AnswerEntry:
+    """The entry for a request Vertex refused as invalid: final (stored), never retried by itself."""
+    return AnswerEntry(request_key=request_key, model=model, backend=backend, status=ResponseStatus.rejected,
+                       error=error)
 
 
 def failed_entry(request_key: str, model: str, backend: str, error: str, retryable: bool,

@@ -14,11 +14,14 @@ EVUD_ALLOW_FAILED=1 builds the dataset from what succeeded instead.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,9 +31,16 @@ from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import GeminiParams, PromptParams
 from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
 from evud.core.records import AnswerEntry, ClipRecord, ClipStatus, GeminiResult, ResponseStatus
-from evud.core.store import answer_store_url, locked_file
-from evud.gemini.answer_store import AnswerStore
-from evud.gemini.backend import Backend, BackendError, failed_entry, response_entry
+from evud.core.store import answer_store_url, cached_versions
+from evud.gemini.answer_store import (
+    STORE_WHAT_TO_DO,
+    AnswerStore,
+    AnswerStoreError,
+    describe_os_error,
+    import_rescued,
+    rescue_answers,
+)
+from evud.gemini.backend import Backend, BackendError, failed_entry, rejected_entry, response_entry
 from evud.gemini.backends import make_backend
 from evud.gemini.cost import CostEstimate, check_budget, estimate_cost, usage_cost
 from evud.gemini.prices import PriceTable, today_utc
@@ -51,6 +61,7 @@ class Answered:
     entry: AnswerEntry
     latency_s: float
     elsewhere: bool = False  # asked and stored by another run at the same time: not paid by this one
+    asked: bool = True  # False: never sent (the answer store stopped working first)
 
 
 def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
@@ -61,7 +72,8 @@ def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
         answered_at = datetime.now(timezone.utc).replace(microsecond=0) if backend.billed else None
         entry = response_entry(request.key, request.model, backend.name, response, answered_at=answered_at)
     except BackendError as err:
-        entry = failed_entry(request.key, request.model, backend.name, str(err), retryable=err.retryable)
+        entry = (rejected_entry(request.key, request.model, backend.name, str(err)) if err.rejected else
+                 failed_entry(request.key, request.model, backend.name, str(err), retryable=err.retryable))
     except Exception as err:  # noqa: BLE001  an answer the SDK cannot read must not stop 13,000 paid calls
         # A 200 the SDK cannot read is most often a proxy's error page: worth asking again.
         entry = failed_entry(request.key, request.model, backend.name,
@@ -69,30 +81,40 @@ def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
     return Answered(entry, round(time.monotonic() - started, 3))
 
 
-def locked_answers(out: Path) -> list[AnswerEntry]:
-    """The final answers in the responses file dvc.lock last recorded (DVC deletes the file before a re-run)."""
-    cached = locked_file("generate", out.as_posix())
-    if cached is None:
-        return []
-    results = (GeminiResult.model_validate(r) for r in read_jsonl(cached))
-    return [result.entry() for result in results if result.status is not ResponseStatus.failed]
+def reask_rejected() -> bool:
+    """EVUD_REASK_REJECTED=1: requests Vertex rejected as invalid are asked again (not a param: it changes no request)."""
+    return os.environ.get("EVUD_REASK_REJECTED", "").strip().lower() in ("1", "true", "yes")
+
+
+def cached_answers(out: Path, wanted: set[str]) -> Iterator[AnswerEntry]:
+    """The final answers for these keys that any responses file in DVC's cache holds (the last locked one first;
+    DVC deletes the file itself before a re-run), each key once."""
+    for version in cached_versions(out.as_posix()):
+        for record in read_jsonl(version):
+            result = GeminiResult.model_validate(record)
+            if result.request_key in wanted and result.status is not ResponseStatus.failed:
+                wanted = wanted - {result.request_key}
+                yield result.entry()
+        if not wanted:
+            return
 
 
 def known_answers(requests: list[GeminiRequest], store: AnswerStore | None, out: Path) -> dict[str, AnswerEntry]:
-    """Answers already paid for: the answer store, then the last locked responses (copied into the store).
+    """Answers already paid for: the answer store, then any responses file in DVC's cache (copied into the store).
 
-    Without a store (a free backend: nothing was paid), nothing is looked up; the locked responses are read only
-    when the store lacks a key (reading them opens DVC's cache: a third of a second per run)."""
+    Without a store (a free backend: nothing was paid), nothing is looked up; DVC's cache is read only when the
+    store lacks a key (opening it costs a third of a second per run)."""
     if store is None:
         return {}
     keys = {r.key for r in requests}
     known = store.get_many(keys)
+    if reask_rejected():  # the cause of the rejections was fixed: ask them again (their answers replace them)
+        known = {key: entry for key, entry in known.items() if entry.status is not ResponseStatus.rejected}
     if keys <= known.keys():
         return known
-    for entry in locked_answers(out):
-        if entry.request_key in keys and entry.request_key not in known:
-            known[entry.request_key] = entry
-            store.put(entry)  # the answer was paid for: keep it
+    for entry in cached_answers(out, keys - known.keys()):
+        known[entry.request_key] = entry
+        store.put(entry)  # the answer was paid for: keep it
     return known
 
 
@@ -107,31 +129,64 @@ class Asker:
         self.backend = backend
         self.store = store if backend.billed else None
         self.pool = ThreadPoolExecutor(max_workers=concurrency)
+        # The first store error stops every request not yet sent: an answer that cannot be kept is never paid for.
+        self.store_failure: BaseException | None = None
+        self.unsaved: list[AnswerEntry] = []  # answers received that the store could not keep
+        self._lock = threading.Lock()
+
+    def _store_failed(self, err: BaseException, unsaved: AnswerEntry | None = None) -> None:
+        with self._lock:
+            self.store_failure = self.store_failure or err
+            if unsaved is not None:
+                self.unsaved.append(unsaved)
+
+    def not_asked(self, request: GeminiRequest) -> Answered:
+        entry = failed_entry(request.key, request.model, self.backend.name, "store_unwritable: not asked: the answer "
+                             "store stopped working before this request was sent", retryable=True)
+        return Answered(entry, 0.0, asked=False)
 
     def ask(self, request: GeminiRequest) -> Answered | None:
         """Worker: None if another run holds the claim on this request."""
-        if self.store is not None and not self.store.claim(request.key):
-            return None
+        if self.store_failure is not None:
+            return self.not_asked(request)
+        if self.store is not None:
+            try:
+                if not self.store.claim(request.key):
+                    return None
+            except Exception as err:  # noqa: BLE001  a full or read-only disk: this request is not sent
+                self._store_failed(err)
+                return self.not_asked(request)
         try:
             # Another run may have stored this answer since this run looked (and released its claim).
             stored = self.answered_elsewhere(request)
             if stored is not None:
                 return stored
+            if self.store_failure is not None:  # failed while this one was being claimed
+                return self.not_asked(request)
             answered = answer_entry(request, self.backend)
             if self.store is not None and answered.entry.is_final:
-                self.store.put(answered.entry)
+                try:
+                    self.store.put(answered.entry)
+                except Exception as err:  # noqa: BLE001  paid for: kept in memory, rescued at the end of the run
+                    self._store_failed(err, answered.entry)
             return answered
         finally:
             if self.store is not None:
                 self.store.release(request.key)
 
     def answered_elsewhere(self, request: GeminiRequest) -> Answered | None:
-        entry = self.store.get(request.key) if self.store is not None else None
+        try:
+            entry = self.store.get(request.key) if self.store is not None else None
+        except Exception:  # noqa: BLE001  a store that cannot be read is no answer: asked here (or stopped)
+            entry = None
+        if entry is not None and entry.status is ResponseStatus.rejected and reask_rejected():
+            entry = None  # asked again on demand, here
         return Answered(entry, 0.0, elsewhere=True) if entry is not None else None
 
     def ask_all(self, requests: list[GeminiRequest]) -> list[Answered]:
         answers: list[Answered] = []
-        bar = progress_bar(len(requests), f"generate: {self.backend.name}")
+        # Replay answers are read from a file in milliseconds: no bar (its rate would mean nothing).
+        bar = progress_bar(len(requests), f"generate: {self.backend.name}", disable=not self.backend.billed)
         futures: dict[Future, GeminiRequest] = {self.pool.submit(self.ask, r): r for r in requests}
         set_aside: list[GeminiRequest] = []
         failures = 0
@@ -154,6 +209,8 @@ class Asker:
                     answered = self.answered_elsewhere(request)
                     if answered is not None:
                         arrived.append(answered)
+                    elif self.store_failure is not None:
+                        arrived.append(self.not_asked(request))
                     elif self.store is not None and self.store.claimed_elsewhere(request.key):
                         still_aside.append(request)
                     else:  # its run died or failed to answer: ask here
@@ -176,6 +233,21 @@ class Asker:
         return answers
 
 
+def store_failure_error(store: AnswerStore, err: BaseException, unsaved: list[AnswerEntry]) -> AnswerStoreError:
+    """The one line a run ends with when its store stopped keeping answers: which store, why, where every answer
+    received but not kept is now, and what to do."""
+    if not unsaved:
+        kept = "no answer received was lost"
+    else:
+        saved_in, problems = rescue_answers(store, unsaved)
+        kept = (f"the {len(unsaved)} answer(s) received that it could not keep are saved in {saved_in} (the next run "
+                "puts them in the store: they are not paid again)" if saved_in is not None else
+                f"the {len(unsaved)} answer(s) received that it could not keep could not be saved anywhere either "
+                f"({'; '.join(problems)})")
+    return AnswerStoreError(f"generate: the answer store {store.url} could not be written ({describe_os_error(err)}): "
+                            f"stopped asking at once; {kept}; {STORE_WHAT_TO_DO}")
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
     if not sorted_values:
         return None
@@ -184,8 +256,8 @@ def percentile(sorted_values: list[float], fraction: float) -> float | None:
 
 def not_ok_reason(result: GeminiResult) -> str:
     """`status:reason` for a result that is not ok, e.g. failed:api_error_429, blocked:SAFETY, truncated:MAX_TOKENS."""
-    if result.status is ResponseStatus.failed:
-        return f"failed:{(result.error or 'unknown').split(':', 1)[0]}"
+    if result.status in (ResponseStatus.failed, ResponseStatus.rejected):
+        return f"{result.status.value}:{(result.error or 'unknown').split(':', 1)[0]}"
     return f"{result.status.value}:{result.block_reason or result.finish_reason or 'unknown'}"
 
 
@@ -245,7 +317,9 @@ def run_facts(fresh: list[Answered], calls: int, known: int, requests: int, gemi
     }
 
 
-def end_summary(facts: dict[str, Any]) -> str:
+def end_summary(facts: dict[str, Any], billed: bool) -> str:
+    if not billed:  # examples read from a file: a rate or a price would only mislead
+        return f"generate: {facts['calls']} answer(s) from the replay file, {facts['failed']} failed"
     cost = facts["cost_usd"]
     return (f"generate: {facts['calls']} call(s) in {facts['elapsed_s']:.1f} s"
             f" ({facts['requests_per_minute'] or 0:.0f}/min), {facts['reused_answers']} answer(s) reused,"
@@ -254,17 +328,30 @@ def end_summary(facts: dict[str, Any]) -> str:
             f" cost {'unknown' if cost is None else f'${cost:,.4f}'}")
 
 
+@dataclass
+class Fetched:
+    """What one round of asking got: the answers, the calls and retries it took, and a store that stopped working."""
+
+    answers: list[Answered] = field(default_factory=list)
+    calls: int = 0
+    retries: int = 0
+    store_failure: BaseException | None = None
+    unsaved: list[AnswerEntry] = field(default_factory=list)
+
+
 def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: Backend, store: AnswerStore | None,
-                  clips_dir: Path, concurrency: int) -> tuple[list[Answered], int, int]:
-    """Ask for every missing request, online or in batch jobs; returns the answers, the calls and the retries."""
+                  clips_dir: Path, concurrency: int) -> Fetched:
+    """Ask for every missing request, online or in batch jobs."""
     if not missing:
-        return [], 0, 0
+        return Fetched()
     if gemini.mode == "batch":
         outcome = backend.ask_batch(missing, store, clips_dir, concurrency)
-        return [Answered(e, 0.0) for e in outcome.entries], outcome.rows, outcome.resubmitted
+        return Fetched([Answered(e, 0.0) for e in outcome.entries], outcome.rows, outcome.resubmitted)
     retries_before = backend.retries_made()  # the backend counts across rounds; report this round's
-    answers = Asker(backend, store, concurrency).ask_all(missing)
-    return answers, sum(not a.elsewhere for a in answers), backend.retries_made() - retries_before
+    asker = Asker(backend, store, concurrency)
+    answers = asker.ask_all(missing)
+    return Fetched(answers, sum(a.asked and not a.elsewhere for a in answers),
+                   backend.retries_made() - retries_before, asker.store_failure, asker.unsaved)
 
 
 @dataclass(frozen=True)
@@ -304,6 +391,8 @@ class Round:
     fresh: list[Answered]
     calls: int = 0
     retries: int = 0
+    store_failure: BaseException | None = None
+    unsaved: list[AnswerEntry] = field(default_factory=list)
 
     @property
     def answers(self) -> dict[str, AnswerEntry]:
@@ -326,11 +415,12 @@ class Generation:
         if not missing:
             return Round(known, [])
         if not self._checked:
+            if self.store is not None:
+                self.store.check_writable()  # a store that cannot keep an answer stops the run before it pays
             self.backend.check_ready()  # a setup mistake stops here, before any clip is asked
             self._checked = True
-        fresh, calls, retries = fetch_answers(missing, self.gemini, self.backend, self.store, self.clips_dir,
-                                              self.concurrency)
-        return Round(known, fresh, calls, retries)
+        fetched = fetch_answers(missing, self.gemini, self.backend, self.store, self.clips_dir, self.concurrency)
+        return Round(known, fetched.answers, fetched.calls, fetched.retries, fetched.store_failure, fetched.unsaved)
 
 
 def final_results(requests: list[GeminiRequest], first: dict[str, AnswerEntry], again: dict[str, GeminiRequest],
@@ -360,12 +450,18 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     if store is None and backend.billed:
         store = AnswerStore(answer_store_url())
     generation = Generation(gemini, backend, store, clips_dir, out, concurrency)
+    if store is not None and (rescued := import_rescued(store)):
+        print(f"generate: {rescued} answer(s) an earlier run could not keep are in the answer store now", file=sys.stderr)
     known = known_answers(requests, store, out)
     estimate = estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini,
                              prices.price_on(gemini.model, today))
-    print(f"generate: {len(requests)} clips, {sum(r.key in known for r in requests)} answered before"
-          f" ({store.url if store else 'replay: free'}); {gemini.backend} {gemini.mode} model {gemini.model}"
-          f" in {gemini.location}: {estimate.describe()}", file=sys.stderr)
+    if backend.billed:
+        print(f"generate: {len(requests)} clips, {sum(r.key in known for r in requests)} answered before"
+              f" ({store.url}); {gemini.backend} {gemini.mode} model {gemini.model} in {gemini.location}:"
+              f" {estimate.describe()}", file=sys.stderr)
+    else:
+        print(f"generate: {len(requests)} clips; answers from the replay file {gemini.replay_file} (examples "
+              "written by hand: free, offline, never stored)", file=sys.stderr)
     if backend.billed:
         check_budget(estimate, gemini, prices.source, today)
     started = time.monotonic()
@@ -374,20 +470,31 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     again = {r.key: retry for r in requests if gemini.retry_truncated
              and (entry := first.answers.get(r.key)) is not None and entry.status is ResponseStatus.truncated
              and (retry := reasked(r)) is not None}
+    if first.store_failure is not None:
+        again = {}  # nothing more is asked once the store cannot keep an answer
     second = generation.ask(list(again.values())) if again else Round({}, [])
     elapsed = time.monotonic() - started
+    store_failure = first.store_failure or second.store_failure
     not_asked = failed_entry("", gemini.model, backend.name, "not_requested: the run ended before asking", retryable=True)
     results = final_results(requests, first.answers, again, second.answers, not_asked)
-    write_jsonl(out, results)
-    write_json(metrics, generate_metrics(results, gemini, backend.billed, prices, today))
+    try:
+        write_jsonl(out, results)
+        write_json(metrics, generate_metrics(results, gemini, backend.billed, prices, today))
+    except OSError:
+        if store_failure is None:
+            raise  # the store works: an output that cannot be written is the user's to see whole
+        # The same full disk, most likely: what matters now is where the unsaved answers go (below).
     facts = run_facts(first.fresh + second.fresh, first.calls + second.calls,
                       len(first.known) + len(second.known), len(requests) + len(again), gemini, estimate,
                       first.retries + second.retries, elapsed, backend.billed, prices, today)
     report = write_run_report("generate", facts)
-    print(end_summary(facts) + f"; run report {report}", file=sys.stderr)
-    not_ok = [(r.key, f"{r.status.value}: {r.error or r.block_reason or r.finish_reason}") for r in results
+    print(end_summary(facts, backend.billed) + f"; run report {report}", file=sys.stderr)
+    # `failed:api_error_503: UNAVAILABLE: ...`, `blocked:SAFETY: SAFETY`: counted by reason, as the metrics are.
+    not_ok = [(r.key, f"{not_ok_reason(r)}: {r.error or r.block_reason or r.finish_reason}") for r in results
               if r.status is not ResponseStatus.ok]
     print(summarise_failures("generate", not_ok), file=sys.stderr)
+    if store_failure is not None and store is not None:
+        raise store_failure_error(store, store_failure, first.unsaved + second.unsaved)
     retryable = [(r.key, not_ok_reason(r)) for r in results if r.retryable]
     retryable += [(key, f"reask:{(e.error or '').split(':', 1)[0]}") for key, retry in again.items()
                   if (e := second.answers.get(retry.key)) is not None and e.retryable]

@@ -103,6 +103,32 @@ def _check_enums(value: Any, path: str) -> None:
             _check_enums(item, path)
 
 
+# What Vertex accepts for the numeric settings (GenerationConfig reference and the content-generation parameters
+# page): the SDK checks only types, and Vertex answers a value outside these with a 400 for every clip.
+# name -> (lowest, highest, highest included, how the range reads)
+_VERTEX_RANGES: dict[str, tuple[float, float | None, bool, str]] = {
+    "temperature": (0.0, 2.0, True, "0.0 to 2.0"),
+    "top_p": (0.0, 1.0, True, "0.0 to 1.0"),
+    "top_k": (1, None, True, "1 or more"),
+    "candidate_count": (1, 8, True, "1 to 8"),
+    "max_output_tokens": (1, 65_536, True, "1 to 65,536"),  # the Gemini 3 models' maximum output (model guides)
+    "presence_penalty": (-2.0, 2.0, False, "-2.0 up to (not including) 2.0"),
+    "frequency_penalty": (-2.0, 2.0, False, "-2.0 up to (not including) 2.0"),
+    "logprobs": (1, 20, True, "1 to 20"),
+    "seed": (-(2**31), 2**31 - 1, True, "a 32-bit integer"),
+}
+
+
+def _check_ranges(settings: dict[str, Any]) -> None:
+    for name, (low, high, high_included, reads) in _VERTEX_RANGES.items():
+        value = settings.get(name)
+        if value is None:
+            continue
+        above = high is not None and (value > high if high_included else value >= high)
+        if value < low or above:
+            raise ParamsError(f"gemini.generation.{name}={value}: Vertex accepts {reads}")
+
+
 @lru_cache(maxsize=16)
 def _checked_generation(settings_json: str) -> str:
     settings = drop_nulls(json.loads(settings_json))
@@ -116,7 +142,9 @@ def _checked_generation(settings_json: str) -> str:
         except ValidationError as err:
             raise ParamsError("; ".join(_describe_settings_error(p) for p in err.errors())) from None
     _check_enums(config, "gemini.generation")
-    return json.dumps(config.model_dump(mode="json", exclude_unset=True, exclude_none=True), sort_keys=True)
+    checked = config.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    _check_ranges(checked)
+    return json.dumps(checked, sort_keys=True)
 
 
 def generation_config(gemini: GeminiParams) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from evud.core.params import ClipParams, DataParams, GcsParams
 from evud.core.progress import StageIncomplete
 from evud.core.records import ClipRecord
 from evud.core.store import store_root
+from tests.support import cloud
 from tests.support.cloud import gcs_emulator, moto_s3
 from tests.support.fixtures import made_once
+from tests.support.http_source import source_server
 from tests.support.numbered_video import make_numbered_video, presented_frame_numbers
 
 FPS = 10
@@ -233,42 +235,47 @@ def test_existing_blob_with_same_bytes_is_not_uploaded_again(numbered_source: Pa
 
 
 def test_http_and_gs_sources_are_read_in_place(numbered_source: Path, tmp_path: Path):
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    with source_server(numbered_source.parent) as server, gcs_emulator("ego4d-mirror"):
+        storage.Client().bucket("ego4d-mirror").blob(f"v/{VIDEO}.mp4").upload_from_filename(str(numbered_source))
+        for name, url in [("http", f"{server.url}/{{video_uid}}.mp4"), ("gs", "gs://ego4d-mirror/v/{video_uid}.mp4")]:
+            data = write_metadata(tmp_path / name / "meta", {VIDEO: 120.0}, [(VIDEO, 30.0, 33.0)])
+            (record,) = run_prepare(tmp_path / name, data.model_copy(update={"video_url": url})).values()
+            assert record["status"] == "ok", (name, record["reason"])
+            shown = presented_frame_numbers(tmp_path / name / "clips" / record["clip_path"], until=3.0)
+            assert shown == list(range(300, 330)), name
 
-    class RangeServer(SimpleHTTPRequestHandler):
-        """A static file server that answers byte ranges, as object stores and CDNs do."""
 
-        def log_message(self, *args):  # no line per request in test output
-            pass
-
-        def do_GET(self):
-            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-            if not match:
-                return super().do_GET()
-            data = (numbered_source.parent / self.path.lstrip("/")).read_bytes()
-            start, end = int(match[1]), int(match[2] or len(data) - 1)
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-            self.send_header("Content-Length", str(end - start + 1))
-            self.end_headers()
-            self.wfile.write(data[start:end + 1])
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeServer, directory=str(numbered_source.parent)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with gcs_emulator("ego4d-mirror"):
-            storage.Client().bucket("ego4d-mirror").blob(f"v/{VIDEO}.mp4").upload_from_filename(str(numbered_source))
-            for name, url in [("http", f"http://127.0.0.1:{server.server_address[1]}/{{video_uid}}.mp4"),
-                              ("gs", "gs://ego4d-mirror/v/{video_uid}.mp4")]:
-                data = write_metadata(tmp_path / name / "meta", {VIDEO: 120.0}, [(VIDEO, 30.0, 33.0)])
-                (record,) = run_prepare(tmp_path / name, data.model_copy(update={"video_url": url})).values()
-                assert record["status"] == "ok", (name, record["reason"])
-                shown = presented_frame_numbers(tmp_path / name / "clips" / record["clip_path"], until=3.0)
-                assert shown == list(range(300, 330)), name
-    finally:
-        server.shutdown()
+def test_an_http_source_that_fails_is_failed_with_its_status_and_only_404_or_410_is_missing(numbered_source: Path,
+                                                                                           tmp_path: Path):
+    """A CDN answering 503, or not answering at all, is a failure a re-run fixes (the stage exits 1 and the next
+    `dvc repro` cuts it); only 404 and 410 say the video is not there."""
+    uids = {name: f"{i:08d}-0000-4000-8000-0000000000a{i}" for i, name in
+            enumerate(["sick", "gone", "removed", "fine", "down"], 1)}
+    served = tmp_path / "served"
+    served.mkdir()
+    for name in ("sick", "fine"):
+        (served / f"{uids[name]}.mp4").write_bytes(numbered_source.read_bytes())
+    closed_port = cloud.free_port()  # nothing listens there
+    with source_server(served) as server:
+        server.statuses = {f"{uids['sick']}.mp4": 503, f"{uids['removed']}.mp4": 410}
+        paths = {uid: f"{server.url}/{uid}.mp4" for uid in uids.values()}
+        paths[uids["down"]] = f"http://127.0.0.1:{closed_port}/{uids['down']}.mp4"
+        data = write_metadata(tmp_path / "meta", {uid: 120.0 for uid in uids.values()},
+                              [(uid, 10.0 + i, 12.0 + i) for i, uid in enumerate(uids.values())], paths)
+        with pytest.raises(StageIncomplete, match=r"2 of 5 clip\(s\) failed for a reason a retry can fix"):
+            prepare.run(data, ClipParams(), GcsParams(), tmp_path / "clips", tmp_path / "clips.jsonl",
+                        tmp_path / "metrics.json", 2)
+        records = {r["video_uid"]: r for r in read_jsonl(tmp_path / "clips.jsonl")}
+        outcome = {name: (records[uid]["status"], (records[uid]["reason"] or "")) for name, uid in uids.items()}
+        assert outcome["fine"][0] == "ok"
+        assert outcome["sick"][0] == "failed" and "HTTP 503" in outcome["sick"][1], outcome["sick"]
+        assert outcome["down"][0] == "failed" and "cannot connect" in outcome["down"][1], outcome["down"]
+        assert outcome["gone"] == ("skipped", f"source_missing: {paths[uids['gone']]} does not exist (HTTP 404)")
+        assert outcome["removed"] == ("skipped", f"source_missing: {paths[uids['removed']]} does not exist (HTTP 410)")
+        server.statuses = {f"{uids['removed']}.mp4": 410}  # the CDN healed
+        again = prepare_run(tmp_path, data)
+        healed = {r.video_uid: r.status.value for r in again.records}
+        assert healed[uids["sick"]] == "ok" and again.facts["cut"] == 1
 
 
 def data_params(folder: Path, nlq: dict, videos: list[dict], video_url: str) -> DataParams:
@@ -405,3 +412,17 @@ def test_metadata_with_a_byte_order_mark_is_read(source: Path, tmp_path: Path):
     for name in (data.nlq_json, data.ego4d_json):
         Path(name).write_bytes(b"\xef\xbb\xbf" + Path(name).read_bytes())  # as some editors save JSON
     assert [r["status"] for r in prepare_records(tmp_path, data).values()] == ["ok"]
+
+
+def test_two_http_videos_of_the_same_size_without_a_checksum_are_never_the_same_source(tmp_path: Path):
+    """An HTTP server's ETag and size say nothing about content across servers and paths: the URL is part of what
+    identifies such a source, or two videos of one size would share their clips."""
+    from evud.clips.sources import source_fingerprint
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "a.mp4").write_bytes(b"\x00" * 1000)
+    (served / "b.mp4").write_bytes(b"\x01" * 1000)
+    with source_server(served) as server:
+        a, b = (source_fingerprint(f"{server.url}/{name}.mp4", {}) for name in ("a", "b"))
+    assert a != b

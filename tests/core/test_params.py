@@ -89,3 +89,23 @@ def test_a_bad_runtime_knob_stops_the_stage_in_one_line_naming_it(tmp_path: Path
                    "--metrics", str(tmp_path / "x"), env={"EVUD_WORKERS": "abc"})
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "prepare: EVUD_WORKERS='abc' is not a whole number of at least 1"
+
+
+def leaves(value: object, prefix: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [leaf for key, inner in value.items() for leaf in leaves(inner, f"{prefix}{key}.")]
+    return [prefix.rstrip(".")]
+
+
+def test_params_hold_settings_of_a_run_not_the_price_list(tmp_path: Path):
+    """`dvc exp show` has a column per param: prices (facts about models, dated, in conf/prices.yaml) would add
+    dozens of columns that never differ between two experiments. An old params.yaml with them is named."""
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    columns = leaves(params)
+    assert not [c for c in columns if "price" in c or c.endswith("_per_1m")], columns
+    assert len(columns) < 60, len(columns)  # 101 with gemini.pricing, 51 without
+    params["gemini"]["pricing"] = {"gemini-3.8-flash": {"input_per_1m": 1.5}}
+    old = tmp_path / "params.yaml"
+    old.write_text(yaml.safe_dump(params))
+    with pytest.raises(Exception, match=r"gemini.pricing moved to conf/prices.yaml"):
+        load_section("gemini", old)

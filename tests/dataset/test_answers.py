@@ -56,6 +56,24 @@ def test_emphasis_is_removed_but_not_inner_underscores_or_arithmetic():
     assert strip_emphasis("file_name_here") == "file_name_here"
 
 
+@pytest.mark.parametrize(("written", "kept"), [
+    ("The script reads window.__xss before it loads", "The script reads window.__xss before it loads"),
+    ("Python calls __init__ first", "Python calls __init__ first"),
+    ("a my__var name and 2**10 bytes", "a my__var name and 2**10 bytes"),
+    ("x**2 + y**2", "x**2 + y**2"),
+])
+def test_removing_markup_never_changes_words_or_identifiers(written: str, kept: str):
+    assert strip_emphasis(written) == kept
+    parsed = parse_qa_blocks(f"Category: world knowledge\nQuestion: What is shown?\nShort answer: {written}")
+    assert parsed.pairs[0][2] == kept
+
+
+def test_markers_a_key_leaves_dangling_at_the_edges_are_removed():
+    assert strip_emphasis("** What is on the table?") == "What is on the table?"
+    assert strip_emphasis("A red mug**") == "A red mug"
+    assert strip_emphasis("__init__ words") == "__init__ words"  # `__` is an identifier's, never emphasis
+
+
 def test_capitalise_first_keeps_the_rest():
     assert capitalise_first("best Dad mug from IKEA") == "Best Dad mug from IKEA"
     assert capitalise_first("") == ""

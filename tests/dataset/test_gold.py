@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from evud.core.jsonl import read_jsonl
 from evud.core.params import PostParams, PromptParams
 from evud.dataset.gold import GoldAnswersError, load_gold_answers
 from evud.dataset.postprocess import run
@@ -26,7 +27,7 @@ def build(root: Path, post: PostParams) -> dict:
     run(post, TEXT, manifest, root / "responses.jsonl", root / "dataset.json", root / "rejects.jsonl",
         root / "metrics.json")
     return {"dataset": json.loads((root / "dataset.json").read_text()),
-            "rejects": [json.loads(line) for line in (root / "rejects.jsonl").read_text().splitlines()],
+            "rejects": list(read_jsonl(root / "rejects.jsonl")),
             "metrics": json.loads((root / "metrics.json").read_text())}
 
 

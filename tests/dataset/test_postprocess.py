@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+import yaml
 
 from evud.core.params import PostParams, PromptParams
 from evud.core.records import QAPair
@@ -180,3 +181,29 @@ def test_a_clip_that_cannot_become_a_record_is_rejected_alone():
     results = [answer(0, CANONICAL), answer(1, CANONICAL)]
     records, rejects, _ = build_dataset(clips, results, PostParams(), "text", GoldIndex())
     assert len(records) == 1 and reasons(rejects) == ["invalid_record"] and rejects[0].key.endswith("-1")
+
+
+def test_a_dataset_without_a_single_record_is_an_error_that_says_why(tmp_path: Path):
+    """Every answer cut at MAX_TOKENS (and not asked again): no clip has its seven categories. A 0-record dataset
+    must not be locked by DVC as a success: the stage writes its outputs (to look at) and exits 1."""
+    from evud.core.errors import UserError
+    from evud.core.jsonl import write_jsonl
+    from stages import postprocess as postprocess_stage
+
+    clips = [clip(i) for i in range(3)]
+    cut = [answer(i, CANONICAL[: len(CANONICAL) // 2], "truncated", finish_reason="MAX_TOKENS") for i in range(3)]
+    write_jsonl(tmp_path / "clips.jsonl", clips)
+    write_jsonl(tmp_path / "responses.jsonl", cut)
+    with pytest.raises(UserError, match=r"no record: all 3 answered clip\(s\) were rejected \(missing_categories x3\)"):
+        run(PostParams(), TEXT, tmp_path / "clips.jsonl", tmp_path / "responses.jsonl", tmp_path / "d.json",
+            tmp_path / "rejects.jsonl", tmp_path / "m.json")
+    assert json.loads((tmp_path / "d.json").read_text()) == [] and (tmp_path / "rejects.jsonl").read_text()
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"post": {}, "prompt": {"name": "evud", "text": "t"}}))
+    with pytest.raises(SystemExit) as exit_info:
+        postprocess_stage.main(["--manifest", str(tmp_path / "clips.jsonl"), "--responses", str(tmp_path / "responses.jsonl"),
+                                "--out", str(tmp_path / "d.json"), "--rejects", str(tmp_path / "r.jsonl"),
+                                "--metrics", str(tmp_path / "m.json"), "--params", str(params)])
+    message = str(exit_info.value.code)
+    assert message.startswith("postprocess: the dataset has no record") and "data/rejects.jsonl" not in message
+    assert str(tmp_path / "r.jsonl") in message

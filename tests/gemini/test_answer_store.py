@@ -97,3 +97,17 @@ def test_an_s3_prefix_is_a_store_a_team_shares(tmp_path: Path):
             assert theirs.claim(key(1))  # no claims on remote stores: documented
         finally:
             del os.environ["AWS_ENDPOINT_URL_S3"]
+
+
+def test_an_entry_file_holding_another_requests_answer_is_ignored_with_a_warning(tmp_path: Path,
+                                                                                capsys: pytest.CaptureFixture):
+    """A file copied or renamed by hand (or a bug) must never serve one request's answer to another clip."""
+    store = AnswerStore(str(tmp_path / "answers"))
+    store.put(entry(key(1), text="the answer of request 1"))
+    misplaced = tmp_path / "answers" / key(2)[:2] / f"{key(2)}.json"
+    misplaced.parent.mkdir(parents=True, exist_ok=True)
+    misplaced.write_bytes((tmp_path / "answers" / key(1)[:2] / f"{key(1)}.json").read_bytes())
+    assert store.get(key(2)) is None
+    assert store.get_many([key(1), key(2)]) == {key(1): entry(key(1), text="the answer of request 1")}
+    warning = capsys.readouterr().err
+    assert f"{key(2)}.json holds the answer of request {key(1)[:12]}" in warning and "ignoring it" in warning

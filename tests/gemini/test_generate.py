@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from evud.core.params import load_section
 from evud.core.progress import StageIncomplete
 from evud.gemini import generate
@@ -32,6 +34,15 @@ def test_replay_answers_are_free_and_never_enter_the_answer_store(reproduced_sam
     assert first.facts["calls"] == again.facts["calls"] == 7
     assert not (isolated_store / "answers").exists()  # example answers must never be served as real ones
     assert (tmp_path / "responses.jsonl").read_bytes() == (reproduced_sample / "data/responses.jsonl").read_bytes()
+
+
+def test_the_free_offline_backend_prints_no_rate_and_no_cost(reproduced_sample: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture):
+    """Replay answers are examples read from a file: a request rate or a dollar figure would only mislead."""
+    run_generate(reproduced_sample, tmp_path)
+    said = capsys.readouterr().err
+    assert "generate: 7 clips" in said and "7 answer(s) from the replay file" in said, said
+    assert "/min" not in said and "$" not in said and "cost" not in said, said
 
 
 def test_a_failed_request_is_recorded_for_its_own_clip(reproduced_sample: Path, tmp_path: Path):

@@ -68,6 +68,24 @@ def test_generation_settings_are_checked_by_the_sdks_own_model(generation, messa
     assert str(err.value).startswith(message)
 
 
+@pytest.mark.parametrize(("generation", "message"), [
+    ({"max_output_tokens": -5}, "gemini.generation.max_output_tokens=-5: Vertex accepts 1 to 65,536"),
+    ({"max_output_tokens": 100_000}, "gemini.generation.max_output_tokens=100000: Vertex accepts 1 to 65,536"),
+    ({"temperature": 2.5}, "gemini.generation.temperature=2.5: Vertex accepts 0.0 to 2.0"),
+    ({"top_p": -0.1}, "gemini.generation.top_p=-0.1: Vertex accepts 0.0 to 1.0"),
+    ({"top_k": 0}, "gemini.generation.top_k=0.0: Vertex accepts 1 or more"),
+    ({"candidate_count": 9}, "gemini.generation.candidate_count=9: Vertex accepts 1 to 8"),
+    ({"presence_penalty": 2.0}, "gemini.generation.presence_penalty=2.0: Vertex accepts -2.0 up to (not including) 2.0"),
+    ({"frequency_penalty": -3}, "gemini.generation.frequency_penalty=-3.0: Vertex accepts -2.0 up to (not including) 2.0"),
+    ({"logprobs": 21}, "gemini.generation.logprobs=21: Vertex accepts 1 to 20"),
+])
+def test_numeric_settings_outside_what_vertex_accepts_are_refused_naming_the_range(generation, message):
+    gemini = load_section("gemini", PARAMS).model_copy(update={"generation": generation})
+    with pytest.raises(ParamsError) as err:
+        generation_config(gemini)
+    assert str(err.value) == message
+
+
 def test_generation_settings_are_canonical_without_nulls():
     gemini = load_section("gemini", PARAMS).model_copy(update={"generation": {
         "max_output_tokens": 4096, "temperature": None, "thinking_config": {"thinking_level": "low",

@@ -47,20 +47,37 @@ def test_a_clip_that_keeps_failing_is_recorded_and_the_run_completes(reproduced_
     clips = manifest_clips(reproduced_sample)
     doomed = clips[2]["sha256"]
     fake_vertex.script(doomed, *[503] * int(FAST_ENV["EVUD_RETRY_ATTEMPTS"]))
-    fake_vertex.script(clips[3]["sha256"], 400)  # a client error is not retried
     fake_vertex.script(clips[4]["sha256"], "garbage")  # an answer the SDK cannot read
     metrics, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
     assert responses[doomed]["status"] == "failed" and responses[doomed]["error"].startswith("api_error_503")
     assert fake_vertex.calls[doomed] == int(FAST_ENV["EVUD_RETRY_ATTEMPTS"])
-    assert fake_vertex.calls[clips[3]["sha256"]] == 1
-    assert metrics["not_ok_by_reason"] == {"failed:api_error_503": 1, "failed:api_error_400": 1,
-                                           "failed:unexpected_error": 1}
-    assert sum(r["status"] == "ok" for r in responses.values()) == len(responses) - 3
+    assert metrics["not_ok_by_reason"] == {"failed:api_error_503": 1, "failed:unexpected_error": 1}
+    assert sum(r["status"] == "ok" for r in responses.values()) == len(responses) - 2
     # The next run asks again for the failed clips only.
     fake_vertex.reset_counts()
     again, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
-    assert again["calls"] == 3 and set(fake_vertex.calls) == {doomed, clips[3]["sha256"], clips[4]["sha256"]}
+    assert again["calls"] == 2 and set(fake_vertex.calls) == {doomed, clips[4]["sha256"]}
     assert {r["status"] for r in responses.values()} == {"ok"}
+
+
+def test_a_request_vertex_rejects_as_invalid_is_final_and_asked_again_only_on_demand(
+        reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex, monkeypatch: pytest.MonkeyPatch):
+    """A 400 (INVALID_ARGUMENT) says the request itself is wrong: sending it again (its whole inline clip) on every
+    later run can only fail again. It is recorded as `rejected`, counted, and asked again with EVUD_REASK_REJECTED=1."""
+    invalid = manifest_clips(reproduced_sample)[3]["sha256"]
+    fake_vertex.script(invalid, 400)
+    metrics, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    assert fake_vertex.calls[invalid] == 1  # a client error is not retried
+    assert responses[invalid]["status"] == "rejected" and responses[invalid]["error"].startswith("api_error_400")
+    assert metrics["by_status"] == {"ok": 6, "rejected": 1}
+    assert metrics["not_ok_by_reason"] == {"rejected:api_error_400": 1}
+    fake_vertex.reset_counts()
+    again, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex), allow_failed=False)
+    assert fake_vertex.total_calls == 0 and responses[invalid]["status"] == "rejected"
+    monkeypatch.setenv("EVUD_REASK_REJECTED", "1")  # the cause was fixed (a setting, the clip): ask them again
+    fake_vertex.reset_counts()
+    asked, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    assert dict(fake_vertex.calls) == {invalid: 1} and responses[invalid]["status"] == "ok"
 
 
 def test_refusals_and_truncations_are_final_with_their_reason(reproduced_sample: Path, tmp_path: Path,
@@ -273,3 +290,39 @@ def test_a_client_timeout_is_not_retried_in_the_run_and_is_counted_apart(reprodu
     assert fake_vertex.calls[slow] == 1  # not asked again in this run: it may have been billed
     assert responses[slow]["status"] == "failed" and responses[slow]["error"].startswith("timeout")
     assert responses[slow]["retryable"] and metrics["not_ok_by_reason"] == {"failed:timeout": 1}
+
+
+def test_the_failure_summary_counts_reasons_and_gives_the_command_that_asks_them_again(
+        reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("EVUD_REQUEST_TIMEOUT_S", "1")
+    clips = manifest_clips(reproduced_sample)
+    for clip in clips[:5]:
+        fake_vertex.script(clip["sha256"], *[503] * int(FAST_ENV["EVUD_RETRY_ATTEMPTS"]))
+    for clip in clips[5:7]:
+        fake_vertex.script(clip["sha256"], "hang")
+    result = generate_main(reproduced_sample, tmp_path, fake_vertex)
+    assert result.returncode == 1
+    said = result.stderr
+    summary = said[said.index("generate: 7 item(s) not done"):]
+    assert "5  failed:api_error_503" in summary and "2  failed:timeout" in summary, summary
+    assert "7  failed\n" not in summary  # counted by reason, not by status
+    assert "api_error_503 x5" in last_line(result) and "timeout x2" in last_line(result)
+    assert "run `dvc repro` (or the same `dvc exp run`) again" in last_line(result), last_line(result)
+
+
+def test_no_credentials_are_needed_when_every_answer_is_already_paid_for(reproduced_sample: Path, tmp_path: Path,
+                                                                         fake_vertex: FakeVertex,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    """A param that re-runs generate without changing a request (a budget, a mode knob) on a machine without Google
+    credentials (a teammate's clone, CI): no call is needed, so no credential either."""
+    first, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    assert first["calls"] == 7
+    for name in ("GOOGLE_OAUTH_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    fake_vertex.reset_counts()
+    again, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, max_cost_usd=5.0),
+                                    allow_failed=False)
+    assert again["calls"] == 0 and again["reused_answers"] == 7 and fake_vertex.targets == {}
+    assert {r["status"] for r in responses.values()} == {"ok"}

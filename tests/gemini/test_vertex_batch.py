@@ -90,6 +90,24 @@ def test_a_rerun_resumes_the_submitted_job_instead_of_paying_twice(reproduced_sa
     assert [json.loads(p.read_text())["collected"] for p in Path(log.root).glob("*.json")] == ["JOB_STATE_SUCCEEDED"]
 
 
+def test_predictions_with_fields_this_sdk_does_not_know_are_read_and_an_unreadable_row_is_that_rows_failure(
+        reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex, gcs_emulator: str):
+    """Vertex adds fields before the SDK models them (Candidate.score is in v1's content.proto): a prediction line
+    is read as the SDK reads its own responses (unknown fields dropped). A line that still cannot be read fails that
+    row, never the job: every other paid answer reaches the store, and the job is collected."""
+    clips = manifest_clips(reproduced_sample)
+    newer, unreadable = clips[0]["sha256"], clips[1]["sha256"]
+    fake_vertex.script(newer, "newer_fields")
+    fake_vertex.script(unreadable, "unreadable_row", "ok")
+    metrics, responses = run_generate(reproduced_sample, tmp_path, batch_params(fake_vertex, "newer"))
+    assert responses[newer]["status"] == "ok" and "Category:" in responses[newer]["text"]
+    assert {r["status"] for r in responses.values()} == {"ok"}  # the unreadable row was asked again in a 2nd job
+    assert fake_vertex.batch_lines[unreadable] == 2 and fake_vertex.jobs_created == 2
+    log = BatchJobLog(AnswerStore(str(tmp_path / "answers")))
+    collected = [json.loads(p.read_text())["collected"] for p in Path(log.root).glob("*.json")]
+    assert collected == ["JOB_STATE_SUCCEEDED", "JOB_STATE_SUCCEEDED"]
+
+
 def test_prediction_lines_map_to_keys_by_label_else_by_clip_uri():
     record = {"labels": {"k1abc": "k1abc" + "0" * 59}, "uris": {"gs://b/clips/2.mp4": "k2" + "0" * 62}}
     by_label = {"request": {"labels": {"evud_request": "k1abc"}, "contents": []}}

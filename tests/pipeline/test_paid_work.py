@@ -182,6 +182,39 @@ def test_a_fresh_clone_after_dvc_pull_cuts_and_pays_nothing(vertex_repo: Path, f
     assert fake_vertex.total_calls == 0
 
 
+def test_two_runs_cutting_the_same_windows_at_once_cut_each_clip_once(many_clips_copy: Path, tmp_path: Path):
+    """Two queued experiments that both re-run prepare share the main repository's clip store: claims make the
+    second wait for the clip the first is cutting, as they do for answers (28 windows, slow re-encoding)."""
+    first = select_many_reencoded(many_clips_copy)
+    second = copy_repo(first, tmp_path / "second")
+    shared = tmp_path / "shared-store"  # what DVC_ROOT gives queued and temp runs: the main repository's .evud
+    cmd = [sys.executable, "-m", "stages.prepare", "--clips-dir", "data/clips", "--manifest", "data/clips.jsonl",
+           "--metrics", "metrics/prepare.json"]
+    runs = [start(cmd, repo, EVUD_WORKERS="2", EVUD_STORE=str(shared)) for repo in (first, second)]
+    assert [run.wait(timeout=120) for run in runs] == [0, 0], [repo.with_suffix(".log").read_text() for repo in (first, second)]
+    cuts = [json.loads(report.read_text())["cut"] for report in (shared / "reports/prepare").glob("*.json")]
+    assert len(cuts) == 2 and sum(cuts) == 28, cuts
+    manifests = [[(r["clip_path"], r["sha256"]) for r in map(json.loads, (repo / "data/clips.jsonl").read_text().splitlines())]
+                 for repo in (first, second)]
+    assert manifests[0] == manifests[1] and all(sha for _, sha in manifests[0])
+
+
+def test_deleting_the_store_loses_no_answer_that_dvcs_cache_holds(vertex_repo: Path, fake_vertex: FakeVertex):
+    """The README: "nothing is lost that the versioned outs and DVC's cache do not hold". Answers of experiments run
+    before `rm -rf .evud` come back from any responses.jsonl DVC's cache holds: the workspace's lock, an experiment's
+    ref, the run cache (here the only place experiment a's answers are left, once the experiment is removed)."""
+    dvc(vertex_repo, "exp", "run", "-n", "a", "-S", f"gemini.model={MODEL_A}")
+    dvc(vertex_repo, "exp", "run", "-n", "b", "-S", f"gemini.model={MODEL_B}")
+    assert fake_vertex.total_calls == 2 * SAMPLE_CLIPS
+    shutil.rmtree(vertex_repo / ".evud")
+    dvc(vertex_repo, "exp", "remove", "a")
+    fake_vertex.reset_counts()
+    for model in (MODEL_A, MODEL_B):  # a budget re-runs generate: DVC's run cache does not restore its outs
+        result = dvc(vertex_repo, "exp", "run", "-S", f"gemini.model={model}", "-S", "gemini.max_cost_usd=997")
+        assert "7 clips, 7 answered before" in result.stderr, result.stderr
+    assert fake_vertex.total_calls == 0
+
+
 def test_ctrl_c_ends_prepare_with_one_line_and_no_worker_left(many_clips_copy: Path):
     repo = select_many_reencoded(many_clips_copy)
     cmd = [sys.executable, "-m", "stages.prepare", "--clips-dir", "data/clips", "--manifest", "data/clips.jsonl",
@@ -197,6 +230,7 @@ def test_ctrl_c_ends_prepare_with_one_line_and_no_worker_left(many_clips_copy: P
     output = repo.with_suffix(".log").read_text()
     assert "Traceback" not in output, output
     assert output.strip().splitlines()[-1].startswith("prepare: interrupted; every clip finished so far is kept")
+    assert not list((repo / ".evud/clips").glob("*/*.part"))  # the clips in flight leave nothing half-written
     finished = stored()
     again = run(cmd, repo)
     assert f"{finished} already done" in again.stderr and f"{28 - finished} to cut" in again.stderr

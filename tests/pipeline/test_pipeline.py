@@ -132,3 +132,35 @@ def test_a_clip_edited_on_disk_is_never_recorded_with_another_files_sha256(repro
     assert b"edited" not in victim.read_bytes()
     run(["dvc", "repro"], repo)
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo).stdout
+
+
+def test_outputs_have_the_mode_the_umask_gives(reproduced_sample: Path):
+    """A web server running as another user must be able to serve the browse site: no output is private to its
+    writer (a temp file renamed into place is mode 0600 unless its mode is set). Outs that DVC links into its cache
+    are read-only for everyone (DVC's protection of the shared file), which serves as well."""
+    umask = os.umask(0)
+    os.umask(umask)
+    allowed = {0o666 & ~umask, 0o444}
+    outputs = [p for p in (reproduced_sample / "data").rglob("*") if p.is_file() and "sample" not in p.parts
+               and "replay" not in p.parts and "gold" not in p.parts and "ego4d" not in p.parts]
+    outputs += list((reproduced_sample / "metrics").glob("*.json")) + list((reproduced_sample / "plots").glob("*.json"))
+    assert any("browse" in p.parts for p in outputs) and any(p.suffix == ".mp4" for p in outputs)
+    wrong = {p.relative_to(reproduced_sample).as_posix(): oct(p.stat().st_mode & 0o777) for p in outputs
+             if p.stat().st_mode & 0o777 not in allowed}
+    assert not wrong, f"expected one of {sorted(map(oct, allowed))}: {wrong}"
+    assert all((p.stat().st_mode & 0o777) == 0o666 & ~umask for p in (reproduced_sample / "metrics").glob("*.json"))
+
+
+def test_each_clip_is_on_disk_once_where_the_file_system_can_link(golden_sample: Path):
+    """A fresh clone's `dvc repro`: the clip store, data/clips and DVC's cache are three names of one file (the
+    published run's clips are ~130 GB; three copies would be ~390 GB). DVC protects the shared file: read-only."""
+    manifest = [json.loads(line) for line in (golden_sample / "data/clips.jsonl").read_text().splitlines()]
+    clips = [r for r in manifest if r["status"] == "ok"]
+    assert len(clips) == 7
+    for record in clips:
+        workspace = golden_sample / "data/clips" / record["clip_path"]
+        stored = golden_sample / ".evud/clips" / record["cut_key"][:2] / f"{record['cut_key']}.mp4"
+        md5 = hashlib.md5(workspace.read_bytes()).hexdigest()
+        cached = golden_sample / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+        assert workspace.stat().st_ino == stored.stat().st_ino == cached.stat().st_ino, record["clip_path"]
+        assert workspace.stat().st_mode & 0o222 == 0, "a linked out must be read-only (never edited in place)"

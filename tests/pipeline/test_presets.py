@@ -60,6 +60,8 @@ def test_dvc_exp_run_switches_a_preset_to_vertex_calls_every_clip_and_builds_the
                  env=FAST_ENV)
     assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
     assert "Stage 'prepare' didn't change, skipping" in result.stdout
+    # Every clip answered and kept: no reject, and no DVC warning that the rejects out is empty.
+    assert "is empty" not in result.stdout + result.stderr, result.stdout + result.stderr
     assert {(model, location) for _, model, location in fake_vertex.targets} == {(conf["model"], conf["location"])}
     assert load_section("gemini", reproduced_copy / "params.yaml").model == conf["model"]
     n = len(manifest_clips(reproduced_copy))

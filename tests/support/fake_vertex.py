@@ -115,8 +115,10 @@ def error_json(code: int, message: str | None = None) -> dict[str, Any]:
 
 
 class FakeVertex:
-    def __init__(self, latency_s: float = 0.0, error_rate: float = 0.0, seed: int = 0, hang_s: float = 30.0):
+    def __init__(self, latency_s: float = 0.0, error_rate: float = 0.0, seed: int = 0, hang_s: float = 30.0,
+                 keep_bodies: bool = True):
         self.latency_s = latency_s
+        self.keep_bodies = keep_bodies  # False in benchmarks: a body holds its inline clip (megabytes each)
         self.error_rate = error_rate
         self.hang_s = hang_s
         self.default: Any = "ok"
@@ -262,7 +264,8 @@ class FakeVertex:
         with self._lock:
             self.calls[clip_id] += 1
             self.models[model] += 1
-            self.bodies.append(body)
+            if self.keep_bodies:
+                self.bodies.append(body)
         with self._lock:
             held = self._hold_after is not None and self.answered >= self._hold_after
             if not held:
@@ -329,6 +332,15 @@ class FakeVertex:
             if isinstance(behaviour, int):
                 out["status"] = f"Error {behaviour}: injected failure"
                 failed += 1
+            elif behaviour == "newer_fields":  # fields a newer Vertex sends that this SDK does not model
+                response = answer_json("ok", clip_id, model)
+                response["candidates"][0]["score"] = -0.42  # Candidate.score: in Vertex's v1 content.proto
+                response["servingTier"] = {"name": "batch"}
+                out["status"], out["response"] = "", response
+                ok += 1
+            elif behaviour == "unreadable_row":  # a response no SDK can read (a candidate that is not an object)
+                out["status"], out["response"] = "", {"candidates": ["not a candidate"], "modelVersion": model}
+                ok += 1
             else:
                 out["status"] = ""
                 out["response"] = answer_json(behaviour, clip_id, model)

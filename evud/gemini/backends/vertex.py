@@ -29,6 +29,7 @@ from evud.gemini.backends.vertex_requests import (
     DEFAULT_REQUEST_TIMEOUT_S,
     HTTP_ERRORS,
     describe_error,
+    is_rejection,
     is_transient,
     request_config,
     request_contents,
@@ -113,11 +114,7 @@ class VertexBackend:
     supports_batch = True
 
     def __init__(self, gemini: GeminiParams, clips_dir: Path):
-        if not gemini.project:
-            raise VertexSetupError("gemini.backend=vertex needs a Google Cloud project: run with "
-                                   "-S gemini.project=MY_PROJECT")
-        self.credentials = google_credentials()  # once, before anything is asked
-        self.client = make_client(gemini, self.credentials)
+        self._clients: tuple[google.auth.credentials.Credentials, genai.Client] | None = None
         self._clips_dir = clips_dir
         self._video_source = gemini.video_source
         self._inline_limit_mb = gemini.inline_limit_mb
@@ -131,6 +128,25 @@ class VertexBackend:
 
     def retries_made(self) -> int:
         return self.retries.total
+
+    def _setup(self) -> tuple[google.auth.credentials.Credentials, genai.Client]:
+        """Credentials and client, resolved once, when the first request is about to be made: a run whose answers
+        are all paid for needs neither a project nor credentials (a teammate's clone, CI)."""
+        if self._clients is None:
+            if not self._gemini.project:
+                raise VertexSetupError("gemini.backend=vertex needs a Google Cloud project: run with "
+                                       "-S gemini.project=MY_PROJECT")
+            credentials = google_credentials()
+            self._clients = credentials, make_client(self._gemini, credentials)
+        return self._clients
+
+    @property
+    def credentials(self) -> google.auth.credentials.Credentials:
+        return self._setup()[0]
+
+    @property
+    def client(self) -> genai.Client:
+        return self._setup()[1]
 
     def _retrying(self) -> tenacity.Retrying:
         return tenacity.Retrying(stop=tenacity.stop_after_attempt(self._attempts), wait=self._wait,
@@ -170,7 +186,7 @@ class VertexBackend:
         try:
             return self._retrying()(self._call, request, contents, config)
         except (errors.APIError, auth_exceptions.TransportError, *HTTP_ERRORS) as err:
-            raise BackendError(describe_error(err), retryable=is_transient(err)) from None
+            raise BackendError(describe_error(err), retryable=is_transient(err), rejected=is_rejection(err)) from None
 
     def ask_batch(self, requests: list[GeminiRequest], store: AnswerStore, clips_dir: Path,
                   concurrency: int) -> BatchOutcome:

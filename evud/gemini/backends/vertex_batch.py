@@ -11,6 +11,7 @@ workspace or in any experiment, resumes polling the job it submitted instead of 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from google.genai import errors, types
+from pydantic import ValidationError
 
 from evud.core.checksums import file_digests
 from evud.core.errors import UserError
@@ -243,6 +245,12 @@ def line_key(line: dict[str, Any], record: dict[str, Any]) -> str | None:
     return None
 
 
+def read_prediction(response: dict[str, Any]) -> types.GenerateContentResponse:
+    """A prediction line's response, read the way the SDK reads its own responses: fields a newer Vertex sends that
+    this SDK does not model yet are dropped (its models forbid unknown fields), the rest is checked."""
+    return types.GenerateContentResponse._from_response(response=copy.deepcopy(response), kwargs={})
+
+
 def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job: types.BatchJob) -> dict[str, AnswerEntry]:
     """Entries for every request of a job: its answer, its error, or `batch_missing`."""
     labels: dict[str, str] = record["labels"]
@@ -254,7 +262,12 @@ def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job:
         if key is None:
             continue  # not one of ours (another job's output under the same prefix)
         if line.get("response") and not line.get("status"):
-            response = types.GenerateContentResponse.model_validate(line["response"])
+            try:
+                response = read_prediction(line["response"])
+            except (ValidationError, TypeError, ValueError) as err:  # this row's failure, never the job's
+                entries[key] = failed_entry(key, model, "vertex", f"unreadable_prediction: {err}".splitlines()[0],
+                                            retryable=True, batch_job=name)
+                continue
             entries[key] = response_entry(key, model, "vertex", response, batch_job=name, answered_at=answered_at)
         elif key not in entries:
             entries[key] = failed_entry(key, model, "vertex", f"batch_error: {line.get('status') or 'no response'}",

@@ -45,6 +45,11 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSPORT_ERRORS + (auth_exceptions.TransportError,))
 
 
+def is_rejection(error: BaseException) -> bool:
+    """Vertex refused the request itself (400 INVALID_ARGUMENT): sending it again unchanged can only fail again."""
+    return isinstance(error, errors.APIError) and error.code == 400
+
+
 def retry_in_run(error: BaseException) -> bool:
     """Transient, and not possibly billed: a request that timed out waiting for its answer is not sent again now."""
     return is_transient(error) and not isinstance(error, READ_TIMEOUT_ERRORS)
