@@ -1,14 +1,18 @@
-"""Benchmark: cutting NLQ windows out of a long 720p video held in S3 (a local moto server).
+"""Benchmark: cutting NLQ windows out of long 720p videos held in S3 (a local moto server), one source per GOP length.
 
-    python -m bench.bench_prepare [--minutes 4] [--windows 16]
+    python -m bench.bench_prepare [--minutes 2] [--windows 12] [--gops 1,2,8]
 
-Side by side, in one run, each approach in its own process (so peak RSS is its own):
-  naive    the published way: download the whole object, then decode and re-encode each window (libx264)
-  copy     ours, clip.mode=copy: ranged reads, remux without decoding
-  reencode ours, clip.mode=reencode at 540p
-Figures: wall time, CPU seconds per second of clip, bytes fetched from S3 / bytes of the windows in the
-source, peak memory of the process tree (PSS: shared pages counted once). Targets: fetched <= 1.2x the windows, copy >= 100x less CPU per
-clip-second than naive, peak RSS <= 300 MB.
+Side by side, in one run, each approach in its own process (so peak RSS is its own), on sources with a keyframe every
+1, 2 and 8 s (x264's default keyint at 30 fps is ~8 s) and B-frames:
+  naive     the published way: download the whole object, then decode and re-encode each window (libx264)
+  copy      ours, clip.mode=copy (players only): ranged reads, remux without decoding
+  exact     ours, the default: the window's frames re-encoded at 384p (superfast), lead-in B-frames skipped
+  reencode  ours, clip.mode=exact at the former reencode settings: 540p, preset medium
+  smartcut  the work a smart cut cannot avoid (decode from the keyframe, re-encode at full size with ultrafast the
+            spans before the first and after the last keyframe inside the window); a measured lower bound, no file
+Figures: wall time, CPU seconds per second of clip, bytes fetched from S3 / bytes of the windows in the source, peak
+memory of the process tree (PSS: shared pages counted once). Targets: exact <= 5x the CPU of copy, fetched <= 1.3x the
+windows, peak RSS <= 300 MB.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ VIDEO_UID = "0b1e2c3d-0000-4000-8000-00000000beef"
 CACHE = ROOT / "bench" / ".cache"
 
 
-def make_source(path: Path, minutes: float) -> None:
-    """A 720p/30 H.264 video at ~4 Mbps, a keyframe every second, moving texture and AAC audio."""
+def make_source(path: Path, minutes: float, gop_s: float = 1.0) -> None:
+    """A 720p/30 H.264 video at ~4 Mbps, a keyframe every gop_s seconds, B-frames, moving texture and AAC audio."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +53,8 @@ def make_source(path: Path, minutes: float) -> None:
         video = out.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.bit_rate = 4_000_000
-        video.options = {"preset": "ultrafast", "g": "30"}
+        video.options = {"preset": "ultrafast", "g": str(int(gop_s * fps)), "keyint_min": str(int(gop_s * fps)),
+                         "sc_threshold": "0", "bf": "3"}
         audio = out.add_stream("aac", rate=48000, layout="stereo")
         for i in range(int(minutes * 60 * fps)):
             shift = (i * 7) % width
@@ -132,8 +137,38 @@ def ours_cut(endpoint: str, windows: list[tuple[float, float]], out_dir: Path, m
                       nlq_json=str(meta / "nlq_train.json"), window_rounding="exact", s3_endpoint_url=endpoint)
     # A clip store of its own: every measured run cuts every window (none is reused from an earlier run).
     os.environ["EVUD_STORE"] = str(out_dir / "store")
-    prepare.run(data, ClipParams(mode=mode, height=540), GcsParams(), out_dir / "clips", out_dir / "clips.jsonl",
-                out_dir / "metrics.json", int(os.environ.get("EVUD_WORKERS", "2")))
+    clip = {"copy": ClipParams(mode="copy"), "exact": ClipParams(),
+            "reencode": ClipParams(mode="exact", height=540, preset="medium")}[mode]
+    prepare.run(data, clip, GcsParams(), out_dir / "clips", out_dir / "clips.jsonl", out_dir / "metrics.json",
+                int(os.environ.get("EVUD_WORKERS", "2")))
+
+
+def smartcut_work(endpoint: str, windows: list[tuple[float, float]], out_dir: Path) -> None:
+    """What a smart cut must re-encode, at the source's size (to join stream-copied GOPs): from the window start to
+    the first keyframe inside it, and from the last keyframe inside it to its end (all of it without one)."""
+    from evud.clips.video import open_source
+
+    url = f"s3://{BUCKET}/{KEY}"
+    with open_source(url, {"endpoint_url": endpoint}) as raw, av.open(raw) as inp:
+        video = inp.streams.video[0]
+        keyframes = [float(p.pts * video.time_base) for p in inp.demux(video) if p.is_keyframe and p.pts is not None]
+        for n, (start, end) in enumerate(windows):
+            inside = [k for k in keyframes if start < k < end]
+            spans = [(start, end)] if not inside else [(start, inside[0]), (inside[-1], end)]
+            with av.open(str(out_dir / f"{n}.mp4"), "w") as out:
+                vout = out.add_stream("libx264", rate=video.average_rate)
+                vout.width, vout.height, vout.pix_fmt = video.codec_context.width, video.codec_context.height, "yuv420p"
+                vout.options = {"preset": "ultrafast"}
+                for span_start, span_end in spans:
+                    inp.seek(int(span_start / video.time_base), stream=video, backward=True)
+                    for frame in inp.decode(video):
+                        if frame.time is None or frame.time < span_start:
+                            continue
+                        if frame.time >= span_end:
+                            break
+                        frame.pts, frame.time_base = round((frame.time - start) / video.time_base), video.time_base
+                        out.mux(vout.encode(frame))
+                out.mux(vout.encode(None))
 
 
 def measure(approach: str, endpoint: str, windows: list[tuple[float, float]], server) -> dict:
@@ -170,17 +205,52 @@ def child_main(args: argparse.Namespace) -> None:
     work = Path(args.work)
     if args.child == "naive":
         naive_cut(args.endpoint, windows, work)
+    elif args.child == "smartcut":
+        smartcut_work(args.endpoint, windows, work)
     else:
         ours_cut(args.endpoint, windows, work, args.child)
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     (work / "result.json").write_text(json.dumps({"cpu_s": sum(u.ru_utime + u.ru_stime for u in usage)}))
 
 
+APPROACHES = "naive,copy,exact,reencode,smartcut"
+
+
+def bench_source(args: argparse.Namespace, gop_s: float) -> list[dict]:
+    """Every approach on one source; prints its table and returns its rows."""
+    source = CACHE / f"source_{args.minutes:g}min_720p_gop{gop_s:g}s.mp4"
+    print(f"\nmaking the source video ({args.minutes:g} min, 720p, a keyframe every {gop_s:g} s) if not cached ...",
+          flush=True)
+    make_source(source, args.minutes, gop_s)
+    with av.open(str(source)) as c:
+        duration = float(c.duration / 1e6)
+    windows = pick_windows(duration, args.windows)
+    need = window_bytes(source, windows)
+    clip_seconds = sum(e - s for s, e in windows)
+    print(f"source: {source.stat().st_size / 1e6:.1f} MB, {duration:.0f} s; {len(windows)} windows, {clip_seconds:.1f} s "
+          f"of clips, {need / 1e6:.1f} MB of window packets")
+    with moto_s3() as (server, endpoint):
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+        boto3.client("s3", endpoint_url=endpoint).upload_file(str(source), BUCKET, KEY)
+        rows = [measure(a, endpoint, windows, server) for a in args.approaches.split(",")]
+    by_name = {row["approach"]: row for row in rows}
+    copy_cpu = by_name["copy"]["cpu_s"] if "copy" in by_name else None
+    print(f"\nGOP {gop_s:g} s")
+    print(f"{'approach':<10}{'wall s':>9}{'CPU s/clip-s':>14}{'x copy':>8}{'fetched MB':>12}{'fetched/need':>14}"
+          f"{'peak PSS MB':>13}")
+    for row in rows:
+        times_copy = f"{row['cpu_s'] / copy_cpu:>8.1f}" if copy_cpu else f"{'':>8}"
+        print(f"{row['approach']:<10}{row['wall_s']:>9.2f}{row['cpu_s'] / clip_seconds:>14.4f}{times_copy}"
+              f"{row['bytes_fetched'] / 1e6:>12.1f}{row['bytes_fetched'] / need:>14.2f}{row['peak_pss_mb']:>13.0f}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=4.0)
-    parser.add_argument("--windows", type=int, default=16)
-    parser.add_argument("--approaches", default="naive,copy,reencode")
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--windows", type=int, default=12)
+    parser.add_argument("--gops", default="1,2,8", help="seconds between keyframes, one source each")
+    parser.add_argument("--approaches", default=APPROACHES)
     parser.add_argument("--child")
     parser.add_argument("--endpoint")
     parser.add_argument("--work")
@@ -189,45 +259,10 @@ def main() -> None:
     if args.child:
         child_main(args)
         return
-    source = CACHE / f"source_{args.minutes:g}min_720p_gop1s.mp4"
-    print(f"making the source video ({args.minutes:g} min, 720p) if not cached ...", flush=True)
-    make_source(source, args.minutes)
-    with av.open(str(source)) as c:
-        duration = float(c.duration / 1e6)
-    windows = pick_windows(duration, args.windows)
-    need = window_bytes(source, windows)
-    clip_seconds = sum(e - s for s, e in windows)
-    size = source.stat().st_size
-    print(f"source: {size / 1e6:.1f} MB, {duration:.0f} s; {len(windows)} windows, {clip_seconds:.1f} s of clips, "
-          f"{need / 1e6:.1f} MB of window packets")
-    with moto_s3() as (server, endpoint):
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-        boto3.client("s3", endpoint_url=endpoint).upload_file(str(source), BUCKET, KEY)
-        rows = [measure(a, endpoint, windows, server) for a in args.approaches.split(",")]
-        # A run has a fixed cost (interpreter, imports, one S3 session per worker) that 13,789 real clips
-        # amortise; cutting only the first two windows too separates it from the cost per clip-second.
-        small = windows[:2]
-        small_rows = {a: measure(a, endpoint, small, server) for a in args.approaches.split(",") if a != "reencode"}
-    small_seconds = sum(e - s for s, e in small)
-    print(f"\n{'approach':<10}{'wall s':>9}{'CPU s/clip-s':>14}{'fetched MB':>12}{'fetched/need':>14}{'peak PSS MB':>13}")
-    for row in rows:
-        print(f"{row['approach']:<10}{row['wall_s']:>9.2f}{row['cpu_s'] / clip_seconds:>14.4f}"
-              f"{row['bytes_fetched'] / 1e6:>12.1f}{row['bytes_fetched'] / need:>14.2f}{row['peak_pss_mb']:>13.0f}")
-    print(f"\nmarginal CPU per clip-second (all {len(windows)} windows minus the first 2):")
-    marginal = {}
-    for row in rows:
-        if row["approach"] in small_rows:
-            marginal[row["approach"]] = ((row["cpu_s"] - small_rows[row["approach"]]["cpu_s"])
-                                         / (clip_seconds - small_seconds))
-            print(f"  {row['approach']:<10}{marginal[row['approach']]:.4f} s "
-                  f"(fixed cost of a run: {small_rows[row['approach']]['cpu_s'] - marginal[row['approach']] * small_seconds:.2f} s)")
-    by_name = {row["approach"]: row for row in rows}
-    if "naive" not in by_name or "copy" not in by_name:
-        return
-    naive, copy = by_name["naive"], by_name["copy"]
-    print(f"\ncopy uses {naive['cpu_s'] / copy['cpu_s']:.0f}x less CPU per clip-second than naive in total, "
-          f"{marginal['naive'] / marginal['copy']:.0f}x at the margin (target >= 100x); fetches {copy['bytes_fetched'] / need:.2f}x the window bytes (target <= 1.2x); "
-          f"peak memory {copy['peak_pss_mb']:.0f} MB (target <= 300 MB)")
+    for gop_s in (float(g) for g in args.gops.split(",")):
+        bench_source(args, gop_s)
+    print("\nCPU includes a run's fixed cost (interpreter, imports, an S3 session per worker), which 13,789 windows "
+          "amortise.")
 
 
 if __name__ == "__main__":

@@ -90,9 +90,10 @@ def cut_key(plan: ClipPlan, fingerprint: str, settings: CutSettings) -> str:
 
 
 def cut_settings(clip: ClipParams) -> CutSettings:
-    if clip.mode == "copy":  # the reencode knobs do not change a copy: keep them out of its cut key
+    if clip.mode == "copy":  # the re-encoding knobs do not change a copy: keep them out of its cut key
         return CutSettings(mode="copy", keep_audio=clip.keep_audio)
-    return CutSettings(mode="reencode", keep_audio=clip.keep_audio, height=clip.height, crf=clip.crf, preset=clip.preset)
+    # `reencode` is the older name of `exact`: the same cut, so the same cut key.
+    return CutSettings(mode="exact", keep_audio=clip.keep_audio, height=clip.height, crf=clip.crf, preset=clip.preset)
 
 
 def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: bool) -> ClipOutcome | None:
@@ -298,12 +299,13 @@ def reuse_locked_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipS
     return added
 
 
-def manifest_record(plan: ClipPlan, key: str | None, outcome: ClipOutcome) -> ClipRecord:
+def manifest_record(plan: ClipPlan, key: str | None, outcome: ClipOutcome, cut_mode: str) -> ClipRecord:
     if outcome.error is not None:
         status = ClipStatus.skipped if outcome.error.permanent else ClipStatus.failed
         return plan.record(status=status, reason=str(outcome.error))
     stored = outcome.stored
     return plan.record(status=ClipStatus.ok, clip_path=plan.clip_path, clip_uri=outcome.clip_uri, cut_key=key,
+                       cut_mode=cut_mode,
                        sha256=stored.sha256, size_bytes=stored.size_bytes, file_start=stored.file_start,
                        file_end=stored.file_end)
 
@@ -364,7 +366,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     if others:
         done += run_tasks(make_tasks(others), keys, dest, workers, len(others))
     outcomes.update({o.clip_path: o for o in done})
-    records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path]) for p in plans]
+    records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path], settings.mode) for p in plans]
     records.sort(key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
     prune_clips_dir(clips_dir, {r.clip_path for r in records if r.clip_path and clip.keep_local})
     write_jsonl(manifest, records)

@@ -4,13 +4,15 @@ A source is opened once, as a seekable file (local, s3://, gs://, http(s):// thr
 demuxer seeks to each window: only the bytes a window needs are read, never the whole video.
 
 Two modes:
-- `copy`: remux packets without decoding, from the keyframe at or before the window start up to the
-  first packet decoded at or after its end (all a frame before the end can reference, and no more of
-  the GOP: fewer bytes read than stopping at the next keyframe). Timestamps are shifted so that the window starts at 0; earlier frames get
-  negative times and the mp4 muxer writes an edit list, so an edit-list-aware player starts exactly at the
-  window. The physical span is returned so consumers can also trim (Gemini's videoMetadata offsets).
-- `reencode`: decode and encode with libx264 to a target height: frame-exact files for consumers that
-  ignore edit lists.
+- `exact` (the default): decode from the keyframe at or before the window start (skipping the frames before it
+  that nothing references) and encode the window's frames with libx264 at a target height, its audio trimmed to
+  it: the file holds the window and nothing else, so every training loader (decord, OpenCV, PyAV), which counts and
+  samples frames by index, and Gemini see exactly the window.
+- `copy` (for players only): remux packets without decoding, from the keyframe at or before the window start up to
+  the first packet decoded at or after its end. Timestamps are shifted so that the window starts at 0; earlier
+  frames get negative times and the mp4 muxer writes an edit list, so an edit-list-aware player starts at the
+  window, but loaders count the lead-in frames and sample across it. The physical span is returned so Gemini's
+  videoMetadata offsets can trim it.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from typing import IO, Any
 
 import av
 import fsspec
+import numpy as np
 
 from evud.core.checksums import file_digests
 
 # Part of every cut key: bump it whenever a change to this module changes the bytes of a clip, so clips
 # cut by older code are cut again (tests/pipeline/test_reproducible.py pins the sample's clip hashes to it).
 # 2: short clips are refused; reencode records the span its frames really cover.
-CUTTER_VERSION = 2
+# 3: `exact` is the default (the window's frames re-encoded, audio trimmed to the sample, lead-in B-frames skipped).
+CUTTER_VERSION = 3
 
 # bitexact: the mp4 muxer writes no library version strings, so the same cut gives the same bytes and
 # clip sha256s (and the Gemini cache keyed on them) stay valid.
@@ -58,11 +62,11 @@ class CutError(Exception):
 
 @dataclass(frozen=True)
 class CutSettings:
-    mode: str = "copy"  # copy | reencode
+    mode: str = "exact"  # exact | copy
     keep_audio: bool = True
-    height: int = 540  # reencode: target height (never upscaled)
+    height: int = 384  # exact: target height (never upscaled)
     crf: int = 23
-    preset: str = "medium"
+    preset: str = "superfast"
     md5: bool = False  # also compute the clip's MD5 (to verify GCS uploads)
 
 
@@ -197,7 +201,8 @@ class WindowJob:
 def cut_window(source_url: str, dest: Path, start: float, end: float, keep_audio: bool = True) -> CutResult:
     """Cut one window by stream copy (convenience for a single cut)."""
     with open_source(source_url) as source:
-        (result,) = cut_windows(source, source_url, [WindowJob(dest, start, end)], CutSettings(keep_audio=keep_audio))
+        (result,) = cut_windows(source, source_url, [WindowJob(dest, start, end)],
+                                CutSettings(mode="copy", keep_audio=keep_audio))
     if isinstance(result, CutError):
         raise result
     return result
@@ -239,7 +244,7 @@ def _read_error(source_url: str, err: Exception) -> CutError:
 def _cut_one(inp: Any, source_url: str, job: WindowJob, settings: CutSettings) -> CutResult | CutError:
     job.dest.parent.mkdir(parents=True, exist_ok=True)
     partial = job.partial or job.dest.with_name(job.dest.name + ".part")
-    cut = _copy_window if settings.mode == "copy" else _reencode_window
+    cut = _copy_window if settings.mode == "copy" else _exact_window
     try:
         file_start, file_end = cut(inp, partial, job.start, job.end, settings)
     except CutError as err:
@@ -352,7 +357,7 @@ def _even(value: float) -> int:
     return max(2, int(round(value / 2)) * 2)
 
 
-def _reencode_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings) -> tuple[float, float]:
+def _exact_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings) -> tuple[float, float]:
     """Decode the window and encode it with libx264 (and AAC audio): the file holds exactly the window."""
     video_in = inp.streams.video[0]
     audio_in = inp.streams.audio[0] if settings.keep_audio and inp.streams.audio else None
@@ -382,17 +387,44 @@ def _reencode_window(inp: Any, dest: Path, start: float, end: float, settings: C
     return span
 
 
-def _decoded_until_broken(inp: Any, streams: list[Any]) -> Iterator[Any]:
-    """Decoded frames, ending where the data breaks (a file cut short): what came before is still good, and
-    check_span then says the clip is short, as the copy mode does."""
-    frames = inp.decode(*streams)
-    while True:
-        try:
-            yield next(frames)
-        except StopIteration:
-            return
-        except (av.error.InvalidDataError, EOFError):
-            return
+def _decoded_until_broken(inp: Any, video: Any, audio: Any | None, start: float) -> Iterator[Any]:
+    """Decoded frames from where the demuxer was sought to, ending where the data breaks (a file cut short: what came
+    before is still good, and check_span then says the clip is short, as the copy mode does).
+
+    Before the window start the decoder skips the frames nothing references (B-frames but the pyramid's middle one):
+    they are never shown, and the lead-in from the keyframe is up to a whole GOP (8 s on x264's defaults)."""
+    video_start = _ticks(start, video)
+    context = video.codec_context
+    try:
+        for packet in inp.demux(*[s for s in (video, audio) if s is not None]):
+            if packet.stream is video:
+                ends_before = packet.pts is not None and packet.pts + (packet.duration or 0) <= video_start
+                context.skip_frame = "NONREF" if ends_before else "DEFAULT"
+            yield from packet.decode()
+    except (av.error.InvalidDataError, EOFError):
+        return
+    finally:
+        context.skip_frame = "DEFAULT"
+
+
+def _trimmed_audio(frame: Any, start: float, end: float) -> Any | None:
+    """The part of an audio frame inside [start, end), to the sample (None when nothing of it is): the clip's audio
+    starts and ends with its video, not with the encoder's frames around them."""
+    rate = frame.sample_rate
+    first = max(int(round((start - frame.time) * rate)), 0)
+    last = min(int(round((end - frame.time) * rate)), frame.samples)
+    if last <= first:
+        return None
+    if first == 0 and last == frame.samples:
+        return frame
+    samples = frame.to_ndarray()
+    planar = frame.format.is_planar
+    channels = len(frame.layout.channels)
+    part = samples[:, first:last] if planar else samples[:, first * channels:last * channels]
+    trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(part), format=frame.format.name, layout=frame.layout.name)
+    trimmed.sample_rate = rate
+    trimmed.pts, trimmed.time_base = frame.pts, frame.time_base  # the caller rewrites them
+    return trimmed
 
 
 def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out) -> tuple[float, float] | None:
@@ -401,12 +433,19 @@ def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, 
     first_time = last_time = None
     frame_period = Fraction(1) / video_out.average_rate
     video_done, audio_done = False, audio_in is None
-    for frame in _decoded_until_broken(inp, [s for s in (video_in, audio_in) if s is not None]):
+    for frame in _decoded_until_broken(inp, video_in, audio_in, start):
         if frame.time is None:
             continue
         is_video = isinstance(frame, av.VideoFrame)
         if frame.time >= end:
             video_done, audio_done = (True, audio_done) if is_video else (video_done, True)
+        elif not is_video and not audio_done and frame.time + frame.samples / frame.sample_rate > start:
+            part = _trimmed_audio(frame, start, end)
+            if part is not None:
+                part_time = max(float(frame.time), start)
+                part.pts = int(round((part_time - start) * part.sample_rate))
+                part.time_base = Fraction(1, part.sample_rate)
+                out.mux(audio_out.encode(part))
         elif frame.time >= start:
             if is_video and not video_done:
                 # Before its timestamps are rewritten (reformat may return this very frame).
@@ -423,10 +462,6 @@ def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, 
                 picture.pict_type = av.video.frame.PictureType.NONE
                 out.mux(video_out.encode(picture))
                 frames += 1
-            elif not is_video and not audio_done:
-                frame.pts = int(round((frame.time - start) * frame.sample_rate))
-                frame.time_base = Fraction(1, frame.sample_rate)
-                out.mux(audio_out.encode(frame))
         if video_done and audio_done:
             break
     if not frames:

@@ -41,11 +41,13 @@ class DataParams(_Section):
 
 
 class ClipParams(_Section):
-    mode: Literal["copy", "reencode"] = "copy"
+    # exact: the window's frames re-encoded (what loaders and Gemini read is the window); copy: remux, players only.
+    # `reencode` is the older name of `exact`.
+    mode: Literal["exact", "copy", "reencode"] = "exact"
     keep_audio: bool = True
-    height: int = 540
-    crf: int = 23
-    preset: str = "medium"
+    height: int = Field(384, ge=16)
+    crf: int = Field(23, ge=0, le=51)
+    preset: str = "superfast"
     keep_local: bool = True
 
 
@@ -71,6 +73,8 @@ class GeminiParams(_Section):
     generation: dict[str, Any] = Field(default_factory=dict)
     retry_truncated: bool = True  # ask an answer cut at MAX_TOKENS once more, with a larger output budget
     inline_limit_mb: float = 256  # largest clip sent as inline bytes (the model page's inline part limit)
+    # Frames a second Gemini looks at (videoMetadata.fps; Vertex accepts (0, 24]); null: the model's default, 1.
+    video_fps: float | None = None
     # Prices are not params: they live in conf/prices.yaml (a dep of generate), dated (evud.gemini.prices).
 
 

@@ -69,6 +69,7 @@ class ClipRecord(QueryIds):
     clip_path: str | None = None  # relative to the clips directory
     clip_uri: str | None = None  # gs:// copy, when uploaded
     cut_key: str | None = None  # what decided the clip's bytes (source, window, cut settings): its clip store key
+    cut_mode: str | None = None  # exact (the file holds the window) or copy (a lead-in from the keyframe before it)
     sha256: str | None = None
     size_bytes: int | None = None
 

@@ -80,7 +80,8 @@ def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams, price: Mo
         return CostEstimate(len(requests), seconds, prompt_tokens, 0, None)
     resolution = gemini.generation.get("media_resolution")
     audio_tokens = math.ceil(seconds * price.audio_tokens_per_s)
-    input_tokens = prompt_tokens + math.ceil(seconds * frame_tokens(price, resolution)) + audio_tokens
+    frames = seconds * (gemini.video_fps or 1.0)  # Gemini samples 1 frame a second unless video_fps says otherwise
+    input_tokens = prompt_tokens + math.ceil(frames * frame_tokens(price, resolution)) + audio_tokens
     output_tokens = len(requests) * price.expected_output_tokens
     return CostEstimate(len(requests), seconds, input_tokens, output_tokens,
                         tokens_cost(price, input_tokens, audio_tokens, output_tokens, gemini.mode == "batch"))

@@ -33,6 +33,7 @@ class GeminiRequest:
     generation: dict[str, Any]
     backend: str
     response_schema: dict[str, Any] | None = None
+    video_fps: float | None = None  # frames a second Gemini looks at (None: the model's default, 1)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +154,35 @@ def generation_config(gemini: GeminiParams) -> dict[str, Any]:
     return json.loads(_checked_generation(json.dumps(gemini.generation, sort_keys=True)))
 
 
+VERTEX_MAX_VIDEO_FPS = 24.0  # videoMetadata.fps: "(0.0, 24.0]" (Vertex VideoMetadata reference)
+_EDGE_S = 1e-6
+
+
+def check_video_fps(fps: float | None) -> float | None:
+    if fps is not None and not 0 < fps <= VERTEX_MAX_VIDEO_FPS:
+        raise ParamsError(f"gemini.video_fps={fps:g}: Vertex accepts more than 0 and at most {VERTEX_MAX_VIDEO_FPS:g} "
+                          "frames a second")
+    return fps
+
+
+def video_metadata(clip: ClipRecord, fps: float | None) -> dict[str, Any] | None:
+    """What Gemini is told about the clip's video (videoMetadata, snake_case as the SDK takes it), or None.
+
+    A clip of the `exact` cut holds its window and nothing else: no offset. A stream-copied clip starts at the keyframe
+    before its window (and may end after it): the offsets place the window on the file's own timeline, which holds
+    whether or not Gemini applies the mp4 edit list (no documentation says)."""
+    metadata: dict[str, Any] = {}
+    spans = (clip.file_start, clip.file_end, clip.window_start, clip.window_end)
+    if clip.cut_mode == "copy" and None not in spans:
+        file_start, file_end, start, end = spans
+        if file_start < start - _EDGE_S or file_end > end + _EDGE_S:
+            metadata["start_offset"] = f"{start - file_start:.3f}s"
+            metadata["end_offset"] = f"{end - file_start:.3f}s"
+    if fps is not None:
+        metadata["fps"] = fps
+    return metadata or None
+
+
 def request_key(request: GeminiRequest) -> str:
     """sha256 of exactly what decides the answer: clip bytes, model, prompt, generation config, schema.
 
@@ -166,6 +196,9 @@ def request_key(request: GeminiRequest) -> str:
         "generation": request.generation,
         "response_schema": request.response_schema,
     }
+    sent = video_metadata(request.clip, request.video_fps)
+    if sent is not None:  # what part of the clip Gemini looks at, and how densely (absent: the whole file at 1 fps)
+        material["video_metadata"] = sent
     if request.backend == "replay":
         # Replay answers are examples looked up by the clip's ids: keep them apart from real answers, and per clip.
         material["backend"] = "replay"
@@ -176,4 +209,4 @@ def request_key(request: GeminiRequest) -> str:
 def build_request(clip: ClipRecord, gemini: GeminiParams, prompt: PromptParams) -> GeminiRequest:
     return GeminiRequest(clip=clip, model=gemini.model, prompt_text=prompt.text,
                          generation=generation_config(gemini), backend=gemini.backend,
-                         response_schema=prompt.response_schema)
+                         response_schema=prompt.response_schema, video_fps=check_video_fps(gemini.video_fps))

@@ -104,11 +104,11 @@ def test_cuts_exact_windows_from_s3_reading_a_small_fraction(s3_videos, numbered
         assert record["file_start"] <= start and record["file_end"] >= end
 
 
-def test_reencode_holds_exactly_the_window(s3_videos, tmp_path: Path):
+def test_the_exact_cut_holds_exactly_the_window(s3_videos, tmp_path: Path):
     _, endpoint = s3_videos
     data = write_metadata(tmp_path / "meta", {VIDEO: 120.0}, [(VIDEO, 12.3, 15.0)],
                           {VIDEO: f"s3://ego4d-videos/full_scale/{VIDEO}.mp4"}).model_copy(update={"s3_endpoint_url": endpoint})
-    (record,) = run_prepare(tmp_path, data, ClipParams(mode="reencode", height=72)).values()
+    (record,) = run_prepare(tmp_path, data, ClipParams(mode="exact", height=72)).values()
     assert presented_frame_numbers(tmp_path / "clips" / record["clip_path"]) == list(range(123, 150))
     assert (record["file_start"], record["file_end"]) == (12.3, 15.0)
 
@@ -347,7 +347,7 @@ def test_a_query_listed_twice_is_recorded_never_cut_over_the_first(source: Path,
                                    "ids of videos[0].clips[0].annotations[0].language_queries[0]")
 
 
-@pytest.mark.parametrize("mode", ["copy", "reencode"])
+@pytest.mark.parametrize("mode", ["copy", "exact"])
 def test_a_truncated_source_never_gives_an_ok_clip(source: Path, tmp_path: Path, mode: str):
     truncated = tmp_path / f"{VIDEO}.mp4"
     truncated.write_bytes(source.read_bytes()[: source.stat().st_size // 2])  # the header says 40 s
@@ -360,7 +360,7 @@ def test_a_truncated_source_never_gives_an_ok_clip(source: Path, tmp_path: Path,
     assert "of the window [16.0, 24.0] s" in short["reason"] and "truncated or corrupt" in short["reason"]
 
 
-@pytest.mark.parametrize("mode", ["copy", "reencode"])
+@pytest.mark.parametrize("mode", ["copy", "exact"])
 def test_metadata_longer_than_the_video_skips_the_window_it_cannot_fill(source: Path, tmp_path: Path, mode: str):
     nlq = {"videos": [one_annotation([window(30, 38), window(36, 45)])]}
     data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 60.0}], str(source))

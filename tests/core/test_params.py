@@ -69,7 +69,7 @@ PREPARE_ARGS = ("--clips-dir", "data/clips", "--manifest", "data/clips.jsonl", "
 
 
 @pytest.mark.parametrize(("module", "args", "change", "expected"), [
-    ("prepare", PREPARE_ARGS, ("clip", "mode", "fast"), "params.yaml: clip.mode='fast': Input should be 'copy' or 'reencode'"),
+    ("prepare", PREPARE_ARGS, ("clip", "mode", "fast"), "params.yaml: clip.mode='fast': Input should be 'exact', 'copy' or 'reencode'"),
     ("postprocess", ("--manifest", "m", "--responses", "r", "--out", "o", "--rejects", "x", "--metrics", "y"),
      ("post", "min_pairs", 0), "params.yaml: post.min_pairs=0: Input should be greater than or equal to 1"),
     ("prepare", PREPARE_ARGS, ("clip", "speed", 2), "params.yaml: clip.speed=2: Extra inputs are not permitted"),

@@ -8,7 +8,9 @@ every answer received; an experiment pays only for what it has never asked.
 from __future__ import annotations
 
 import json
+import math
 import os
+from datetime import date
 import signal
 import subprocess
 import time
@@ -19,6 +21,7 @@ import yaml
 
 from evud.core.params import load_section
 from evud.gemini.answer_store import AnswerStore
+from evud.gemini.prices import PriceTable
 from tests.support.fake_vertex import FAST_ENV, FakeVertex
 from tests.support.pipeline import use_fake_vertex
 from tests.support.repo import PARAMS, PROJECT_ROOT, run
@@ -142,15 +145,14 @@ def test_kill_9_mid_run_keeps_every_answer_received(reproduced_sample: Path, tmp
     assert set(fake_vertex.calls) == {c["sha256"] for c in manifest_clips(reproduced_sample)} - answered_clips
 
 
-def test_request_carries_window_offsets_generation_config_and_schema(reproduced_sample: Path, tmp_path: Path,
-                                                                     fake_vertex: FakeVertex):
-    clips = {c["sha256"]: c for c in manifest_clips(reproduced_sample)}
+def test_request_carries_generation_config_and_schema_and_no_offsets_for_exact_clips(reproduced_sample: Path,
+                                                                                    tmp_path: Path,
+                                                                                    fake_vertex: FakeVertex):
     schema = {"type": "object", "properties": {"qa": {"type": "array", "items": {"type": "string"}}}}
     prompt = load_section("prompt", PARAMS).model_copy(update={"response_schema": schema})
     gemini = vertex_params(fake_vertex, generation={**load_section("gemini", PARAMS).generation,
                                                     "media_resolution": "MEDIA_RESOLUTION_LOW"})
     _, responses = run_generate(reproduced_sample, tmp_path, gemini, prompt)
-    padded = 0
     for body in fake_vertex.bodies:
         video, text = body["contents"][0]["parts"]
         assert {"inlineData", "inline_data"} & set(video) and text["text"] == prompt.text
@@ -158,19 +160,84 @@ def test_request_carries_window_offsets_generation_config_and_schema(reproduced_
         assert config["responseJsonSchema"] == schema and config["responseMimeType"] == "application/json"
         assert config["mediaResolution"] == "MEDIA_RESOLUTION_LOW" and "temperature" not in config
         assert config["thinkingConfig"] == {"thinking_level": "LOW"} and config["maxOutputTokens"] == 8192
-        clip = clips[fake_vertex_clip(video)]
-        if clip["file_end"] > clip["window_end"]:
-            padded += 1
-            end = float(video["videoMetadata"]["end_offset"].rstrip("s"))
-            assert end == pytest.approx(clip["window_end"] - clip["window_start"], abs=1e-3)
-        else:
-            assert "videoMetadata" not in video
-    assert padded, "the sample should hold a stream-copied clip padded past its window"
+        assert "videoMetadata" not in video  # the default cut holds the window and nothing else: nothing to trim
     # The schema is part of the request key: the same clips without it are new requests.
     without, _ = run_generate(reproduced_sample, tmp_path / "plain", vertex_params(fake_vertex))
     assert without["calls"] == len(responses)
     assert not {r["request_key"] for r in responses.values()} & \
         {json.loads(line)["request_key"] for line in (tmp_path / "plain/responses.jsonl").read_text().splitlines()}
+
+
+def test_copy_clips_carry_offsets_on_the_files_own_timeline(reproduced_sample: Path, tmp_path: Path,
+                                                            fake_vertex: FakeVertex):
+    """A stream-copied clip starts at the keyframe before its window (and may end after it): Gemini is told where
+    the window is on the file's own timeline, whether or not it applies the mp4 edit list."""
+    from evud.clips import prepare
+    from evud.core.params import ClipParams, GcsParams
+    from tests.support.pipeline import working_directory
+
+    with working_directory(reproduced_sample):
+        prepare.run(load_section("data", PARAMS), ClipParams(mode="copy"), GcsParams(), tmp_path / "clips",
+                    tmp_path / "clips.jsonl", tmp_path / "m.json", 2, store_dir=tmp_path / "store")
+    clips = {c["sha256"]: c for c in map(json.loads, (tmp_path / "clips.jsonl").read_text().splitlines())
+             if c["status"] == "ok"}
+    copy_run = tmp_path / "copy"
+    (copy_run / "data").mkdir(parents=True)
+    (copy_run / "data/clips.jsonl").write_text((tmp_path / "clips.jsonl").read_text())
+    (copy_run / "data/clips").symlink_to(tmp_path / "clips")
+    run_generate(copy_run, tmp_path / "work", vertex_params(fake_vertex))
+    trimmed = 0
+    for body in fake_vertex.bodies:
+        video = body["contents"][0]["parts"][0]
+        clip = clips[fake_vertex_clip(video)]
+        if clip["file_start"] < clip["window_start"] - 1e-6 or clip["file_end"] > clip["window_end"] + 1e-6:
+            trimmed += 1
+            offsets = video["videoMetadata"]
+            assert float(offsets["start_offset"].rstrip("s")) == pytest.approx(clip["window_start"] - clip["file_start"], abs=1e-3)
+            assert float(offsets["end_offset"].rstrip("s")) == pytest.approx(clip["window_end"] - clip["file_start"], abs=1e-3)
+        else:
+            assert "videoMetadata" not in video
+    assert trimmed, "the sample's windows do not all start on a keyframe: some copy clips hold a lead-in"
+
+
+def test_video_fps_is_sent_and_is_part_of_the_key_and_the_estimate(reproduced_sample: Path, tmp_path: Path,
+                                                                   fake_vertex: FakeVertex):
+    """Gemini looks at 1 frame a second unless told otherwise (videoMetadata.fps, up to 24 on Vertex): more frames
+    see more of a short window, and cost more tokens."""
+    one, responses = run_generate(reproduced_sample, tmp_path / "one", vertex_params(fake_vertex))
+    fake_vertex.reset_counts()
+    four, four_responses = run_generate(reproduced_sample, tmp_path / "four", vertex_params(fake_vertex, video_fps=4))
+    assert {body["contents"][0]["parts"][0]["videoMetadata"]["fps"] for body in fake_vertex.bodies} == {4.0}
+    assert four["calls"] == len(responses)  # every request is a new one
+    assert not {r["request_key"] for r in responses.values()} & {r["request_key"] for r in four_responses.values()}
+    # The estimate counts four times the frames (the answers it expects are the same).
+    from evud.core.records import ClipRecord
+    from evud.gemini.cost import estimate_cost
+    from evud.gemini.request import build_request
+
+    clips = [ClipRecord.model_validate(c) for c in manifest_clips(reproduced_sample)]
+    price = PriceTable.model_validate({"models": {"m": {"frame_tokens": {"default": 70}, "audio_tokens_per_s": 0,
+                                                        "prices": [{"from": "2026-01-01", "input_per_1m": 1,
+                                                                    "output_per_1m": 1}]}}}).price_on("m", date(2026, 6, 1))
+    estimates = {}
+    for fps in (None, 4):
+        gemini = vertex_params(fake_vertex, model="m", video_fps=fps)
+        requests = [build_request(c, gemini, load_section("prompt", PARAMS)) for c in clips]
+        estimates[fps] = estimate_cost(requests, gemini, price)
+    prompt_tokens = sum(-(-len(load_section("prompt", PARAMS).text) // 4) for _ in clips)
+    seconds = estimates[None].video_seconds
+    assert estimates[None].input_tokens == prompt_tokens + math.ceil(seconds * 70)
+    assert estimates[4].input_tokens == prompt_tokens + math.ceil(seconds * 4 * 70)
+    assert four["estimated_cost_usd"] > one["estimated_cost_usd"]
+
+
+@pytest.mark.parametrize("fps", [0, -1, 24.5, 30])
+def test_a_video_fps_vertex_does_not_accept_stops_before_any_request(reproduced_sample: Path, tmp_path: Path,
+                                                                     fake_vertex: FakeVertex, fps: float):
+    result = generate_main(reproduced_sample, tmp_path, fake_vertex, video_fps=fps)
+    assert result.returncode != 0
+    assert last_line(result) == f"generate: gemini.video_fps={fps}: Vertex accepts more than 0 and at most 24 frames a second"
+    assert fake_vertex.targets == {}
 
 
 def test_a_clip_too_big_to_send_inline_fails_clearly_without_a_call(reproduced_sample: Path, tmp_path: Path,

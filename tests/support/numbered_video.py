@@ -24,17 +24,19 @@ def numbered_frame(index: int, width: int, height: int, noise: bool = False) -> 
 
 
 def make_numbered_video(path: Path, seconds: int, fps: int = 10, gop: int = 20, with_audio: bool = False,
-                        crf: int = 18, noise: bool = False, first_number: int = 0, faststart: bool = False) -> None:
+                        crf: int = 18, noise: bool = False, first_number: int = 0, faststart: bool = False,
+                        bframes: int | None = None) -> None:
     """An H.264 mp4 (keyframe every `gop` frames) whose frame i shows the number first_number + i.
 
-    `faststart` puts the header first, as streaming servers do: a file cut short then still opens.
+    `faststart` puts the header first, as streaming servers do: a file cut short then still opens. `bframes`: how
+    many B-frames x264 may put between references (None: the preset's own, 3; 0: none).
     """
     with av.open(str(path), "w", options={"movflags": "+faststart"} if faststart else {}) as out:
         video = out.add_stream("libx264", rate=fps)
         width, height = SOURCE_SIZE
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.options = {"crf": str(crf), "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
-                         "preset": "veryfast"}
+                         "preset": "veryfast", **({"bf": str(bframes)} if bframes is not None else {})}
         audio = out.add_stream("aac", rate=16000, layout="mono") if with_audio else None
         for i in range(seconds * fps):
             frame = av.VideoFrame.from_ndarray(numbered_frame(first_number + i, width, height, noise), format="rgb24")

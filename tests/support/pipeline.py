@@ -126,6 +126,6 @@ def select_many_reencoded(repo: Path) -> Path:
     """Params that select the `many` group's 28 windows, cut by slow re-encoding (time to interrupt it)."""
     config = repo / "conf/config.yaml"
     config.write_text(config.read_text().replace("  - data: sample", "  - data: many")
-                      .replace("mode: copy", "mode: reencode").replace("preset: medium", "preset: slow"))
+                      .replace("preset: superfast", "preset: slow"))
     recompose(repo)
     return repo

@@ -37,7 +37,7 @@ from evud.gemini.backends.vertex_requests import (
     generation_settings,
     is_transient,
     request_contents,
-    video_metadata,
+    sent_video_metadata,
 )
 from evud.gemini.request import GeminiRequest
 
@@ -79,7 +79,7 @@ def batch_settings_problem(generation: dict[str, Any]) -> str | None:
 def request_line(request: GeminiRequest, file_uri: str) -> dict[str, Any]:
     """One `{"request": ...}` line in Vertex's REST JSON (camelCase), built from the same parts as online."""
     video = types.Part(file_data=types.FileData(file_uri=file_uri, mime_type="video/mp4"),
-                       video_metadata=video_metadata(request.clip))
+                       video_metadata=sent_video_metadata(request))
     settings = generation_settings(request)
     body: dict[str, Any] = {
         "contents": [c.model_dump(mode="json", by_alias=True, exclude_none=True)

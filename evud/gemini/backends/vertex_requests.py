@@ -11,9 +11,8 @@ from typing import Any
 from google.auth import exceptions as auth_exceptions
 from google.genai import errors, types
 
-from evud.core.records import ClipRecord
 from evud.gemini.backend import BackendError
-from evud.gemini.request import GeminiRequest
+from evud.gemini.request import GeminiRequest, video_metadata
 
 
 def _httpx_modules() -> list[Any]:
@@ -69,19 +68,17 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def video_metadata(clip: ClipRecord) -> types.VideoMetadata | None:
-    """Offsets that restrict Gemini to the window when the clip file holds frames past its end."""
-    if None in (clip.file_end, clip.window_end, clip.window_start) or clip.file_end <= clip.window_end:
-        return None
-    # The file's timeline starts at the window (edit list); frames after its end are GOP padding.
-    return types.VideoMetadata(start_offset="0s", end_offset=f"{clip.window_end - clip.window_start:.3f}s")
+def sent_video_metadata(request: GeminiRequest) -> types.VideoMetadata | None:
+    """The videoMetadata part of the request: offsets of a stream-copied clip's window, the frame rate asked for."""
+    metadata = video_metadata(request.clip, request.video_fps)
+    return types.VideoMetadata(**metadata) if metadata is not None else None
 
 
 def video_part(request: GeminiRequest, clips_dir: Path, video_source: str = "auto",
                inline_limit_mb: float = 256) -> types.Part:
     """The clip as its gs:// copy, or as inline bytes when there is none (or video_source=inline)."""
     clip = request.clip
-    metadata = video_metadata(clip)
+    metadata = sent_video_metadata(request)
     if clip.clip_uri and video_source == "auto":
         return types.Part(file_data=types.FileData(file_uri=clip.clip_uri, mime_type="video/mp4"), video_metadata=metadata)
     path = clips_dir / (clip.clip_path or "")
