@@ -1,11 +1,11 @@
 r"""Stage `postprocess`: parse Gemini's answers into LLaVA instruction-tuning records (EVUD layout).
 
     python -m stages.postprocess --manifest data/clips.jsonl --responses data/responses.jsonl \
-        --out data/ego4d_vqa_gemini.json --rejects data/rejects.jsonl --metrics metrics/postprocess.json \
-        --plots-dir plots
+        --verdicts data/verdicts.jsonl --out data/ego4d_vqa_gemini.json --rejects data/rejects.jsonl \
+        --metrics metrics/postprocess.json --plots-dir plots
 
-Nothing here calls Gemini: changing the parser, the policy (`post.*`) or the gold answers re-parses the
-stored answers for free. The work is evud.dataset.postprocess.
+Nothing here calls Gemini: changing the parser, the policy (`post.*`, verify's verdicts included) or the gold
+answers re-parses the stored answers for free. The work is evud.dataset.postprocess.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--responses", type=Path, required=True)
+    parser.add_argument("--verdicts", type=Path, default=None, help="verify's verdicts (data/verdicts.jsonl)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rejects", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     run_stage("postprocess", lambda: run(
         load_section("post", args.params), load_section("prompt", args.params), args.manifest, args.responses,
-        args.out, args.rejects, args.metrics, args.plots_dir), on_interrupt="nothing was written; run again")
+        args.out, args.rejects, args.metrics, args.plots_dir, args.verdicts), on_interrupt="nothing was written; run again")
 
 
 if __name__ == "__main__":

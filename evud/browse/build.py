@@ -20,6 +20,7 @@ from evud.core.params import BrowseParams
 from evud.core.records import ClipRecord, ClipStatus, GeminiResult, LlavaRecord, Reject
 from evud.core.store import store_root, write_atomic
 from evud.dataset.gold import load_gold_answers
+from evud.dataset.postprocess import read_verdicts
 
 ASSETS = ("index.html", "app.js", "style.css")
 STRIPS_DIR = "strips"
@@ -34,6 +35,7 @@ class SiteInputs:
     rejects: Path
     responses: Path
     clips_dir: Path
+    verdicts: Path | None = None  # verify's verdicts (None: the site shows none)
 
 
 @dataclass
@@ -110,7 +112,7 @@ def site_size(out_dir: Path) -> int:
 
 
 def build_site(inputs: SiteInputs, out_dir: Path, params: BrowseParams, gold_answers: str | None, store: Path,
-               workers: int = 1) -> SiteReport:
+               workers: int = 1, verdict_policy: dict[str, str] | None = None) -> SiteReport:
     """Read the pipeline's files, make the strips the store lacks, and write the site into out_dir."""
     manifest = [ClipRecord.model_validate(r) for r in read_jsonl(inputs.manifest)]
     with open(inputs.dataset, encoding="utf-8") as f:
@@ -124,8 +126,9 @@ def build_site(inputs: SiteInputs, out_dir: Path, params: BrowseParams, gold_ans
     media = clip_media(manifest, inputs.clips_dir, cache, settings)
     answers = rejected_answers(inputs.responses, {r.key for r in rejects})
     clips_href = Path(os.path.relpath(inputs.clips_dir, out_dir)).as_posix().rstrip("/") + "/"
+    verdicts = read_verdicts(inputs.verdicts) if inputs.verdicts is not None else None
     data = site_data(manifest, dataset, rejects, answers, load_gold_answers(gold_answers), media, clips_href,
-                     {"frames": settings.frames, "height": settings.height})
+                     {"frames": settings.frames, "height": settings.height}, verdicts, verdict_policy)
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_strips(cache, settings, {m.strip for m in media.values() if m.strip}, out_dir)
     write_assets(out_dir)
@@ -133,9 +136,10 @@ def build_site(inputs: SiteInputs, out_dir: Path, params: BrowseParams, gold_ans
     return SiteReport(clips=len(data["clips"]), strips=report, site_bytes=site_size(out_dir))
 
 
-def run(inputs: SiteInputs, out_dir: Path, params: BrowseParams, gold_answers: str | None, workers: int) -> SiteReport:
+def run(inputs: SiteInputs, out_dir: Path, params: BrowseParams, gold_answers: str | None, workers: int,
+        verdict_policy: dict[str, str] | None = None) -> SiteReport:
     """Build the site with the strip cache of the local store, and say what was done."""
-    report = build_site(inputs, out_dir, params, gold_answers, store_root(), workers)
+    report = build_site(inputs, out_dir, params, gold_answers, store_root(), workers, verdict_policy)
     print(f"browse: {report.clips} clips, {report.strips.made} strips made, {report.strips.reused} reused, "
           f"{len(report.strips.failed)} failed; {report.site_bytes / 1e6:.1f} MB -> {out_dir / 'index.html'}",
           file=sys.stderr)

@@ -15,14 +15,31 @@ from typing import Any
 
 from evud.clips.ego4d import clip_relative_path
 from evud.core.domain import EVUD_CATEGORIES, same_question
-from evud.core.records import ClipRecord, ClipStatus, LlavaRecord, QAPair, Reject, RejectScope, UnsafeUidError
+from evud.core.records import (
+    ClipRecord,
+    ClipStatus,
+    ClipVerdicts,
+    LlavaRecord,
+    PairCheck,
+    QAPair,
+    Reject,
+    RejectScope,
+    UnsafeUidError,
+    Verdict,
+)
 from evud.dataset.gold import GOLD_COLUMNS, GoldIndex
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: verify's verdicts (pair fields 4-6, verdict_pairs, review)
 STATUSES = ("kept", "rejected", "skipped", "failed")  # in the dataset / answered but rejected / not cut by prepare
 SCOPES = ("prepare", "clip", "pair", "gold")
 CLIP_FIELDS = ("video", "clip", "annotation", "index", "status", "window_start", "window_end", "duration", "query",
-               "template", "strip", "local", "human", "pairs", "pair_cats", "gold_pairs", "rejects", "answer")
+               "template", "strip", "local", "human", "pairs", "pair_cats", "gold_pairs", "rejects", "answer",
+               "verdict_pairs", "review")
+VERDICTS = tuple(v.value for v in Verdict)
+_DROPPED_BY_VERDICT = {f"verdict_{name}": i for i, name in enumerate(VERDICTS)}
+# A pair's fields in a clip's `pairs`: category, question, answer, gold (1/0), verdict (index in `verdicts`, -1: none),
+# the blind check's answer (or null), and why the verdict (or null).
+PAIR_FIELDS = ("category", "question", "answer", "gold", "verdict", "blind_answer", "reason")
 # The gold file the page downloads: the review sheet's columns that `post.gold_answers` reads (GOLD_COLUMNS) plus
 # `id` and `question`, so a gold answer written for a question a later run no longer asks is caught, not applied.
 GOLD_DOWNLOAD_COLUMNS = ("id", "ego4d_video_uid", "ego4d_clip_uid", "ego4d_annotation_uid",
@@ -90,6 +107,29 @@ def is_gold_answer(key: str, pair: QAPair, gold: GoldIndex) -> bool:
     return not answer.question or same_question(answer.question, pair.question)
 
 
+def pair_row(key: str, pair: QAPair, check: PairCheck | None, gold: GoldIndex, categories: Interner) -> list[Any]:
+    verdict = VERDICTS.index(pair.verdict.value) if pair.verdict is not None else -1
+    return [categories(pair.category), pair.question, pair.short_answer, int(is_gold_answer(key, pair, gold)), verdict,
+            check.blind_answer if check is not None else None, check.reason if check is not None else None]
+
+
+def verdict_pairs(pairs: list[list[Any]], clip_rejects: list[Reject], categories: Interner) -> str:
+    """Two characters per checked pair, kept or dropped by its verdict: its category and its verdict (as `pair_cats`,
+    48 + index), so the page filters and counts by verdict without parsing any clip's pairs."""
+    kept = [(p[0], p[4]) for p in pairs if p[4] >= 0]
+    dropped = [(categories(r.category) if r.category else 0, _DROPPED_BY_VERDICT[r.reason]) for r in clip_rejects
+               if r.scope is RejectScope.pair and r.reason in _DROPPED_BY_VERDICT]
+    return "".join(chr(48 + c) + chr(48 + v) for c, v in kept + dropped)
+
+
+def review_rank(pairs: str, policy: dict[str, str]) -> int:
+    """The review queue's key: the first EVUD category (its index) holding a flagged or dropped pair, -1 for none.
+    Annotators start with the pairs verify doubts; a gold answer keeps a dropped pair in the dataset."""
+    doubted = [ord(pairs[i]) - 48 for i in range(0, len(pairs), 2)
+               if policy.get(VERDICTS[ord(pairs[i + 1]) - 48], "keep") != "keep"]
+    return min(doubted, default=-1)
+
+
 def reject_row(reject: Reject, scopes: Interner, reasons: Interner, categories: Interner) -> list[Any]:
     scope = "prepare" if reject.stage == "prepare" else reject.scope.value
     category = categories(reject.category) if reject.category else -1
@@ -98,8 +138,11 @@ def reject_row(reject: Reject, scopes: Interner, reasons: Interner, categories: 
 
 def site_data(manifest: list[ClipRecord], dataset: list[LlavaRecord], rejects: list[Reject],
               answers: dict[str, str], gold: GoldIndex, media: dict[str, ClipMedia],
-              clips_href: str, strip_settings: dict[str, int]) -> dict[str, Any]:
-    """Everything the page shows, one row per clip of the manifest (sorted by the four ids)."""
+              clips_href: str, strip_settings: dict[str, int], verdicts: dict[str, ClipVerdicts] | None = None,
+              policy: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything the page shows, one row per clip of the manifest (sorted by the four ids); verify's verdicts and
+    the blind answers beside each pair, and what `post.verdicts` does with each verdict (`policy`)."""
+    verdicts, policy = verdicts or {}, policy or {}
     records = {r.id: r for r in dataset}
     by_key: dict[str, list[Reject]] = {}
     for reject in rejects:
@@ -111,9 +154,10 @@ def site_data(manifest: list[ClipRecord], dataset: list[LlavaRecord], rejects: l
     for clip in sorted(manifest, key=lambda c: (c.video_uid, c.clip_uid, c.annotation_uid, c.language_query_index)):
         record = records.get(clip.key)
         clip_rejects = ([r] if (r := prepare_reject(clip)) else []) + by_key.get(clip.key, [])
-        pairs = [] if record is None else [
-            [categories(p.category), p.question, p.short_answer, int(is_gold_answer(clip.key, p, gold))]
-            for p in record.category_question_answer_tuples]
+        checks = {c.category: c for c in verdicts[clip.key].pairs} if clip.key in verdicts else {}
+        pairs = [] if record is None else [pair_row(clip.key, p, checks.get(p.category), gold, categories)
+                                           for p in record.category_question_answer_tuples]
+        checked = verdict_pairs(pairs, clip_rejects, categories)
         shown = media.get(clip.key, ClipMedia())
         # pairs as a JSON string (the page parses a clip's pairs when it shows them); the categories, one
         # character each, and the gold count are all the filters and counters need.
@@ -124,11 +168,15 @@ def site_data(manifest: list[ClipRecord], dataset: list[LlavaRecord], rejects: l
             compact_json(pairs), "".join(chr(48 + p[0]) for p in pairs), sum(p[3] for p in pairs),
             [reject_row(r, scopes, reasons, categories) for r in clip_rejects],
             answers.get(clip.key) if any(r.scope is not RejectScope.gold for r in by_key.get(clip.key, [])) else None,
+            checked, review_rank(checked, policy),
         ])
     orphans = [reject_row(r, scopes, reasons, categories) + [r.key] for r in rejects if r.key not in known]
     return {
         "schema": SCHEMA_VERSION,
         "clip_fields": list(CLIP_FIELDS),
+        "pair_fields": list(PAIR_FIELDS),
+        "verdicts": list(VERDICTS),
+        "verdict_actions": [policy.get(name, "keep") for name in VERDICTS],
         "categories": categories.values,
         "evud_categories": len(EVUD_CATEGORIES),
         "statuses": statuses.values,

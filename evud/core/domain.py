@@ -24,7 +24,9 @@ REJECT_REASONS = {
     RejectScope.clip: ("response_blocked", "response_empty", "response_rejected", "response_failed", "unknown_clip", "no_qa_blocks",
                        "no_pairs", "too_few_pairs", "missing_categories", "invalid_record"),
     RejectScope.pair: ("truncated_block", "incomplete_block", "missing_category", "unknown_category",
-                       "duplicate_category", "invalid_json", "invalid_item", "duplicate_question", "media_token_in_text"),
+                       "duplicate_category", "invalid_json", "invalid_item", "duplicate_question", "media_token_in_text",
+                       # verify's verdicts that post.verdicts drops
+                       "verdict_grounded", "verdict_blind_answerable", "verdict_unsupported", "verdict_unverified"),
     RejectScope.gold: ("gold_invalid_row", "gold_unknown_category", "gold_conflict", "gold_unknown_clip",
                        "gold_unmatched_pair", "gold_question_mismatch"),
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evud.core.errors import UserError
 
@@ -86,6 +86,13 @@ class PromptParams(_Section):
     response_schema: dict[str, Any] | None = None
 
 
+PolicyAction = Literal["keep", "flag", "drop"]
+
+
+def _default_verdict_policy() -> dict[str, PolicyAction]:
+    return {"grounded": "keep", "blind_answerable": "flag", "unsupported": "drop", "unverified": "keep"}
+
+
 class PostParams(_Section):
     seed: int = 42
     video_root: str = ""
@@ -94,6 +101,32 @@ class PostParams(_Section):
     dedupe_questions: bool = True
     gold_answers: str | None = None
     duration_bin_s: float = Field(2.0, gt=0)
+    # What each of verify's verdicts does to a pair: keep, flag (kept, first in the review queue) or drop.
+    verdicts: dict[Literal["grounded", "blind_answerable", "unsupported", "unverified"], PolicyAction] = Field(
+        default_factory=_default_verdict_policy)
+
+    @field_validator("verdicts")
+    @classmethod
+    def _every_verdict(cls, policy: dict[str, PolicyAction]) -> dict[str, PolicyAction]:
+        missing = sorted(set(_default_verdict_policy()) - set(policy))
+        if missing:
+            raise ValueError(f"no action for {', '.join(missing)} (each verdict needs keep, flag or drop)")
+        return policy
+
+
+class VerifyParams(_Section):
+    """What verify checks and with which model and prompts (conf/verify/)."""
+
+    blind: bool = True  # the questions to a model without the video: which pairs it answers the same way
+    grounded: bool = False  # the clip and its pairs to a model: does the video support each answer (costs ~generate)
+    model: str | None = None  # the blind check's and the judge's model (null: gemini.model)
+    ground_model: str | None = None  # the grounding check's model (null: gemini.model)
+    max_cost_usd: float | None = None  # refuse to start above this estimate (null: no limit)
+    replay_file: str | None = None  # the replay backend's verify answers (hand-written for the sample)
+    generation: dict[str, Any] = Field(default_factory=dict)  # GenerateContentConfig fields, as gemini.generation
+    blind_prompt: str
+    judge_prompt: str
+    ground_prompt: str
 
 
 class BrowseParams(_Section):
@@ -109,6 +142,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "gemini": GeminiParams,
     "prompt": PromptParams,
     "post": PostParams,
+    "verify": VerifyParams,
     "browse": BrowseParams,
 }
 

@@ -131,13 +131,24 @@ class GeminiResult(QueryIds, AnswerFields):
         return AnswerEntry(**{name: getattr(self, name) for name in AnswerFields.model_fields})
 
 
+class Verdict(str, Enum):
+    """What verify found about one QA pair (README "verify")."""
+
+    grounded = "grounded"  # needs the video (not answered blind) and the video supports the answer
+    blind_answerable = "blind_answerable"  # a model given only the question gave the same answer
+    unsupported = "unsupported"  # the video contradicts the answer, or does not show what it says
+    unverified = "unverified"  # no check decided (a check off, failed, or unreadable): `reason` says which
+
+
 class QAPair(BaseModel):
-    """One question-answer pair as the EVUD tuples store it (`short answer` is the published key)."""
+    """One question-answer pair as the EVUD tuples store it (`short answer` is the published key), with verify's
+    verdict on it (absent in the published tuples; extra keys are ignored by LLaVA loaders, which read turns)."""
 
     model_config = ConfigDict(populate_by_name=True)
     category: str
     question: str
     short_answer: str = Field(alias="short answer")
+    verdict: Verdict | None = None
 
     @field_validator("category", "question", "short_answer")
     @classmethod
@@ -145,6 +156,38 @@ class QAPair(BaseModel):
         if not value.strip():
             raise ValueError("must not be blank")
         return value
+
+
+class CheckAnswer(AnswerFields):
+    """The raw answer of one of verify's check requests about a clip (`purpose`: blind, judge or ground)."""
+
+    purpose: str
+
+    def entry(self) -> AnswerEntry:
+        return AnswerEntry(**{name: getattr(self, name) for name in AnswerFields.model_fields})
+
+
+class PairCheck(BaseModel):
+    """One QA pair of a clip, what each check said about it, and the verdict."""
+
+    id: int  # the pair's number in every check request about the clip (1, 2, ... in category order)
+    category: str
+    question: str
+    answer: str
+    blind_answer: str | None = None  # what the blind check answered (None: not asked, or it could not tell)
+    blind: str | None = None  # cannot_tell / exact_match / judge_agree / judge_disagree (None: no blind result)
+    support: str | None = None  # the grounding check: supported / contradicted / not visible (None: not checked)
+    verdict: Verdict
+    reason: str | None = None  # `code: detail`: why this verdict (always given for unverified)
+
+
+class ClipVerdicts(QueryIds):
+    """One line of verify's output: the checks of one clip's QA pairs, their raw answers and the verdicts."""
+
+    answer_key: str  # generate's request key of the answer whose pairs were checked
+    skipped: str | None = None  # why no pair was checked (the answer was not usable), `code: detail`
+    pairs: list[PairCheck] = Field(default_factory=list)
+    checks: list[CheckAnswer] = Field(default_factory=list)  # every check request's answer (or failure)
 
 
 class Turn(BaseModel):
@@ -183,7 +226,8 @@ class LlavaRecord(BaseModel):
         return turns
 
     def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        # exclude_none: a pair without a verdict (verify did not run) keeps the published tuple's three keys.
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class RejectScope(str, Enum):

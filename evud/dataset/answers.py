@@ -302,13 +302,14 @@ _CODE_FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n?(.*?)\n?\s*(?:```\s*)?$", re.DO
 _DECODER = json.JSONDecoder()
 
 
-def _strip_code_fence(text: str) -> str:
+def strip_code_fence(text: str) -> str:
+    """A JSON answer without the ```json fence a model may wrap it in (verify's checks read theirs with it too)."""
     match = _CODE_FENCE.match(text)
     return match.group(1) if match else text
 
 
 def looks_like_json(text: str) -> bool:
-    body = _strip_code_fence(text or "").lstrip()
+    body = strip_code_fence(text or "").lstrip()
     return body[:1] in ("[", "{")
 
 
@@ -345,7 +346,7 @@ def _salvage_items(body: str) -> tuple[list[Any], str]:
 
 def parse_qa_json(text: str, truncated: bool = False) -> ParsedAnswer:
     """All recoverable triples of a JSON answer, each item validated with `QAItem`."""
-    body = _strip_code_fence(text or "").strip()
+    body = strip_code_fence(text or "").strip()
     problems: list[Problem] = []
     try:
         items = _items_of(json.loads(body))

@@ -141,6 +141,15 @@ def load_gold_answers(path: str | None) -> GoldIndex:
     return index_gold_answers(read_gold_rows(gold_path), str(gold_path))
 
 
+def applicable_gold(index: GoldIndex, clip_key: str, pair: QAPair) -> GoldAnswer | None:
+    """The gold answer that will replace this pair's answer (one for its clip and category, written for its
+    question), or None."""
+    gold = index.answers.get((clip_key, pair.category))
+    if gold is None or (gold.question and not same_question(gold.question, pair.question)):
+        return None
+    return gold
+
+
 def apply_gold(clip_key: str, pairs: list[QAPair], index: GoldIndex) -> tuple[list[QAPair], int]:
     """Pairs with their gold answers swapped in, and how many were; question mismatches are reported."""
     merged, applied = [], 0

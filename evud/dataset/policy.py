@@ -1,5 +1,6 @@
 """The policy that decides what of an answer goes into the dataset (`post.*`): parse it, drop pairs training code
-would misread, dedupe questions, require enough pairs and all seven categories; every drop with its reason."""
+would misread, dedupe questions, apply verify's verdicts (`post.verdicts`: keep, flag or drop; a pair with a gold
+answer is never dropped), require enough pairs and all seven categories; every drop with its reason."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass, field
 
 from evud.core.domain import EVUD_CATEGORIES, question_key
 from evud.core.params import PostParams
-from evud.core.records import GeminiResult, QAPair, Reject, RejectScope, ResponseStatus
+from evud.core.records import ClipVerdicts, GeminiResult, PairCheck, QAPair, Reject, RejectScope, ResponseStatus, Verdict
 from evud.dataset.answers import parse_answer
+from evud.dataset.gold import GoldIndex, applicable_gold
 
 _CATEGORY_ORDER = {name: i for i, name in enumerate(EVUD_CATEGORIES)}
 _STAGE = "postprocess"
@@ -55,12 +57,51 @@ def drop_media_tokens(key: str, pairs: list[QAPair]) -> tuple[list[QAPair], list
     return kept, dropped
 
 
+def pair_verdicts(key: str, answer_key: str, pairs: list[QAPair],
+                  verdicts: ClipVerdicts | None) -> tuple[list[QAPair], dict[str, PairCheck]]:
+    """Pairs with verify's verdict attached (by category and question), and each pair's check by category.
+
+    A pair verify did not check (no line for the clip, or a line about another answer: a verdicts file older than
+    the responses) is `unverified`, never silently trusted."""
+    checks = {c.category: c for c in verdicts.pairs} if verdicts is not None and verdicts.answer_key == answer_key \
+        else {}
+    marked, found = [], {}
+    for pair in pairs:
+        check = checks.get(pair.category)
+        if check is None or question_key(check.question) != question_key(pair.question):
+            why = "no verdict line for this clip" if verdicts is None else \
+                "the verdict line is about another answer" if verdicts.answer_key != answer_key else "not checked"
+            check = PairCheck(id=0, category=pair.category, question=pair.question, answer=pair.short_answer,
+                              verdict=Verdict.unverified, reason=f"no_verdict: {why}")
+        found[pair.category] = check
+        marked.append(pair.model_copy(update={"verdict": check.verdict}))
+    return marked, found
+
+
+def apply_verdicts(key: str, pairs: list[QAPair], checks: dict[str, PairCheck], post: PostParams,
+                   gold: GoldIndex) -> tuple[list[QAPair], list[Reject]]:
+    """Drop the pairs whose verdict `post.verdicts` drops, unless a human gold answer replaces their answer."""
+    kept, dropped = [], []
+    for pair in pairs:
+        check = checks[pair.category]
+        if post.verdicts[check.verdict.value] != "drop" or applicable_gold(gold, key, pair) is not None:
+            kept.append(pair)
+            continue
+        dropped.append(Reject(key=key, stage=_STAGE, scope=RejectScope.pair, reason=f"verdict_{check.verdict.value}",
+                              category=pair.category, question=pair.question,
+                              detail=f"{pair.category}: {check.reason or check.verdict.value} (post.verdicts."
+                                     f"{check.verdict.value}=drop)"))
+    return kept, dropped
+
+
 def clip_reject(key: str, reason: str, detail: str) -> Reject:
     return Reject(key=key, stage=_STAGE, scope=RejectScope.clip, reason=reason, detail=detail)
 
 
-def clip_outcome(result: GeminiResult, post: PostParams, answer_format: str) -> ClipOutcome:
-    """Parse one answer and apply the policy: dedupe, minimum pairs, all seven categories."""
+def clip_outcome(result: GeminiResult, post: PostParams, answer_format: str, verdicts: ClipVerdicts | None = None,
+                 gold: GoldIndex | None = None, verified: bool = False) -> ClipOutcome:
+    """Parse one answer and apply the policy: dedupe, verdicts (when `verified`: verify ran), minimum pairs, all
+    seven categories."""
     key = result.key
     if result.status not in (ResponseStatus.ok, ResponseStatus.truncated):
         why = result.block_reason or result.error or result.finish_reason or "no text"
@@ -79,6 +120,10 @@ def clip_outcome(result: GeminiResult, post: PostParams, answer_format: str) -> 
     outcome.rejects += dropped
     if post.dedupe_questions:
         pairs, dropped = dedupe_questions(key, pairs)
+        outcome.rejects += dropped
+    if verified:
+        pairs, checks = pair_verdicts(key, result.request_key, pairs, verdicts)
+        pairs, dropped = apply_verdicts(key, pairs, checks, post, gold or GoldIndex())
         outcome.rejects += dropped
     missing = [c for c in EVUD_CATEGORIES if c not in {p.category for p in pairs}]
     if not pairs:

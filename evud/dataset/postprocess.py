@@ -17,7 +17,7 @@ from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import PostParams, PromptParams
 from evud.core.progress import summarise_failures
 from evud.core.errors import UserError
-from evud.core.records import ClipRecord, GeminiResult, LlavaRecord, Reject, RejectScope
+from evud.core.records import ClipRecord, ClipVerdicts, GeminiResult, LlavaRecord, Reject, RejectScope
 from evud.dataset.gold import GoldIndex, apply_gold, gold_metrics, load_gold_answers, report_unmatched
 from evud.dataset.llava import build_record, record_sort_key, write_dataset
 from evud.dataset.policy import clip_outcome, clip_reject
@@ -30,8 +30,10 @@ def reject_sort_key(reject: Reject) -> tuple[str, ...]:
 
 
 def build_dataset(manifest: list[ClipRecord], results: list[GeminiResult], post: PostParams, answer_format: str,
-                  gold: GoldIndex) -> tuple[list[LlavaRecord], list[Reject], dict[str, Any]]:
-    """Records, rejects and metrics from the manifest and the answers (pure: no file is touched)."""
+                  gold: GoldIndex, verdicts: dict[str, ClipVerdicts] | None = None,
+                  ) -> tuple[list[LlavaRecord], list[Reject], dict[str, Any]]:
+    """Records, rejects and metrics from the manifest, the answers and verify's verdicts (None: verify did not run,
+    pairs carry no verdict) (pure: no file is touched)."""
     clips = {c.key: c for c in manifest}
     results = sorted(results, key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
     records: list[LlavaRecord] = []
@@ -43,7 +45,8 @@ def build_dataset(manifest: list[ClipRecord], results: list[GeminiResult], post:
         if clip is None:
             rejects.append(clip_reject(result.key, "unknown_clip", "response for a clip that is not in the manifest"))
             continue
-        outcome = clip_outcome(result, post, answer_format)
+        outcome = clip_outcome(result, post, answer_format, (verdicts or {}).get(result.key), gold,
+                               verified=verdicts is not None)
         rejects += outcome.rejects
         pairs_parsed += outcome.pairs_parsed
         if outcome.parsed_as:
@@ -60,16 +63,22 @@ def build_dataset(manifest: list[ClipRecord], results: list[GeminiResult], post:
     report_unmatched(gold, set(clips), {r.id for r in records})
     rejects = sorted(rejects + gold.rejects, key=reject_sort_key)
     metrics = dataset_metrics(manifest, results, records, rejects, pairs_parsed, formats,
-                              gold_metrics(gold, gold_applied))
+                              gold_metrics(gold, gold_applied), post.verdicts if verdicts is not None else None)
     return sorted(records, key=record_sort_key), rejects, metrics
 
 
+def read_verdicts(path: Path) -> dict[str, ClipVerdicts]:
+    """verify's verdicts by clip key."""
+    return {v.key: v for v in (ClipVerdicts.model_validate(r) for r in read_jsonl(path))}
+
+
 def run(post: PostParams, prompt: PromptParams, manifest_path: Path, responses: Path, out: Path, rejects_path: Path,
-        metrics: Path, plots_dir: Path | None = None) -> list[LlavaRecord]:
+        metrics: Path, plots_dir: Path | None = None, verdicts_path: Path | None = None) -> list[LlavaRecord]:
     manifest = [ClipRecord.model_validate(r) for r in read_jsonl(manifest_path)]
     results = [GeminiResult.model_validate(r) for r in read_jsonl(responses)]
     gold = load_gold_answers(post.gold_answers)
-    records, rejects, figures = build_dataset(manifest, results, post, prompt.format, gold)
+    verdicts = read_verdicts(verdicts_path) if verdicts_path is not None else None
+    records, rejects, figures = build_dataset(manifest, results, post, prompt.format, gold, verdicts)
     write_dataset(out, records)
     write_jsonl(rejects_path, rejects)
     write_json(metrics, figures)

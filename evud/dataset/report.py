@@ -7,7 +7,17 @@ from collections import Counter
 from typing import Any
 
 from evud.core.domain import EVUD_CATEGORIES, count_by_reason
-from evud.core.records import ClipRecord, ClipStatus, GeminiResult, LlavaRecord, Reject, RejectScope, ResponseStatus
+from evud.core.records import (
+    ClipRecord,
+    ClipStatus,
+    GeminiResult,
+    LlavaRecord,
+    QAPair,
+    Reject,
+    RejectScope,
+    ResponseStatus,
+    Verdict,
+)
 
 _ANSWERED = (ResponseStatus.ok, ResponseStatus.truncated)
 
@@ -17,8 +27,9 @@ def _mean(values: list[float]) -> float | None:
 
 def dataset_metrics(manifest: list[ClipRecord], results: list[GeminiResult], records: list[LlavaRecord],
                     rejects: list[Reject], pairs_parsed: int, formats: Counter[str],
-                    gold: dict[str, Any]) -> dict[str, Any]:
-    """Clips in and out, QA pairs, yields, rejects by reason, pairs per category, answer length, gold."""
+                    gold: dict[str, Any], verdict_policy: dict[str, str] | None = None) -> dict[str, Any]:
+    """Clips in and out, QA pairs, yields, rejects by reason, pairs per category, answer length, gold, and the pairs
+    of the dataset by verify's verdict (with how many are flagged for review) when verify ran."""
     pairs = [p for r in records for p in r.category_question_answer_tuples]
     answered = sum(r.status in _ANSWERED for r in results)
     answers = [p.short_answer for p in pairs]
@@ -42,7 +53,16 @@ def dataset_metrics(manifest: list[ClipRecord], results: list[GeminiResult], rec
         "mean_window_s": _mean([r.duration for r in records]),
         "human_annotated": sum(r.human_annotated for r in records),
         "gold": gold,
+        **verdict_metrics(pairs, verdict_policy),
     }
+
+
+def verdict_metrics(pairs: list[QAPair], policy: dict[str, str] | None) -> dict[str, Any]:
+    if policy is None:
+        return {}
+    counts = Counter(p.verdict.value for p in pairs if p.verdict is not None)
+    return {"pairs_by_verdict": {v.value: counts[v.value] for v in Verdict},
+            "pairs_flagged": sum(n for name, n in counts.items() if policy.get(name) == "flag")}
 
 
 def duration_histogram(records: list[LlavaRecord], bin_s: float) -> list[dict[str, Any]]:

@@ -42,14 +42,22 @@ class CostEstimate:
     output_tokens: int
     cost_usd: float | None  # None when the price table has no row for the model
 
-    def describe(self) -> str:
+    def __add__(self, other: CostEstimate) -> CostEstimate:
+        cost = None if self.cost_usd is None or other.cost_usd is None else self.cost_usd + other.cost_usd
+        return CostEstimate(self.clips + other.clips, self.video_seconds + other.video_seconds,
+                            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens, cost)
+
+    def describe(self, what: str = "clip(s)") -> str:
         cost = usd(self.cost_usd) if self.cost_usd is not None else "unknown (no price for this model today in the price table)"
-        return (f"{self.clips} clip(s) to call, {self.video_seconds:,.0f} s of video, "
+        return (f"{self.clips} {what} to call, {self.video_seconds:,.0f} s of video, "
                 f"~{self.input_tokens:,} input + ~{self.output_tokens:,} output tokens, estimated cost {cost}")
 
 
 def clip_seconds(request: GeminiRequest) -> float:
-    """Seconds of video Gemini looks at: the window (offsets trim a padded file), else the whole file."""
+    """Seconds of video Gemini looks at: the window (offsets trim a padded file), else the whole file; none for a
+    text-only request."""
+    if not request.video:
+        return 0.0
     clip = request.clip
     if clip.window_start is not None and clip.window_end is not None:
         return max(clip.window_end - clip.window_start, 0.0)
@@ -72,8 +80,10 @@ def tokens_cost(price: ModelPrice, input_tokens: int, audio_tokens: int, output_
     return cost * (1 - price.batch_discount) if batch else cost
 
 
-def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams, price: ModelPrice | None) -> CostEstimate:
-    """What asking these requests should cost at `price` (the model's price in force today; None: unknown)."""
+def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams, price: ModelPrice | None,
+                  output_tokens: int | None = None) -> CostEstimate:
+    """What asking these requests should cost at `price` (the model's price in force today; None: unknown);
+    `output_tokens` per request, else the price table's expected figure (a generate answer's)."""
     seconds = sum(clip_seconds(r) for r in requests)
     prompt_tokens = sum(math.ceil(len(r.prompt_text) / PROMPT_CHARS_PER_TOKEN) for r in requests)
     if price is None:
@@ -82,24 +92,30 @@ def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams, price: Mo
     audio_tokens = math.ceil(seconds * price.audio_tokens_per_s)
     frames = seconds * (gemini.video_fps or 1.0)  # Gemini samples 1 frame a second unless video_fps says otherwise
     input_tokens = prompt_tokens + math.ceil(frames * frame_tokens(price, resolution)) + audio_tokens
-    output_tokens = len(requests) * price.expected_output_tokens
+    output_tokens = len(requests) * (price.expected_output_tokens if output_tokens is None else output_tokens)
     return CostEstimate(len(requests), seconds, input_tokens, output_tokens,
                         tokens_cost(price, input_tokens, audio_tokens, output_tokens, gemini.mode == "batch"))
 
 
 def check_budget(estimate: CostEstimate, gemini: GeminiParams, prices_file: str, day: date) -> None:
-    """Refuse to start a run whose estimate exceeds gemini.max_cost_usd."""
-    if gemini.max_cost_usd is None or not estimate.clips:
+    """Refuse to start a generate run whose estimate exceeds gemini.max_cost_usd."""
+    refuse_above(estimate, gemini.max_cost_usd, "gemini.max_cost_usd", "generate", gemini.model, prices_file, day,
+                 "call fewer clips (-S data.limit=...), or use gemini.mode=batch (discounted)")
+
+
+def refuse_above(estimate: CostEstimate, limit: float | None, limit_name: str, stage: str, model: str,
+                 prices_file: str, day: date, fewer: str, what: str = "clip(s)") -> None:
+    """Refuse to start when the estimate exceeds `limit` (the param `limit_name`); `model` is the one without a
+    price when the estimate has no cost; `fewer` says how to ask for less."""
+    if limit is None or not estimate.clips:
         return
     if estimate.cost_usd is None:
-        raise MissingPrice(f"gemini.max_cost_usd={gemini.max_cost_usd} is set but {prices_file} has no price for "
-                           f"model {gemini.model!r} on {day.isoformat()}: add a row for it there (or set "
-                           "max_cost_usd=null)")
-    if estimate.cost_usd > gemini.max_cost_usd:
+        raise MissingPrice(f"{limit_name}={limit} is set but {prices_file} has no price for model {model!r} on "
+                           f"{day.isoformat()}: add a row for it there (or set {limit_name.split('.')[-1]}=null)")
+    if estimate.cost_usd > limit:
         raise CostLimitExceeded(
-            f"generate: refusing to start: {estimate.describe()}, above gemini.max_cost_usd={usd(gemini.max_cost_usd)}. "
-            f"Raise the limit (-S gemini.max_cost_usd=...), call fewer clips (-S data.limit=...), "
-            f"or use gemini.mode=batch (discounted)")
+            f"{stage}: refusing to start: {estimate.describe(what)}, above {limit_name}={usd(limit)}. "
+            f"Raise the limit (-S {limit_name}=...), {fewer}")
 
 
 def usage_cost(answers: Iterable[tuple[Usage, datetime | None]], model: str, prices: PriceTable, batch: bool,

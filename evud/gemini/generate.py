@@ -1,6 +1,6 @@
 """The generate stage's work: ask Gemini about every `ok` clip of the manifest, paying once per answer.
 
-Answers already paid for are reused: those in the answer store (evud.gemini.answer_store; outside every DVC
+Answers already paid for are reused (evud.gemini.asking, shared with verify): those in the answer store (evud.gemini.answer_store; outside every DVC
 out, shared by experiments, optionally by a team) and those in the responses dvc.lock last recorded (a
 fresh clone after `dvc pull`). Only the rest is requested; each answer is stored the moment it arrives.
 Before calling, the stage logs what it will call and what that should cost, and refuses to start above
@@ -14,238 +14,32 @@ EVUD_ALLOW_FAILED=1 builds the dataset from what succeeded instead.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from evud.core.errors import UserError
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import GeminiParams, PromptParams
-from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
+from evud.core.progress import check_complete, summarise_failures, write_run_report
 from evud.core.records import AnswerEntry, ClipRecord, ClipStatus, GeminiResult, ResponseStatus
-from evud.core.store import answer_store_url, cached_versions
-from evud.gemini.answer_store import (
-    STORE_WHAT_TO_DO,
-    AnswerStore,
-    AnswerStoreError,
-    describe_os_error,
-    import_rescued,
-    rescue_answers,
-)
-from evud.gemini.backend import Backend, BackendError, failed_entry, rejected_entry, response_entry
+from evud.core.store import answer_store_url
+from evud.gemini.answer_store import AnswerStore, import_rescued
+from evud.gemini.asking import Answered, Generation, Round, cached_responses, known_answers, store_failure_error
+from evud.gemini.backend import Backend, failed_entry
 from evud.gemini.backends import make_backend
 from evud.gemini.cost import CostEstimate, check_budget, estimate_cost, usage_cost
 from evud.gemini.prices import PriceTable, today_utc
 from evud.gemini.request import GeminiRequest, build_request
 
-_WAIT_FOR_OTHER_RUN_S = 0.25  # how often to look for an answer another run is asking for
-
 
 def ok_clips(manifest: Path) -> list[ClipRecord]:
     clips = [ClipRecord.model_validate(r) for r in read_jsonl(manifest)]
     return [c for c in clips if c.status is ClipStatus.ok]
-
-
-@dataclass(frozen=True)
-class Answered:
-    """An answer (or failure) received by this run, with how long it took."""
-
-    entry: AnswerEntry
-    latency_s: float
-    elsewhere: bool = False  # asked and stored by another run at the same time: not paid by this one
-    asked: bool = True  # False: never sent (the answer store stopped working first)
-
-
-def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
-    """Call the backend once (it retries inside) and turn the outcome into an entry; never raises."""
-    started = time.monotonic()
-    try:
-        response = backend.generate(request)
-        answered_at = datetime.now(timezone.utc).replace(microsecond=0) if backend.billed else None
-        entry = response_entry(request.key, request.model, backend.name, response, answered_at=answered_at)
-    except BackendError as err:
-        entry = (rejected_entry(request.key, request.model, backend.name, str(err)) if err.rejected else
-                 failed_entry(request.key, request.model, backend.name, str(err), retryable=err.retryable))
-    except Exception as err:  # noqa: BLE001  an answer the SDK cannot read must not stop 13,000 paid calls
-        # A 200 the SDK cannot read is most often a proxy's error page: worth asking again.
-        entry = failed_entry(request.key, request.model, backend.name,
-                             f"unexpected_error: {type(err).__name__}: {err}", retryable=True)
-    return Answered(entry, round(time.monotonic() - started, 3))
-
-
-def reask_rejected() -> bool:
-    """EVUD_REASK_REJECTED=1: requests Vertex rejected as invalid are asked again (not a param: it changes no request)."""
-    return os.environ.get("EVUD_REASK_REJECTED", "").strip().lower() in ("1", "true", "yes")
-
-
-def cached_answers(out: Path, wanted: set[str]) -> Iterator[AnswerEntry]:
-    """The final answers for these keys that any responses file in DVC's cache holds (the last locked one first;
-    DVC deletes the file itself before a re-run), each key once."""
-    for version in cached_versions(out.as_posix()):
-        for record in read_jsonl(version):
-            result = GeminiResult.model_validate(record)
-            if result.request_key in wanted and result.status is not ResponseStatus.failed:
-                wanted = wanted - {result.request_key}
-                yield result.entry()
-        if not wanted:
-            return
-
-
-def known_answers(requests: list[GeminiRequest], store: AnswerStore | None, out: Path) -> dict[str, AnswerEntry]:
-    """Answers already paid for: the answer store, then any responses file in DVC's cache (copied into the store).
-
-    Without a store (a free backend: nothing was paid), nothing is looked up; DVC's cache is read only when the
-    store lacks a key (opening it costs a third of a second per run)."""
-    if store is None:
-        return {}
-    keys = {r.key for r in requests}
-    known = store.get_many(keys)
-    if reask_rejected():  # the cause of the rejections was fixed: ask them again (their answers replace them)
-        known = {key: entry for key, entry in known.items() if entry.status is not ResponseStatus.rejected}
-    if keys <= known.keys():
-        return known
-    for entry in cached_answers(out, keys - known.keys()):
-        known[entry.request_key] = entry
-        store.put(entry)  # the answer was paid for: keep it
-    return known
-
-
-class Asker:
-    """Asks the backend for requests on a thread pool, storing each final answer the moment it arrives.
-
-    On a local answer store each request is claimed first; a request another live run has claimed is
-    set aside and its answer taken from the store once that run stored it (or asked here if it died).
-    """
-
-    def __init__(self, backend: Backend, store: AnswerStore | None, concurrency: int):
-        self.backend = backend
-        self.store = store if backend.billed else None
-        self.pool = ThreadPoolExecutor(max_workers=concurrency)
-        # The first store error stops every request not yet sent: an answer that cannot be kept is never paid for.
-        self.store_failure: BaseException | None = None
-        self.unsaved: list[AnswerEntry] = []  # answers received that the store could not keep
-        self._lock = threading.Lock()
-
-    def _store_failed(self, err: BaseException, unsaved: AnswerEntry | None = None) -> None:
-        with self._lock:
-            self.store_failure = self.store_failure or err
-            if unsaved is not None:
-                self.unsaved.append(unsaved)
-
-    def not_asked(self, request: GeminiRequest) -> Answered:
-        entry = failed_entry(request.key, request.model, self.backend.name, "store_unwritable: not asked: the answer "
-                             "store stopped working before this request was sent", retryable=True)
-        return Answered(entry, 0.0, asked=False)
-
-    def ask(self, request: GeminiRequest) -> Answered | None:
-        """Worker: None if another run holds the claim on this request."""
-        if self.store_failure is not None:
-            return self.not_asked(request)
-        if self.store is not None:
-            try:
-                if not self.store.claim(request.key):
-                    return None
-            except Exception as err:  # noqa: BLE001  a full or read-only disk: this request is not sent
-                self._store_failed(err)
-                return self.not_asked(request)
-        try:
-            # Another run may have stored this answer since this run looked (and released its claim).
-            stored = self.answered_elsewhere(request)
-            if stored is not None:
-                return stored
-            if self.store_failure is not None:  # failed while this one was being claimed
-                return self.not_asked(request)
-            answered = answer_entry(request, self.backend)
-            if self.store is not None and answered.entry.is_final:
-                try:
-                    self.store.put(answered.entry)
-                except Exception as err:  # noqa: BLE001  paid for: kept in memory, rescued at the end of the run
-                    self._store_failed(err, answered.entry)
-            return answered
-        finally:
-            if self.store is not None:
-                self.store.release(request.key)
-
-    def answered_elsewhere(self, request: GeminiRequest) -> Answered | None:
-        try:
-            entry = self.store.get(request.key) if self.store is not None else None
-        except Exception:  # noqa: BLE001  a store that cannot be read is no answer: asked here (or stopped)
-            entry = None
-        if entry is not None and entry.status is ResponseStatus.rejected and reask_rejected():
-            entry = None  # asked again on demand, here
-        return Answered(entry, 0.0, elsewhere=True) if entry is not None else None
-
-    def ask_all(self, requests: list[GeminiRequest]) -> list[Answered]:
-        answers: list[Answered] = []
-        # Replay answers are read from a file in milliseconds: no bar (its rate would mean nothing).
-        bar = progress_bar(len(requests), f"generate: {self.backend.name}", disable=not self.backend.billed)
-        futures: dict[Future, GeminiRequest] = {self.pool.submit(self.ask, r): r for r in requests}
-        set_aside: list[GeminiRequest] = []
-        failures = 0
-        try:
-            while futures or set_aside:
-                done, _ = wait(futures, timeout=_WAIT_FOR_OTHER_RUN_S if set_aside else None,
-                               return_when=FIRST_COMPLETED)
-                if not futures:
-                    time.sleep(_WAIT_FOR_OTHER_RUN_S)
-                arrived = []
-                for future in done:
-                    request = futures.pop(future)
-                    answered = future.result()
-                    if answered is None:
-                        set_aside.append(request)
-                    else:
-                        arrived.append(answered)
-                still_aside = []
-                for request in set_aside:
-                    answered = self.answered_elsewhere(request)
-                    if answered is not None:
-                        arrived.append(answered)
-                    elif self.store_failure is not None:
-                        arrived.append(self.not_asked(request))
-                    elif self.store is not None and self.store.claimed_elsewhere(request.key):
-                        still_aside.append(request)
-                    else:  # its run died or failed to answer: ask here
-                        futures[self.pool.submit(self.ask, request)] = request
-                set_aside = still_aside
-                answers += arrived
-                failures += sum(not a.entry.is_final for a in arrived)
-                bar.update(len(arrived))
-                bar.set_postfix(failed=failures, retries=self.backend.retries_made(), waiting=len(set_aside),
-                                refresh=False)
-        except KeyboardInterrupt:
-            in_flight = sum(f.running() for f in futures)
-            print(f"\ngenerate: interrupted; {len(answers)} answer(s) received are kept in the answer store. "
-                  f"Waiting for the {in_flight} request(s) in flight, whose answers are paid for "
-                  "(Ctrl-C again to abandon them).", file=sys.stderr)
-            raise
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            bar.close()
-        return answers
-
-
-def store_failure_error(store: AnswerStore, err: BaseException, unsaved: list[AnswerEntry]) -> AnswerStoreError:
-    """The one line a run ends with when its store stopped keeping answers: which store, why, where every answer
-    received but not kept is now, and what to do."""
-    if not unsaved:
-        kept = "no answer received was lost"
-    else:
-        saved_in, problems = rescue_answers(store, unsaved)
-        kept = (f"the {len(unsaved)} answer(s) received that it could not keep are saved in {saved_in} (the next run "
-                "puts them in the store: they are not paid again)" if saved_in is not None else
-                f"the {len(unsaved)} answer(s) received that it could not keep could not be saved anywhere either "
-                f"({'; '.join(problems)})")
-    return AnswerStoreError(f"generate: the answer store {store.url} could not be written ({describe_os_error(err)}): "
-                            f"stopped asking at once; {kept}; {STORE_WHAT_TO_DO}")
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -328,32 +122,6 @@ def end_summary(facts: dict[str, Any], billed: bool) -> str:
             f" cost {'unknown' if cost is None else f'${cost:,.4f}'}")
 
 
-@dataclass
-class Fetched:
-    """What one round of asking got: the answers, the calls and retries it took, and a store that stopped working."""
-
-    answers: list[Answered] = field(default_factory=list)
-    calls: int = 0
-    retries: int = 0
-    store_failure: BaseException | None = None
-    unsaved: list[AnswerEntry] = field(default_factory=list)
-
-
-def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: Backend, store: AnswerStore | None,
-                  clips_dir: Path, concurrency: int) -> Fetched:
-    """Ask for every missing request, online or in batch jobs."""
-    if not missing:
-        return Fetched()
-    if gemini.mode == "batch":
-        outcome = backend.ask_batch(missing, store, clips_dir, concurrency)
-        return Fetched([Answered(e, 0.0) for e in outcome.entries], outcome.rows, outcome.resubmitted)
-    retries_before = backend.retries_made()  # the backend counts across rounds; report this round's
-    asker = Asker(backend, store, concurrency)
-    answers = asker.ask_all(missing)
-    return Fetched(answers, sum(a.asked and not a.elsewhere for a in answers),
-                   backend.retries_made() - retries_before, asker.store_failure, asker.unsaved)
-
-
 @dataclass(frozen=True)
 class GenerateRun:
     results: list[GeminiResult]  # what responses.jsonl holds
@@ -383,46 +151,6 @@ def better_answer(first: AnswerEntry, again: AnswerEntry | None) -> tuple[Answer
     return first, False
 
 
-@dataclass
-class Round:
-    """One round of asking: answers already paid for, and those this run got."""
-
-    known: dict[str, AnswerEntry]
-    fresh: list[Answered]
-    calls: int = 0
-    retries: int = 0
-    store_failure: BaseException | None = None
-    unsaved: list[AnswerEntry] = field(default_factory=list)
-
-    @property
-    def answers(self) -> dict[str, AnswerEntry]:
-        return {**self.known, **{a.entry.request_key: a.entry for a in self.fresh}}
-
-
-class Generation:
-    """The requests of one run, asked through the answer store, with the backend checked once before any call."""
-
-    def __init__(self, gemini: GeminiParams, backend: Backend, store: AnswerStore | None, clips_dir: Path, out: Path,
-                 concurrency: int):
-        self.gemini, self.backend, self.store = gemini, backend, store
-        self.clips_dir, self.out, self.concurrency = clips_dir, out, concurrency
-        self._checked = False
-
-    def ask(self, requests: list[GeminiRequest], known: dict[str, AnswerEntry] | None = None) -> Round:
-        """Ask what is not already known (looked up here unless the caller already did)."""
-        known = known_answers(requests, self.store, self.out) if known is None else known
-        missing = list({r.key: r for r in requests if r.key not in known}.values())
-        if not missing:
-            return Round(known, [])
-        if not self._checked:
-            if self.store is not None:
-                self.store.check_writable()  # a store that cannot keep an answer stops the run before it pays
-            self.backend.check_ready()  # a setup mistake stops here, before any clip is asked
-            self._checked = True
-        fetched = fetch_answers(missing, self.gemini, self.backend, self.store, self.clips_dir, self.concurrency)
-        return Round(known, fetched.answers, fetched.calls, fetched.retries, fetched.store_failure, fetched.unsaved)
-
-
 def final_results(requests: list[GeminiRequest], first: dict[str, AnswerEntry], again: dict[str, GeminiRequest],
                   second: dict[str, AnswerEntry], failed: AnswerEntry) -> list[GeminiResult]:
     """One result per clip: its answer, or the re-asked one when that is better; sorted by the clip's ids."""
@@ -449,10 +177,11 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
                         "(use gemini.backend=vertex)")
     if store is None and backend.billed:
         store = AnswerStore(answer_store_url())
-    generation = Generation(gemini, backend, store, clips_dir, out, concurrency)
+    cached = cached_responses(out)
+    generation = Generation(gemini, backend, store, clips_dir, cached, concurrency)
     if store is not None and (rescued := import_rescued(store)):
         print(f"generate: {rescued} answer(s) an earlier run could not keep are in the answer store now", file=sys.stderr)
-    known = known_answers(requests, store, out)
+    known = known_answers(requests, store, cached)
     estimate = estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini,
                              prices.price_on(gemini.model, today))
     if backend.billed:

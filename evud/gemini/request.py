@@ -34,6 +34,8 @@ class GeminiRequest:
     backend: str
     response_schema: dict[str, Any] | None = None
     video_fps: float | None = None  # frames a second Gemini looks at (None: the model's default, 1)
+    video: bool = True  # False: a text-only request about the clip (verify's blind and judge checks): no video part
+    purpose: str = "qa"  # what the request is for (qa, blind, judge, ground): how the replay backend finds its answer
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -196,13 +198,18 @@ def request_key(request: GeminiRequest) -> str:
         "generation": request.generation,
         "response_schema": request.response_schema,
     }
-    sent = video_metadata(request.clip, request.video_fps)
+    sent = video_metadata(request.clip, request.video_fps) if request.video else None
     if sent is not None:  # what part of the clip Gemini looks at, and how densely (absent: the whole file at 1 fps)
         material["video_metadata"] = sent
+    if not request.video:  # a text-only request: its text decides its answer, whatever clip it is about
+        del material["clip_sha256"]
+        material["video"] = False
     if request.backend == "replay":
         # Replay answers are examples looked up by the clip's ids: keep them apart from real answers, and per clip.
         material["backend"] = "replay"
         material["clip"] = request.clip.key
+        if request.purpose != "qa":
+            material["purpose"] = request.purpose
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 

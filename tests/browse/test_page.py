@@ -12,6 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from evud.browse.build import build_site
+from evud.core.domain import EVUD_CATEGORIES
 from evud.core.params import BrowseParams
 from evud.core.records import ClipStatus, Reject, RejectScope
 from tests.support import browser as support_browser
@@ -140,6 +141,51 @@ def test_filters_and_search_give_the_expected_counts_and_the_url_restores_them(b
     assert browser.find_element(By.ID, "q").get_attribute("value") == "knife"
     assert Select(browser.find_element(By.ID, "cat")).first_selected_option.get_attribute("value") == "world knowledge"
     assert count(browser, "pairs") == 1
+
+
+def checked_pairs(repo: Path) -> list[tuple[str, str, str, str | None]]:
+    """(clip key, category, verdict, blind answer) of every pair verify checked, read from data/verdicts.jsonl."""
+    rows = [json.loads(line) for line in (repo / "data/verdicts.jsonl").read_text().splitlines()]
+    return [("-".join(str(r[k]) for k in ("video_uid", "clip_uid", "annotation_uid", "language_query_index")),
+             p["category"], p["verdict"], p.get("blind_answer")) for r in rows for p in r["pairs"]]
+
+
+def test_verdicts_show_beside_each_pair_filter_with_the_expected_counts_and_order_the_review_queue(
+        browser, reproduced_sample: Path):
+    pairs = checked_pairs(reproduced_sample)
+    blind = [p for p in pairs if p[2] == "blind_answerable"]
+    assert len(blind) == 7 and len(pairs) == 35  # the replay file's blind answers: 5 word for word, 2 by the judge
+    index = reproduced_sample / "data/browse/index.html"
+    open_page(browser, index)
+    labels = [o.text for o in Select(browser.find_element(By.ID, "verdict")).options]
+    assert "blind_answerable (7 pairs, flag)" in labels and "unverified (28 pairs)" in labels, labels
+    choose(browser, "verdict", "blind_answerable")
+    assert (count(browser, "clips"), count(browser, "pairs")) == (len({p[0] for p in blind}), 7)
+    shown = browser.find_elements(By.CSS_SELECTOR, '.verdict[data-verdict="blind_answerable"]')
+    assert len(shown) == 7
+    # The blind check's answer beside the video's, on the pair it belongs to.
+    mug = card(browser, next(p[0] for p in blind if p[3] == "A mug"))
+    section = mug.find_element(By.CSS_SELECTOR, 'section.cat[data-category="world knowledge"]')
+    assert "blind_answerable · flag" in section.text and "blind answer: A mug" in section.text
+    choose(browser, "cat", "world knowledge")
+    expected = [p for p in blind if p[1] == "world knowledge"]
+    assert (count(browser, "clips"), count(browser, "pairs")) == (len({p[0] for p in expected}), len(expected))
+    assert "cat=world+knowledge" in browser.current_url and "verdict=blind_answerable" in browser.current_url
+    browser.find_element(By.ID, "reset").click()
+    # The review queue: clips with a flagged pair first, by the first EVUD category holding one, then the rest.
+    choose(browser, "order", "review")
+    keys = browser.execute_script("return window.EVUDBrowse.matchedKeys()")
+    first_category = {}
+    for key, category, verdict, _ in pairs:
+        if verdict == "blind_answerable":
+            rank = EVUD_CATEGORIES.index(category)
+            first_category[key] = min(first_category.get(key, rank), rank)
+    in_ids_order = list(dict.fromkeys(p[0] for p in pairs))  # verdicts.jsonl is sorted by the ids, as the page
+    queue = sorted(first_category, key=lambda k: (first_category[k], in_ids_order.index(k)))
+    assert keys[:len(queue)] == queue and len(keys) == SAMPLE_QUERIES
+    assert first_category[queue[0]] < first_category[queue[-1]]  # an earlier category does come first
+    assert "to review: object state recognition" in cards(browser)[0].text
+    assert "order=review" in browser.current_url
 
 
 def edit_answer(driver: Any, key: str, category: str, text: str) -> None:

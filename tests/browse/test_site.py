@@ -8,7 +8,7 @@ from typing import Any
 
 from evud.browse.build import build_site
 from evud.browse.site import GOLD_DOWNLOAD_COLUMNS, data_js, site_data
-from evud.core.params import BrowseParams
+from evud.core.params import BrowseParams, load_section
 from evud.core.records import ClipStatus, Reject, RejectScope
 from evud.dataset.gold import GOLD_COLUMNS, GoldAnswer, GoldIndex
 from evud.dataset.review_sheet import REVIEW_COLUMNS
@@ -99,9 +99,11 @@ def test_the_same_inputs_give_byte_identical_sites(reproduced_sample: Path, tmp_
 
     data = reproduced_sample / "data"
     inputs = SiteInputs(data / "clips.jsonl", data / "ego4d_vqa_gemini.json", data / "rejects.jsonl",
-                        data / "responses.jsonl", data / "clips")
+                        data / "responses.jsonl", data / "clips", data / "verdicts.jsonl")
+    policy = load_section("post", reproduced_sample / "params.yaml").verdicts  # as dvc.yaml's browse passes it
     for name in ("one", "two"):
-        build_site(inputs, tmp_path / name / "browse", BrowseParams(), None, tmp_path / f"store-{name}", workers=2)
+        build_site(inputs, tmp_path / name / "browse", BrowseParams(), None, tmp_path / f"store-{name}", workers=2,
+                   verdict_policy=policy)
     assert tree_digest(tmp_path / "one/browse") == tree_digest(tmp_path / "two/browse")
     # And the same as `dvc repro`'s, but for the relative link to the clips (the site is elsewhere).
     ours, dvc_made = tree_digest(tmp_path / "one/browse"), tree_digest(data / "browse")

@@ -76,6 +76,7 @@ def test_an_unreachable_s3_store_stops_before_any_request_naming_it(reproduced_s
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{cloud.free_port()}")  # nothing listens there
     monkeypatch.setenv("EVUD_ANSWER_STORE", "s3://team-answers/evud")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries of a refused connection prove nothing more here
     result = generate_main(reproduced_sample, tmp_path, fake_vertex)
     assert result.returncode == 1
     message = last_line(result.stderr)

@@ -32,11 +32,11 @@ def test_second_repro_does_nothing(reproduced_sample: Path):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], reproduced_sample).stdout
 
 
-def test_model_change_reruns_generate_and_postprocess_only(reproduced_copy: Path):
+def test_model_change_reruns_only_the_stages_after_prepare(reproduced_copy: Path):
     repo_copy = reproduced_copy
     clip_times = {p: p.stat().st_mtime_ns for p in (repo_copy / "data/clips").rglob("*.mp4")}
     result = run(["dvc", "exp", "run", "-S", "gemini.model=gemini-3.1-flash-lite"], repo_copy)
-    assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
+    assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse"}
     assert "Stage 'prepare' didn't change, skipping" in result.stdout
     assert {p: p.stat().st_mtime_ns for p in clip_times} == clip_times  # no clip was re-cut
     responses = [json.loads(line) for line in (repo_copy / "data/responses.jsonl").read_text().splitlines()]
@@ -55,7 +55,24 @@ def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(repro
     git_commit_all(repo_copy, "seed experiment")
     # Every `dvc exp run` composes conf/ afresh, so post.seed returns to its default here too.
     result = run(["dvc", "exp", "run", "-S", "prompt.text=Describe the video in one sentence."], repo_copy)
-    assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
+    assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse"}
+
+
+def test_a_verdict_policy_change_reruns_only_postprocess_and_browse(reproduced_copy: Path):
+    repo = reproduced_copy
+    verdicts = [json.loads(line) for line in (repo / "data/verdicts.jsonl").read_text().splitlines()]
+    planted = sum(p["verdict"] == "blind_answerable" for r in verdicts for p in r["pairs"])
+    before = json.loads((repo / "data/ego4d_vqa_gemini.json").read_text())
+    result = run(["dvc", "exp", "run", "-S", "post.verdicts.blind_answerable=drop",
+                  "-S", "post.require_all_categories=false"], repo)
+    assert stages_run(result.stdout) == {"postprocess", "browse"}  # neither generate nor verify
+    after = json.loads((repo / "data/ego4d_vqa_gemini.json").read_text())
+    pairs = lambda records: [p for r in records for p in r["category_question_answer_tuples"]]  # noqa: E731
+    assert planted == 7 and len(pairs(after)) == len(pairs(before)) - planted
+    assert not [p for p in pairs(after) if p["verdict"] == "blind_answerable"]
+    rejects = [json.loads(line) for line in (repo / "data/rejects.jsonl").read_text().splitlines()]
+    assert sum(r["reason"] == "verdict_blind_answerable" for r in rejects) == planted
+    assert '"verdict_actions":["keep","drop","drop","keep"]' in (repo / "data/browse/data.js").read_text()
 
 
 def param_keys(value: object) -> set[str]:

@@ -29,7 +29,7 @@ def test_a_thinking_level_reaches_the_request_and_changes_its_key(reproduced_cop
     gemini, prompt = load_section("gemini", repo / "params.yaml"), load_section("prompt", repo / "params.yaml")
     keys = {build_request(clip, gemini, prompt).key for clip in clips if clip.status.value == "ok"}
     run(["dvc", "exp", "run", "-S", "gemini.generation.thinking_config.thinking_level=high"], repo, env=FAST_ENV)
-    assert {b["generationConfig"]["thinkingConfig"]["thinking_level"] for b in fake_vertex.bodies} == {"HIGH"}
+    assert {b["generationConfig"]["thinkingConfig"]["thinking_level"] for b in fake_vertex.qa_bodies} == {"HIGH"}
     new_keys = {json.loads(line)["request_key"] for line in (repo / "data/responses.jsonl").read_text().splitlines()}
     assert len(new_keys) == len(keys) and not new_keys & keys
 
@@ -58,7 +58,7 @@ def test_dvc_exp_run_switches_a_preset_to_vertex_calls_every_clip_and_builds_the
     result = run(["dvc", "exp", "run", "-S", "gemini=flash_lite", "-S", "gemini.backend=vertex", "-S",
                   "gemini.project=test-project", "-S", f"gemini.base_url={fake_vertex.base_url}"], reproduced_copy,
                  env=FAST_ENV)
-    assert stages_run(result.stdout) == {"generate", "postprocess", "browse"}
+    assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse"}
     assert "Stage 'prepare' didn't change, skipping" in result.stdout
     # Every clip answered and kept: no reject, and no DVC warning that the rejects out is empty.
     assert "is empty" not in result.stdout + result.stderr, result.stdout + result.stderr

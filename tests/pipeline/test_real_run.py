@@ -55,6 +55,7 @@ def test_real_run_from_the_readme(repo_copy: Path, fake_vertex: FakeVertex, tmp_
         pilot = run(["dvc", "exp", "run", *real, "-S", "data.limit=2"], repo_copy, env=env)
         assert "estimated" in pilot.stderr.lower() or "estimated" in pilot.stdout.lower()
         assert fake_vertex.total_calls == 2
+        assert fake_vertex.checks == {"blind": 2}  # verify's blind check, text only; no blind answer: no judge
         manifest = [json.loads(line) for line in (repo_copy / "data/clips.jsonl").read_text().splitlines()]
         assert [r["status"] for r in manifest] == ["ok", "ok"]
         assert all(r["clip_uri"].startswith("gs://evud-clips/ego4d_vqa_gemini_videos/") for r in manifest)
@@ -67,6 +68,10 @@ def test_real_run_from_the_readme(repo_copy: Path, fake_vertex: FakeVertex, tmp_
         # The full run pays only for the three clips the pilot did not ask about.
         run(["dvc", "exp", "run", *real], repo_copy, env=env)
         assert fake_vertex.total_calls == 5
+        # One blind check per distinct set of questions: the fake asks the same questions of clips with the same
+        # file name (it names a gs:// clip by its file's stem), and a blind request holds no clip, so it is one request.
+        texts = {json.loads(line)["text"] for line in (repo_copy / "data/responses.jsonl").read_text().splitlines()}
+        assert fake_vertex.checks == {"blind": len(texts)} and 1 < len(texts) < 5
         dataset = json.loads((repo_copy / "data/ego4d_vqa_gemini.json").read_text())
         assert len(dataset) == 5
         assert {r["ego4d_video_uid"] for r in dataset} == set(UIDS)
@@ -76,7 +81,7 @@ def test_real_run_from_the_readme(repo_copy: Path, fake_vertex: FakeVertex, tmp_
         secrets = [os.environ["AWS_SECRET_ACCESS_KEY"], FAST_ENV["GOOGLE_OAUTH_ACCESS_TOKEN"]]
         written = [pilot.stdout, pilot.stderr] + [(repo_copy / name).read_text() for name in
                    ("params.yaml", "data/clips.jsonl", "data/responses.jsonl", "data/ego4d_vqa_gemini.json",
-                    "metrics/prepare.json", "metrics/generate.json")]
+                    "data/verdicts.jsonl", "metrics/prepare.json", "metrics/generate.json", "metrics/verify.json")]
         written += [p.read_text() for p in (repo_copy / ".evud").rglob("*.json")]  # answers, clips, run reports
-        assert len(list((repo_copy / ".evud/answers").rglob("*.json"))) == 5
+        assert len(list((repo_copy / ".evud/answers").rglob("*.json"))) == 5 + len(texts)  # answers, blind checks
         assert not [s for s in secrets for text in written if s in text]

@@ -13,6 +13,12 @@ a list of behaviours consumed one per request, then `default`. Behaviours: "ok",
 JSON), "hang" (no answer for `hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random
 429/500/503 on top.
 
+verify's check requests (a JSON schema of evud.verify.checks in generationConfig) are answered with JSON that
+follows it, from the items in their prompt: the blind check answers the questions named in `blind_answers` (by a
+substring of the question) and cannot tell the rest; the judge agrees on the questions in `judge_agrees`; the
+grounding check says `support` (default: supported). They are counted apart, in `checks` by purpose, and scripted
+by purpose (`script("blind", 429)`).
+
 Batch jobs read their request file from GCS (the emulator, STORAGE_EMULATOR_HOST) on the second poll, apply
 the same behaviours line by line (an HTTP status becomes a line with an error `status`, "hang" a missing
 line) and write `predictions.jsonl` under the job's output prefix, as Vertex does.
@@ -110,6 +116,50 @@ def thinking_answer_json(clip_id: str, model: str, thinking_tokens: int, max_out
             "usageMetadata": usage, "modelVersion": model}
 
 
+def check_purpose(body: dict[str, Any]) -> str | None:
+    """blind / judge / ground for one of verify's check requests (by the answer schema it asks for), else None."""
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    schema = config.get("responseJsonSchema") or config.get("response_json_schema") or {}
+    properties = schema.get("properties") or {}
+    if "answers" in properties:
+        return "blind"
+    item = ((properties.get("verdicts") or {}).get("items") or {}).get("properties") or {}
+    return "judge" if "verdict" in item else "ground" if "support" in item else None
+
+
+def prompt_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items a check prompt lists, one JSON object per line."""
+    items = []
+    for content in body.get("contents", []):
+        for part in content.get("parts", []):
+            for line in (part.get("text") or "").splitlines():
+                if line.startswith("{"):
+                    items.append(json.loads(line))
+    return items
+
+
+def _named(table: dict[str, Any] | set[str], question: str) -> Any:
+    return next((table[k] if isinstance(table, dict) else True for k in table if k in question), None)
+
+
+def check_answer_json(purpose: str, items: list[dict[str, Any]], model: str, blind_answers: dict[str, str],
+                      judge_agrees: set[str], support: dict[str, str]) -> dict[str, Any]:
+    if purpose == "blind":
+        answers = [{"id": i["id"], "answer": _named(blind_answers, i["question"]) or "",
+                    "cannot_tell": _named(blind_answers, i["question"]) is None} for i in items]
+        document: dict[str, Any] = {"answers": answers}
+    elif purpose == "judge":
+        document = {"verdicts": [{"id": i["id"], "verdict": "agree" if _named(judge_agrees, i["question"]) else "disagree"}
+                                 for i in items]}
+    else:
+        document = {"verdicts": [{"id": i["id"], "support": _named(support, i["question"]) or "supported"}
+                                 for i in items]}
+    usage = {"promptTokenCount": 300 if purpose != "ground" else 2300, "candidatesTokenCount": 100,
+             "totalTokenCount": 400 if purpose != "ground" else 2400}
+    return {"candidates": [{"content": {"role": "model", "parts": [{"text": json.dumps(document)}]},
+                            "finishReason": "STOP"}], "usageMetadata": usage, "modelVersion": model}
+
+
 def error_json(code: int, message: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message or f"injected {code}", "status": ERROR_STATUS.get(code, "UNKNOWN")}}
 
@@ -123,7 +173,11 @@ class FakeVertex:
         self.hang_s = hang_s
         self.default: Any = "ok"
         self.scripts: dict[str, list[Any]] = {}
-        self.calls: Counter[str] = Counter()  # generateContent requests per clip id
+        self.calls: Counter[str] = Counter()  # generateContent requests per clip id (generate's: QA answers)
+        self.checks: Counter[str] = Counter()  # verify's check requests (online and batch lines) by purpose
+        self.blind_answers: dict[str, str] = {}  # question substring -> what the blind check answers
+        self.judge_agrees: set[str] = set()  # question substrings whose two answers the judge says agree
+        self.support: dict[str, str] = {}  # question substring -> the grounding check's word (default supported)
         self.models: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []
         self.batch_lines: Counter[str] = Counter()  # batch request lines processed per clip id
@@ -167,11 +221,24 @@ class FakeVertex:
 
     @property
     def total_calls(self) -> int:
+        """generate's requests (QA answers) received."""
         return sum(self.calls.values())
+
+    @property
+    def qa_bodies(self) -> list[dict[str, Any]]:
+        """The bodies of generate's requests (QA answers), without verify's checks."""
+        with self._lock:
+            return [b for b in self.bodies if check_purpose(b) is None]
+
+    @property
+    def all_calls(self) -> int:
+        """Every answer request received, generate's and verify's, online or as batch lines: what was paid for."""
+        return self.total_calls + sum(self.checks.values()) + sum(self.batch_lines.values())
 
     def reset_counts(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.checks.clear()
             self.models.clear()
             self.bodies.clear()
             self.batch_lines.clear()
@@ -260,9 +327,13 @@ class FakeVertex:
 
     # --- online --------------------------------------------------------------------------------------
     def _generate(self, handler: BaseHTTPRequestHandler, model: str, body: dict[str, Any]) -> None:
-        clip_id = clip_id_of(body)
+        purpose = check_purpose(body)
+        clip_id = purpose or clip_id_of(body)  # a check is scripted by its purpose
         with self._lock:
-            self.calls[clip_id] += 1
+            if purpose:
+                self.checks[purpose] += 1
+            else:
+                self.calls[clip_id] += 1
             self.models[model] += 1
             if self.keep_bodies:
                 self.bodies.append(body)
@@ -283,9 +354,15 @@ class FakeVertex:
             return self._send(handler, behaviour, error_json(behaviour))
         if behaviour == "garbage":
             return self._send_raw(handler, 200, b"<html>proxy error</html>")
+        self._send(handler, 200, self._answer(behaviour, body, purpose, clip_id, model))
+
+    def _answer(self, behaviour: Any, body: dict[str, Any], purpose: str | None, clip_id: str,
+                model: str) -> dict[str, Any]:
+        if purpose and behaviour == "ok":
+            return check_answer_json(purpose, prompt_items(body), model, self.blind_answers, self.judge_agrees,
+                                     self.support)
         config = body.get("generationConfig") or {}
-        self._send(handler, 200, answer_json(behaviour, clip_id, model, self.thinking_tokens,
-                                             config.get("maxOutputTokens")))
+        return answer_json(behaviour, clip_id, model, self.thinking_tokens, config.get("maxOutputTokens"))
 
     # --- batch ---------------------------------------------------------------------------------------
     def _create_job(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -322,7 +399,8 @@ class FakeVertex:
                     for line in gcs_read(uri).splitlines() if line.strip()]
         lines_out, ok, failed = [], 0, 0
         for line in lines_in:
-            clip_id = clip_id_of(line["request"])
+            purpose = check_purpose(line["request"])
+            clip_id = purpose or clip_id_of(line["request"])
             with self._lock:
                 self.batch_lines[clip_id] += 1
             behaviour = self.next_behaviour(clip_id)
@@ -343,7 +421,7 @@ class FakeVertex:
                 ok += 1
             else:
                 out["status"] = ""
-                out["response"] = answer_json(behaviour, clip_id, model)
+                out["response"] = self._answer(behaviour, line["request"], purpose, clip_id, model)
                 ok += 1
             lines_out.append(json.dumps(out))
         directory = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/") + \

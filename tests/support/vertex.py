@@ -8,7 +8,9 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -18,6 +20,7 @@ from evud.core.store import store_root
 from evud.gemini import generate
 from evud.gemini.answer_store import AnswerStore
 from evud.gemini.prices import PriceTable, load_prices
+from evud.verify import verify as verify_stage
 from tests.support.fake_vertex import FAST_ENV, FakeVertex, clip_id_of
 from tests.support.repo import PARAMS, PRICES, PROJECT_ROOT
 
@@ -36,17 +39,23 @@ def run_generate(repo: Path, work: Path, gemini: GeminiParams, prompt: PromptPar
                  concurrency: int = 4, allow_failed: bool = True,
                  prices: PriceTable | None = None) -> tuple[dict, dict[str, dict]]:
     """generate on a reproduced sample, its answer store in `work`; returns (metrics + run facts, responses by clip)."""
+    facts = run_facts("generate", lambda: generate.run(
+        gemini, prompt or load_section("prompt", PARAMS), repo / "data/clips.jsonl", repo / "data/clips",
+        work / "responses.jsonl", work / "metrics.json", concurrency, prices=prices or load_prices(PRICES),
+        store=AnswerStore(str(work / "answers"))), allow_failed)
+    responses = [json.loads(line) for line in (work / "responses.jsonl").read_text().splitlines()]
+    return {**json.loads((work / "metrics.json").read_text()), **facts}, {r["clip_sha256"]: r for r in responses}
+
+
+def run_facts(stage: str, work: Callable[[], Any], allow_failed: bool) -> dict:
+    """Run a stage's work in this process: its run facts, or its run report's when it ended with retryable
+    failures (StageIncomplete) and those are allowed."""
     try:
-        outcome = generate.run(gemini, prompt or load_section("prompt", PARAMS), repo / "data/clips.jsonl",
-                               repo / "data/clips", work / "responses.jsonl", work / "metrics.json", concurrency,
-                               prices=prices or load_prices(PRICES), store=AnswerStore(str(work / "answers")))
-        facts = outcome.facts
+        return work().facts
     except StageIncomplete:
         if not allow_failed:
             raise
-        facts = latest_run_report("generate")
-    responses = [json.loads(line) for line in (work / "responses.jsonl").read_text().splitlines()]
-    return {**json.loads((work / "metrics.json").read_text()), **facts}, {r["clip_sha256"]: r for r in responses}
+        return latest_run_report(stage)
 
 
 def latest_run_report(stage: str) -> dict:
@@ -88,3 +97,16 @@ def generate_main(reproduced: Path, work: Path, fake: FakeVertex | None, **gemin
 def fake_vertex_clip(video_part: dict) -> str:
     """The clip (by content) a request's video part names, as the fake sees it."""
     return clip_id_of({"contents": [{"parts": [video_part]}]})
+
+
+def run_verify(repo: Path, work: Path, gemini: GeminiParams, concurrency: int = 4, allow_failed: bool = True,
+               prices: PriceTable | None = None, **verify_updates) -> tuple[dict, list[dict]]:
+    """verify of the answers run_generate wrote into `work` (same answer store), with params.yaml's verify section
+    updated; returns (metrics + run facts, verdicts.jsonl's records)."""
+    verify = load_section("verify", PARAMS).model_copy(update=verify_updates)
+    facts = run_facts("verify", lambda: verify_stage.run(
+        verify, gemini, load_section("prompt", PARAMS), repo / "data/clips.jsonl", work / "responses.jsonl",
+        repo / "data/clips", work / "verdicts.jsonl", work / "verify.json", work / "verdicts_per_category.json",
+        concurrency, prices=prices or load_prices(PRICES), store=AnswerStore(str(work / "answers"))), allow_failed)
+    records = [json.loads(line) for line in (work / "verdicts.jsonl").read_text().splitlines()]
+    return {**json.loads((work / "verify.json").read_text()), **facts}, records

@@ -14,7 +14,9 @@
   DATA.scopes.forEach(function (name, i) { SCOPE[name] = i; });
   const STORAGE_KEY = "evud-browse/gold-edits/v1";
   const DEFAULT_PAGE = 30;
-  const FILTERS = ["q", "cat", "status", "reason", "human", "cmp"];
+  const FILTERS = ["q", "cat", "status", "reason", "human", "verdict", "cmp"];
+  const VERDICTS = DATA.verdicts;
+  const ACTIONS = DATA.verdict_actions; // what post.verdicts does with each verdict: keep, flag or drop
 
   // --- the clips, decoded once ---------------------------------------------------------------------
   const clips = DATA.clips.map(function (row, i) {
@@ -23,6 +25,7 @@
       video: DATA.uids[row[F.video]], clip: DATA.uids[row[F.clip]], annotation: DATA.uids[row[F.annotation]],
       index: row[F.index], status: DATA.statuses[row[F.status]], rejects: row[F.rejects],
       pairCats: row[F.pair_cats], goldPairs: row[F.gold_pairs], human: row[F.human] === 1, pairs: null, text: null,
+      checked: row[F.verdict_pairs], review: row[F.review],
     };
     c.key = [c.video, c.clip, c.annotation, c.index].join("-");
     c.reasons = c.rejects.map(function (r) { return r[1]; });
@@ -195,8 +198,25 @@
     add(box, table);
   }
 
+  // --- verify's verdicts ---------------------------------------------------------------------------------
+  // c.checked holds two characters per checked pair (kept, or dropped by its verdict): category, verdict.
+  function verdictCount(c, verdict, cat) {
+    let n = 0;
+    for (let j = 0; j < c.checked.length; j += 2) {
+      if ((cat < 0 || c.checked.charCodeAt(j) - 48 === cat) && c.checked.charCodeAt(j + 1) - 48 === verdict) n++;
+    }
+    return n;
+  }
+  // The review queue: clips holding a pair verify doubts (flagged or dropped by post.verdicts) first, by the
+  // first EVUD category holding one, then every other clip; the ids' order within each.
+  function reviewOrder(a, b) {
+    const ra = a.review < 0 ? Infinity : a.review, rb = b.review < 0 ? Infinity : b.review;
+    return ra === rb ? a.i - b.i : ra - rb;
+  }
+
   // --- filters ---------------------------------------------------------------------------------------
-  const state = { q: "", cat: "", status: "", reason: "", human: "", cmp: "", page: DEFAULT_PAGE };
+  const state = { q: "", cat: "", status: "", reason: "", human: "", verdict: "", cmp: "", order: "",
+    page: DEFAULT_PAGE };
   function clipText(c) {
     if (c.text === null) {
       const parts = [c.key, c.row[F.query] || "", c.row[F.template] || "", c.row[F.answer] || ""];
@@ -206,7 +226,7 @@
     }
     return c.text;
   }
-  function tests(c, terms, cat, reason) {
+  function tests(c, terms, cat, reason, verdict) {
     return {
       q: !terms.length || terms.every(function (t) { return clipText(c).indexOf(t) >= 0; }) ||
         (terms.length > 0 && editsMatch(c, terms)),
@@ -214,6 +234,7 @@
       status: !state.status || c.status === state.status,
       reason: reason < 0 || c.reasons.indexOf(reason) >= 0,
       human: !state.human || (state.human === "yes" ? c.human : state.human === "no" ? !c.human : clipEdited(c)),
+      verdict: verdict < 0 || verdictCount(c, verdict, cat) > 0,
       cmp: !state.cmp || !other || compareGroup(c) === state.cmp,
     };
   }
@@ -234,16 +255,19 @@
     const terms = state.q.toLowerCase().split(/\s+/).filter(Boolean);
     const cat = state.cat ? CATS.indexOf(state.cat) : -1;
     const reason = state.reason ? DATA.reasons.indexOf(state.reason) : -1;
-    counts = { status: {}, reason: {}, human: { yes: 0, no: 0, edited: 0 }, cat: {},
+    const verdict = state.verdict ? VERDICTS.indexOf(state.verdict) : -1;
+    counts = { status: {}, reason: {}, human: { yes: 0, no: 0, edited: 0 }, cat: {}, verdict: {},
       cmp: { both: 0, only: 0, other: 0, neither: 0 },
       clips: 0, pairs: 0 };
     matched = [];
     const unknownCat = state.cat && cat < 0, unknownReason = state.reason && reason < 0;
+    const unknownVerdict = state.verdict && verdict < 0;
     clips.forEach(function (c) {
-      const t = tests(c, terms, cat, reason);
+      const t = tests(c, terms, cat, reason, verdict);
       if (unknownCat) t.cat = false;
       if (unknownReason) t.reason = false;
-      const all = t.q && t.cat && t.status && t.reason && t.human && t.cmp;
+      if (unknownVerdict) t.verdict = false;
+      const all = t.q && t.cat && t.status && t.reason && t.human && t.verdict && t.cmp;
       const except = function (name) {
         return FILTERS.every(function (f) { return f === name || t[f]; });
       };
@@ -259,13 +283,18 @@
           counts.cat[k] = (counts.cat[k] || 0) + 1;
         }
       }
+      if (except("verdict")) {
+        VERDICTS.forEach(function (name, v) { counts.verdict[v] = (counts.verdict[v] || 0) + verdictCount(c, v, cat); });
+      }
       if (except("cmp") && other) counts.cmp[compareGroup(c)]++;
       if (all) {
         matched.push(c);
         counts.clips++;
-        for (let j = 0; j < c.pairCats.length; j++) if (cat < 0 || c.pairCats.charCodeAt(j) - 48 === cat) counts.pairs++;
+        if (verdict >= 0) counts.pairs += verdictCount(c, verdict, cat); // checked pairs, dropped ones included
+        else for (let j = 0; j < c.pairCats.length; j++) if (cat < 0 || c.pairCats.charCodeAt(j) - 48 === cat) counts.pairs++;
       }
     });
+    if (state.order === "review") matched.sort(reviewOrder);
   }
 
   function setOptions(select, options, current) {
@@ -298,6 +327,10 @@
     setOptions($("human"), [["", "all"], ["yes", "human-annotated (" + counts.human.yes + ")"],
       ["no", "not human-annotated (" + counts.human.no + ")"],
       ["edited", "edited in this browser (" + counts.human.edited + ")"]], state.human);
+    setOptions($("verdict"), [["", "any"]].concat(VERDICTS.map(function (name, v) {
+      return [name, name + " (" + (counts.verdict[v] || 0) + " pairs" + (ACTIONS[v] !== "keep" ? ", " + ACTIONS[v] : "") + ")"];
+    })), state.verdict);
+    setOptions($("order"), [["", "by ids"], ["review", "review queue (doubted pairs first)"]], state.order);
     $("cmp-label").hidden = !other;
     if (other) {
       setOptions($("cmp"), [["", "all"], ["both", "in both runs (" + counts.cmp.both + ")"],
@@ -312,19 +345,21 @@
     const pairsCount = el("b", null, counts.pairs);
     pairsCount.id = "count-pairs";
     add(summary, clipsCount, " of " + clips.length + " clips · ", pairsCount,
-      " QA pairs" + (state.cat ? " in " + state.cat : ""));
+      " QA pairs" + (state.verdict ? " " + state.verdict : "") + (state.cat ? " in " + state.cat : ""));
   }
 
   // --- URL: the filter is in the fragment, so a link shares it (works from file:// too) ------------------
   function readHash() {
     const params = new URLSearchParams(location.hash.replace(/^#/, ""));
     FILTERS.forEach(function (f) { state[f] = params.get(f) || ""; });
+    state.order = params.get("order") === "review" ? "review" : "";
     const page = parseInt(params.get("page") || "", 10);
     state.page = page > 0 ? page : DEFAULT_PAGE;
   }
   function writeHash() {
     const params = new URLSearchParams();
     FILTERS.forEach(function (f) { if (state[f]) params.set(f, state[f]); });
+    if (state.order) params.set("order", state.order);
     if (state.page !== DEFAULT_PAGE) params.set("page", String(state.page));
     const hash = params.toString();
     const url = location.href.split("#")[0] + (hash ? "#" + hash : "");
@@ -420,6 +455,17 @@
     }
     return box;
   }
+  // A pair's verdict (verify), what the policy does with it, why, and the blind check's answer beside the video's.
+  function verdictBlock(pair) {
+    if (pair[4] < 0) return null;
+    const name = VERDICTS[pair[4]], action = ACTIONS[pair[4]];
+    const box = el("div", "verdict");
+    box.dataset.verdict = name;
+    add(box, el("span", "badge verdict-" + name, name + (action !== "keep" ? " · " + action : "")));
+    if (pair[5]) add(box, " blind answer: ", el("span", "blind-answer", pair[5]));
+    if (pair[6]) add(box, " ", el("span", "detail", "(" + pair[6] + ")"));
+    return box;
+  }
   function categorySection(c, k, card) {
     const mine = pairsOf(c).filter(function (p) { return p[0] === k; });
     const dropped = c.rejects.filter(function (r) { return r[0] === SCOPE.pair && r[2] === k; });
@@ -431,7 +477,7 @@
     const runs = el("div", "runs");
     const here = el("div", "run here");
     if (other) add(here, el("div", "run-label", "this run"));
-    mine.forEach(function (p) { add(here, el("div", "q", p[1]), answerBlock(c, p, card)); });
+    mine.forEach(function (p) { add(here, el("div", "q", p[1]), answerBlock(c, p, card), verdictBlock(p)); });
     dropped.forEach(function (r) {
       add(here, add(el("div", "dropped"), "dropped: ", el("span", "reason", DATA.reasons[r[1]]),
         r[3] ? " — " + r[3] : "", r[4] ? add(el("span", "detail"), " (" + r[4] + ")") : null));
@@ -456,6 +502,7 @@
     add(head, el("span", "badge " + c.status, c.status));
     if (c.human) add(head, el("span", "badge human", "human-annotated"));
     if (clipEdited(c)) add(head, el("span", "badge edited", "edited here"));
+    if (c.review >= 0) add(head, el("span", "badge review", "to review: " + CATS[c.review]));
     const query = c.row[F.query];
     add(head, el("h2", query ? "query" : "query none", query || "(no query text)"));
     add(card, head);
@@ -518,7 +565,7 @@
 
   // --- wiring ----------------------------------------------------------------------------------------
   function onControl(name, value) { state[name] = value; refresh(); }
-  ["cat", "status", "reason", "human", "cmp"].forEach(function (name) {
+  ["cat", "status", "reason", "human", "verdict", "cmp", "order"].forEach(function (name) {
     $(name).addEventListener("change", function (e) { onControl(name, e.target.value); });
   });
   let searchTimer = null;
@@ -530,6 +577,7 @@
   $("filters").addEventListener("submit", function (e) { e.preventDefault(); });
   $("reset").addEventListener("click", function () {
     FILTERS.forEach(function (f) { state[f] = ""; });
+    state.order = "";
     refresh();
   });
   $("more").addEventListener("click", showMore);
@@ -570,6 +618,7 @@
   window.EVUDBrowse = {
     setFilter: function (values) { Object.assign(state, values); refresh(); },
     matchedCount: function () { return matched.length; },
+    matchedKeys: function () { return matched.map(function (c) { return c.key; }); },
     goldCsv: goldCsv,
   };
 

@@ -1,4 +1,7 @@
-"""The `replay` backend: answers from a bundled file of example generateContent responses, offline and free."""
+"""The `replay` backend: answers from a bundled file of example generateContent responses, offline and free.
+
+Each response names its clip by the four Ego4D ids and, for verify's checks, what it answers (`purpose`: blind,
+judge or ground; absent: generate's QA answer), so one file can hold the answers of every request about a clip."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from evud.gemini.request import GeminiRequest
 
 
 class ReplayBackend:
-    """Answers from a file of example generateContent responses keyed by the clip's Ego4D ids."""
+    """Answers from a file of example generateContent responses keyed by the clip's Ego4D ids and purpose."""
 
     name = "replay"
     billed = False
@@ -24,9 +27,10 @@ class ReplayBackend:
             document = json.load(f)
         # Validated here, in one thread: pydantic finishes building the SDK's models on first use,
         # and doing that from several worker threads at once is not safe.
+        self._path = path
         self._responses = {
-            f"{r['video_uid']}-{r['clip_uid']}-{r['annotation_uid']}-{r['language_query_index']}":
-                types.GenerateContentResponse.model_validate(r["response"])
+            (f"{r['video_uid']}-{r['clip_uid']}-{r['annotation_uid']}-{r['language_query_index']}",
+             r.get("purpose", "qa")): types.GenerateContentResponse.model_validate(r["response"])
             for r in document["responses"]
         }
 
@@ -40,7 +44,8 @@ class ReplayBackend:
         raise UserError("gemini.mode=batch needs gemini.backend=vertex")
 
     def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
-        response = self._responses.get(request.clip.key)
+        response = self._responses.get((request.clip.key, request.purpose))
         if response is None:
-            raise BackendError("no_replay_response: the replay file has no answer for this clip")
+            what = "" if request.purpose == "qa" else f" {request.purpose} check"
+            raise BackendError(f"no_replay_response: {self._path} has no{what} answer for this clip")
         return response.model_copy(deep=True)

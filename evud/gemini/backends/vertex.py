@@ -180,8 +180,8 @@ class VertexBackend:
         return self.client.models.generate_content(model=request.model, contents=contents, config=config)
 
     def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
-        contents = request_contents(request, video_part(request, self._clips_dir, self._video_source,
-                                                        self._inline_limit_mb))
+        video = video_part(request, self._clips_dir, self._video_source, self._inline_limit_mb) if request.video else None
+        contents = request_contents(request, video)
         config = request_config(request)
         try:
             return self._retrying()(self._call, request, contents, config)

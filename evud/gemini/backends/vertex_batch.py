@@ -76,10 +76,10 @@ def batch_settings_problem(generation: dict[str, Any]) -> str | None:
             "generationConfig fields, system_instruction and safety_settings): use gemini.mode=online")
 
 
-def request_line(request: GeminiRequest, file_uri: str) -> dict[str, Any]:
+def request_line(request: GeminiRequest, file_uri: str | None) -> dict[str, Any]:
     """One `{"request": ...}` line in Vertex's REST JSON (camelCase), built from the same parts as online."""
     video = types.Part(file_data=types.FileData(file_uri=file_uri, mime_type="video/mp4"),
-                       video_metadata=sent_video_metadata(request))
+                       video_metadata=sent_video_metadata(request)) if request.video and file_uri else None
     settings = generation_settings(request)
     body: dict[str, Any] = {
         "contents": [c.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -115,6 +115,7 @@ def upload_missing_clips(requests: list[GeminiRequest], gemini: GeminiParams, cl
                          concurrency: int) -> tuple[dict[str, str], dict[str, str]]:
     """(request key -> gs:// URI of its clip, request key -> why its clip could not be uploaded); clips prepare did
     not upload go up once, by content, with the same uploader as prepare's (generation precondition, MD5 verified)."""
+    requests = [r for r in requests if r.video]  # text-only requests (verify's checks) have no clip to send
     uris = {r.key: r.clip.clip_uri or clip_object_uri(gemini, r.clip.sha256 or "") for r in requests}
     to_upload = {r.clip.sha256: r for r in requests if not r.clip.clip_uri}
 
@@ -129,7 +130,7 @@ def upload_missing_clips(requests: list[GeminiRequest], gemini: GeminiParams, cl
 
     failed_by_sha: dict[str | None, str] = {}
     if to_upload:
-        print(f"generate: batch: uploading {len(to_upload)} clip(s) without a gs:// copy to "
+        print(f"batch: uploading {len(to_upload)} clip(s) without a gs:// copy to "
               f"gs://{gemini.batch_bucket}/{gemini.batch_prefix}/clips/", file=sys.stderr)
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             problems = dict(zip(to_upload, pool.map(upload, to_upload.values())))
@@ -191,16 +192,16 @@ def submit_job(requests: list[GeminiRequest], gemini: GeminiParams, client: Any,
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_uri = f"gs://{gemini.batch_bucket}/{gemini.batch_prefix}/jobs/{stamp}-{digest}"
     bucket, name = split_uri(f"{run_uri}/requests.jsonl")
-    body = "".join(json.dumps(request_line(r, uris[r.key]), sort_keys=True) + "\n" for r in requests)
+    body = "".join(json.dumps(request_line(r, uris.get(r.key)), sort_keys=True) + "\n" for r in requests)
     storage.bucket(bucket).blob(name).upload_from_string(body, content_type="application/jsonl")
     job = client.batches.create(
         model=gemini.model, src=f"{run_uri}/requests.jsonl",
         config=types.CreateBatchJobConfig(display_name=f"evud-{stamp}-{digest}", dest=f"{run_uri}/predictions"))
     record = {"job": job.name, "model": gemini.model, "input": f"{run_uri}/requests.jsonl",
               "dest": f"{run_uri}/predictions", "labels": {request_label(r.key): r.key for r in requests},
-              "uris": {uris[r.key]: r.key for r in requests}}
+              "uris": {uris[r.key]: r.key for r in requests if r.key in uris}}
     log.submitted(record)  # at once: a crash from here on resumes this job
-    print(f"generate: batch: submitted {job.name} with {len(requests)} request(s); output under {record['dest']}",
+    print(f"batch: submitted {job.name} with {len(requests)} request(s); output under {record['dest']}",
           file=sys.stderr)
     return record
 
@@ -208,7 +209,7 @@ def submit_job(requests: list[GeminiRequest], gemini: GeminiParams, client: Any,
 def wait_for_job(client: Any, name: str, total: int) -> types.BatchJob:
     """Poll until the job ends, showing rows done, failures so far and the job state."""
     poll_s = runtime_float("EVUD_BATCH_POLL_S", 30.0)
-    bar = progress_bar(total, f"generate: batch {name.rsplit('/', 1)[-1]}")
+    bar = progress_bar(total, f"batch {name.rsplit('/', 1)[-1]}")
     try:
         while True:
             try:
@@ -216,7 +217,7 @@ def wait_for_job(client: Any, name: str, total: int) -> types.BatchJob:
             except errors.APIError as err:
                 if not is_transient(err):
                     raise
-                print(f"generate: batch: polling {name}: {describe_error(err)}; trying again", file=sys.stderr)
+                print(f"batch: polling {name}: {describe_error(err)}; trying again", file=sys.stderr)
             else:
                 stats = job.completion_stats or types.CompletionStats()
                 bar.n = min((stats.successful_count or 0) + (stats.failed_count or 0), total)
@@ -231,7 +232,7 @@ def wait_for_job(client: Any, name: str, total: int) -> types.BatchJob:
 
 def line_key(line: dict[str, Any], record: dict[str, Any]) -> str | None:
     """The request key of a prediction line: by our label, else by its clip's URI (unique within one job,
-    whose requests share model, prompt and config)."""
+    whose requests share model, prompt and config; a text-only request is found by its label only)."""
     request = line.get("request") or {}
     key = record["labels"].get((request.get("labels") or {}).get(LABEL, ""))
     if key is not None:
@@ -293,7 +294,7 @@ def finish_job(record: dict[str, Any], client: Any, storage: Any, store: AnswerS
             store.put(entry)
     log.collected(record, job.state.value if job.state else "?")
     failed = sum(not e.is_final for e in entries)
-    print(f"generate: batch: {record['job']} ended {job.state.value if job.state else '?'}: "
+    print(f"batch: {record['job']} ended {job.state.value if job.state else '?'}: "
           f"{len(entries) - failed} answered, {failed} failed or missing", file=sys.stderr)
     return entries
 
@@ -312,7 +313,7 @@ def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, client: Any, 
     outcome = BatchOutcome()
     answered: set[str] = set()
     for record in log.unfinished():
-        print(f"generate: batch: resuming {record['job']} (submitted by an earlier run)", file=sys.stderr)
+        print(f"batch: resuming {record['job']} (submitted by an earlier run)", file=sys.stderr)
         entries = finish_job(record, client, storage, store, log)
         outcome.entries += entries
         outcome.rows += len(entries)
@@ -328,7 +329,7 @@ def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, client: Any, 
         uris, upload_failures = upload_missing_clips(pending, gemini, clips_dir, storage, concurrency)
         outcome.entries += [failed_entry(r.key, gemini.model, "vertex", upload_failures[r.key], retryable=True)
                             for r in pending if r.key in upload_failures]
-        pending = [r for r in pending if r.key in uris]
+        pending = [r for r in pending if r.key in uris or not r.video]  # text-only requests need no clip
         if not pending:
             break
         record = submit_job(pending, gemini, client, storage, uris, log)

@@ -95,9 +95,10 @@ def video_part(request: GeminiRequest, clips_dir: Path, video_source: str = "aut
     return types.Part(inline_data=types.Blob(data=data, mime_type="video/mp4"), video_metadata=metadata)
 
 
-def request_contents(request: GeminiRequest, video: types.Part) -> list[types.Content]:
-    """The clip first, then the prompt: the order the published recipe used."""
-    return [types.Content(role="user", parts=[video, types.Part(text=request.prompt_text)])]
+def request_contents(request: GeminiRequest, video: types.Part | None) -> list[types.Content]:
+    """The clip first, then the prompt: the order the published recipe used (a text-only request: the prompt)."""
+    parts = [video] if video is not None else []
+    return [types.Content(role="user", parts=[*parts, types.Part(text=request.prompt_text)])]
 
 
 def generation_settings(request: GeminiRequest) -> dict[str, Any]:
