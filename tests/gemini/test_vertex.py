@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from evud.core.params import load_section
+from evud.dataset import postprocess
 from evud.gemini.answer_store import AnswerStore
 from evud.gemini.prices import PriceTable
 from tests.support.fake_vertex import FAST_ENV, FakeVertex
-from tests.support.pipeline import use_fake_vertex
-from tests.support.repo import PARAMS, PROJECT_ROOT, run
+from tests.support.repo import PARAMS, PROJECT_ROOT
 from tests.support.vertex import (
     fake_vertex_clip,
     generate_command,
@@ -326,26 +326,29 @@ def test_no_credentials_at_all_stops_at_once_with_the_ways_to_provide_them(repro
     assert fake_vertex.targets == {} and not (tmp_path / "responses.jsonl").exists()
 
 
-def test_a_thinking_answer_cut_at_max_tokens_is_asked_once_more_with_a_larger_budget(reproduced_copy: Path,
+def test_a_thinking_answer_cut_at_max_tokens_is_asked_once_more_with_a_larger_budget(reproduced_sample: Path,
+                                                                                     tmp_path: Path,
                                                                                      fake_vertex: FakeVertex):
+    """generate and postprocess in this process (the re-ask is generate's logic; the answer store's reuse under
+    every DVC workflow is tests/pipeline/test_paid_work.py's)."""
     fake_vertex.thinking_tokens = 3000  # thinking eats a 2,048-token budget: every first answer ends at MAX_TOKENS
-    repo = reproduced_copy
-    use_fake_vertex(repo, fake_vertex)
-    run(["dvc", "exp", "run", "-S", "gemini.generation.max_output_tokens=2048"], repo, env=FAST_ENV)
+    gemini = vertex_params(fake_vertex)
+    gemini = gemini.model_copy(update={"generation": {**gemini.generation, "max_output_tokens": 2048}})
+    metrics, responses = run_generate(reproduced_sample, tmp_path, gemini, allow_failed=False)
     budgets = sorted(b["generationConfig"]["maxOutputTokens"] for b in fake_vertex.qa_bodies)
-    clips = len(manifest_clips(repo))
+    clips = len(manifest_clips(reproduced_sample))
     assert budgets == [2048] * clips + [8192] * clips
-    dataset = json.loads((repo / "data/ego4d_vqa_gemini.json").read_text())
-    assert len(dataset) == clips and all(len(r["category_question_answer_tuples"]) == 7 for r in dataset)
-    metrics = json.loads((repo / "metrics/generate.json").read_text())
     assert metrics["truncated_reasked"] == clips and metrics["truncated_after_reask"] == 0
     assert metrics["by_status"] == {"ok": clips}
-    responses = [json.loads(line) for line in (repo / "data/responses.jsonl").read_text().splitlines()]
-    assert all(r["reasked_from"] and r["usage"]["thoughts_tokens"] == 3000 for r in responses)
+    assert all(r["reasked_from"] and r["usage"]["thoughts_tokens"] == 3000 for r in responses.values())
+    postprocess.run(load_section("post", PARAMS), load_section("prompt", PARAMS), reproduced_sample / "data/clips.jsonl",
+                    tmp_path / "responses.jsonl", tmp_path / "dataset.json", tmp_path / "rejects.jsonl",
+                    tmp_path / "postprocess.json")
+    dataset = json.loads((tmp_path / "dataset.json").read_text())
+    assert len(dataset) == clips and all(len(r["category_question_answer_tuples"]) == 7 for r in dataset)
     fake_vertex.reset_counts()
-    run(["dvc", "exp", "run", "-S", "gemini.generation.max_output_tokens=2048", "-S", "gemini.max_cost_usd=100"],
-        repo, env=FAST_ENV)
-    assert fake_vertex.all_calls == 0  # both answers of each clip, and its checks, are in the answer store
+    run_generate(reproduced_sample, tmp_path, gemini.model_copy(update={"max_cost_usd": 100}), allow_failed=False)
+    assert fake_vertex.all_calls == 0  # both answers of each clip are in the answer store
 
 
 def test_a_client_timeout_is_not_retried_in_the_run_and_is_counted_apart(reproduced_sample: Path, tmp_path: Path,

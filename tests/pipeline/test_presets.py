@@ -14,23 +14,28 @@ from evud.core.records import ClipRecord
 from evud.gemini.prices import load_prices, today_utc
 from evud.gemini.request import build_request, generation_config
 from tests.support.fake_vertex import FAST_ENV, FakeVertex
-from tests.support.pipeline import use_fake_vertex
 from tests.support.repo import PARAMS, PRICES, PROJECT_ROOT, run, stages_run
 from tests.support.vertex import manifest_clips, run_generate
 
 PRESETS = sorted(p.stem for p in (PROJECT_ROOT / "conf/gemini").glob("*.yaml") if p.stem != "base")
 
 
-def test_a_thinking_level_reaches_the_request_and_changes_its_key(reproduced_copy: Path, fake_vertex: FakeVertex):
-    repo = reproduced_copy
-    use_fake_vertex(repo, fake_vertex)
-    # The keys of the committed settings, as generate builds them (tests/pipeline/test_reproducible.py pins them).
-    clips = [ClipRecord.model_validate_json(line) for line in (repo / "data/clips.jsonl").read_text().splitlines()]
-    gemini, prompt = load_section("gemini", repo / "params.yaml"), load_section("prompt", repo / "params.yaml")
+def test_a_thinking_level_reaches_the_request_and_changes_its_key(reproduced_sample: Path, tmp_path: Path,
+                                                                   fake_vertex: FakeVertex):
+    """conf/ composed with the override as `dvc exp run -S` composes it (DVC's own Hydra helper; the exp run itself
+    is test_dvc_exp_run_switches_a_preset_...'s), then generate with those params."""
+    clips = [ClipRecord.model_validate_json(line)
+             for line in (reproduced_sample / "data/clips.jsonl").read_text().splitlines()]
+    vertex = ["gemini.backend=vertex", "gemini.project=test-project", f"gemini.base_url={fake_vertex.base_url}"]
+    baseline, params = tmp_path / "baseline.yaml", tmp_path / "params.yaml"
+    compose_params(baseline, PROJECT_ROOT / "conf", vertex)
+    gemini, prompt = load_section("gemini", baseline), load_section("prompt", baseline)
+    assert gemini.generation["thinking_config"]["thinking_level"] != "HIGH"
     keys = {build_request(clip, gemini, prompt).key for clip in clips if clip.status.value == "ok"}
-    run(["dvc", "exp", "run", "-S", "gemini.generation.thinking_config.thinking_level=high"], repo, env=FAST_ENV)
+    compose_params(params, PROJECT_ROOT / "conf", ["gemini.generation.thinking_config.thinking_level=high", *vertex])
+    _, responses = run_generate(reproduced_sample, tmp_path, load_section("gemini", params), allow_failed=False)
     assert {b["generationConfig"]["thinkingConfig"]["thinking_level"] for b in fake_vertex.qa_bodies} == {"HIGH"}
-    new_keys = {json.loads(line)["request_key"] for line in (repo / "data/responses.jsonl").read_text().splitlines()}
+    new_keys = {r["request_key"] for r in responses.values()}
     assert len(new_keys) == len(keys) and not new_keys & keys
 
 
