@@ -13,14 +13,16 @@ import yaml
 
 from tests.support.repo import PROJECT_ROOT, git_commit_all, make_repo_copy, run, stages_run, tree_digest
 
-OUTPUTS = ["data/clips.jsonl", "data/responses.jsonl", "data/ego4d_vqa_gemini.json", "data/rejects.jsonl"]
+OUTPUTS = ["data/clips.jsonl", "data/responses.jsonl", "data/verdicts.jsonl", "data/ego4d_vqa_gemini.json",
+           "data/rejects.jsonl"]
 
 
 def test_repro_makes_the_dataset_and_is_byte_identical_across_fresh_copies(reproduced_sample: Path, tmp_path: Path):
     dataset = json.loads((reproduced_sample / "data/ego4d_vqa_gemini.json").read_text())
     assert len(dataset) == 5  # 7 clips cut; one answer blocked, one malformed
     other = make_repo_copy(tmp_path / "again")
-    run(["dvc", "repro"], other)
+    result = run(["dvc", "repro"], other)
+    assert stages_run(result.stdout) == {"prepare", "generate", "verify", "postprocess", "browse"}  # offline
     for name in OUTPUTS:
         assert (other / name).read_bytes() == (reproduced_sample / name).read_bytes(), name
     assert tree_digest(other / "data/clips") == tree_digest(reproduced_sample / "data/clips")
