@@ -4,7 +4,7 @@ r"""Export the dataset as a review sheet (CSV) for annotators writing gold answe
         --out data/gold/review.csv          # or: evud-review-sheet ...
 
 One row per QA pair: clip id, the four Ego4D ids, where the clip is (its gs:// copy if uploaded, else the
-dataset's `video` path), the window in the source video, category, question, answer, and an empty
+dataset's `video` path), the window in the source video, category, question, answer, verify's verdict, and an empty
 `gold_answer` column. Fill in `gold_answer` where Gemini was wrong (or everywhere), save the file under
 data/gold/, set `post.gold_answers` to it and run `dvc repro`: those answers are replaced and their records
 marked `human_annotated`. Rows left empty are skipped.
@@ -33,8 +33,8 @@ from evud.core.records import ClipRecord, LlavaRecord
 from evud.dataset.gold import GoldIndex, load_gold_answers
 
 REVIEW_COLUMNS = ("id", "ego4d_video_uid", "ego4d_clip_uid", "ego4d_annotation_uid", "ego4d_language_query_index",
-                  "video", "window_start", "window_end", "category", "question", "answer", "human_annotated",
-                  "gold_answer")
+                  "video", "window_start", "window_end", "category", "question", "answer", "verdict",
+                  "human_annotated", "gold_answer")
 
 
 def current_gold(index: GoldIndex, key: str, category: str, question: str) -> str:
@@ -64,6 +64,7 @@ def review_rows(records: list[LlavaRecord], clips: dict[str, ClipRecord],
                 "category": pair.category,
                 "question": pair.question,
                 "answer": pair.short_answer,
+                "verdict": pair.verdict.value if pair.verdict is not None else "",  # verify's: sort by it to review
                 "human_annotated": "true" if record.human_annotated else "false",
                 "gold_answer": current_gold(gold, record.id, pair.category, pair.question),
             }

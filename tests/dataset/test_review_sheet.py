@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,10 @@ def test_exporting_the_review_sheet_over_the_gold_file_keeps_every_gold_answer(r
     assert stage("review_sheet", repo, *export).returncode == 0
     with open(sheet, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
+    # verify's verdict of each pair, as the dataset carries it: the column to sort by to review doubted pairs first.
+    dataset = json.loads((repo / "data/ego4d_vqa_gemini.json").read_text())
+    assert [r["verdict"] for r in rows] == [p["verdict"] for d in dataset for p in d["category_question_answer_tuples"]]
+    assert {r["verdict"] for r in rows} == {"blind_answerable", "unverified"}
     rows[0]["gold_answer"], rows[8]["gold_answer"] = "a gold answer", "another one"
     with open(sheet, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
