@@ -95,6 +95,7 @@ def test_queued_experiments_pay_each_answer_once_whether_they_run_at_once_or_lat
         for line in status.splitlines()[1:] if "Failed" in line)
     assert fake_vertex.total_calls == SAMPLE_CLIPS
     assert max(fake_vertex.calls.values()) == 1
+    assert fake_vertex.checks == {"blind": SAMPLE_CLIPS}  # verify's checks too: each paid once, by one of the runs
 
 
 def test_transient_failures_are_asked_again_by_the_next_plain_repro(vertex_repo: Path, fake_vertex: FakeVertex):
