@@ -15,7 +15,7 @@ from datetime import date, datetime
 
 from evud.core.errors import UserError
 from evud.core.params import GeminiParams
-from evud.core.records import Usage
+from evud.core.records import AnswerFields, Usage
 from evud.gemini.backend import GeminiRequest
 from evud.gemini.prices import ModelPrice, PriceTable
 
@@ -116,6 +116,20 @@ def refuse_above(estimate: CostEstimate, limit: float | None, limit_name: str, s
         raise CostLimitExceeded(
             f"{stage}: refusing to start: {estimate.describe(what)}, above {limit_name}={usd(limit)}. "
             f"Raise the limit (-S {limit_name}=...), {fewer}")
+
+
+def answers_cost(answers: Iterable[AnswerFields], prices: PriceTable, batch: bool, today: date) -> float | None:
+    """Cost of answers of any models, each model at its own prices (usage_cost); None when one has no price."""
+    by_model: dict[str, list[AnswerFields]] = defaultdict(list)
+    for entry in answers:
+        by_model[entry.model].append(entry)
+    total = 0.0
+    for model, entries in sorted(by_model.items()):
+        part = usage_cost([(e.usage, e.answered_at) for e in entries], model, prices, batch, today)
+        if part is None:
+            return None
+        total += part
+    return round(total, 6)
 
 
 def usage_cost(answers: Iterable[tuple[Usage, datetime | None]], model: str, prices: PriceTable, batch: bool,

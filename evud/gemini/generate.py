@@ -22,7 +22,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from evud.core.errors import UserError
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import GeminiParams, PromptParams
 from evud.core.progress import check_complete, summarise_failures, write_run_report
@@ -31,7 +30,7 @@ from evud.core.store import answer_store_url
 from evud.gemini.answer_store import AnswerStore, import_rescued
 from evud.gemini.asking import Answered, Generation, Round, cached_responses, known_answers, store_failure_error
 from evud.gemini.backend import Backend, failed_entry
-from evud.gemini.backends import make_backend
+from evud.gemini.backends import stage_backend
 from evud.gemini.cost import CostEstimate, check_budget, estimate_cost, usage_cost
 from evud.gemini.prices import PriceTable, today_utc
 from evud.gemini.request import GeminiRequest, build_request
@@ -171,10 +170,7 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
         store: AnswerStore | None = None) -> GenerateRun:
     requests = [build_request(clip, gemini, prompt) for clip in ok_clips(manifest)]  # checks gemini.generation
     today = today_utc()
-    backend = backend or make_backend(gemini, clips_dir)
-    if gemini.mode == "batch" and not backend.supports_batch:
-        raise UserError(f"gemini.mode=batch needs a backend that runs batch jobs; {backend.name} does not "
-                        "(use gemini.backend=vertex)")
+    backend = stage_backend(gemini, clips_dir, backend)
     if store is None and backend.billed:
         store = AnswerStore(answer_store_url())
     cached = cached_responses(out)

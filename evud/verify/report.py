@@ -10,7 +10,7 @@ from typing import Any
 from evud.core.domain import EVUD_CATEGORIES
 from evud.core.params import GeminiParams, VerifyParams
 from evud.core.records import ClipVerdicts, PairCheck, ResponseStatus, Verdict
-from evud.gemini.cost import usage_cost
+from evud.gemini.cost import answers_cost
 from evud.gemini.prices import PriceTable
 
 VERDICTS = tuple(v.value for v in Verdict)
@@ -34,12 +34,7 @@ def verify_metrics(records: list[ClipVerdicts], verify: VerifyParams, params: di
     by_verdict = Counter(p.verdict.value for p in pairs)
     checks = [c for r in records for c in r.checks]
     answered = [c for c in checks if c.status is not ResponseStatus.failed]
-    cost: float | None = 0.0
-    if billed:
-        for model in sorted({c.model for c in answered}):
-            part = usage_cost([(c.usage, c.answered_at) for c in answered if c.model == model], model, prices, batch,
-                              today)
-            cost = None if cost is None or part is None else round(cost + part, 6)
+    cost = answers_cost(answered, prices, batch, today) if billed else 0.0
     return {
         "blind": verify.blind,
         "grounded": verify.grounded,

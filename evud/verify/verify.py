@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evud.core.errors import UserError
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import GeminiParams, PromptParams, VerifyParams
 from evud.core.progress import check_complete, summarise_failures, write_run_report
@@ -30,13 +29,14 @@ from evud.core.records import (
     ClipVerdicts,
     GeminiResult,
     ResponseStatus,
+    Verdict,
 )
 from evud.core.store import answer_store_url
 from evud.gemini.answer_store import AnswerStore, import_rescued
 from evud.gemini.asking import CachedReader, Generation, Round, cached_entries, known_answers, store_failure_error
 from evud.gemini.backend import Backend
-from evud.gemini.backends import make_backend
-from evud.gemini.cost import CostEstimate, estimate_cost, refuse_above, usage_cost, usd
+from evud.gemini.backends import stage_backend
+from evud.gemini.cost import CostEstimate, answers_cost, estimate_cost, refuse_above, usd
 from evud.gemini.prices import PriceTable, today_utc
 from evud.gemini.request import GeminiRequest
 from evud.verify.checks import (
@@ -100,23 +100,19 @@ class Checkers:
     """A Generation per model the checks use (batch jobs and preflight are per model), sharing one store."""
 
     def __init__(self, gemini: GeminiParams, verify: VerifyParams, clips_dir: Path, cached: CachedReader,
-                 concurrency: int, store: AnswerStore | None, backend: Backend | None):
+                 concurrency: int, backend: Backend | None):
         self.params = {BLIND: check_params(gemini, verify, verify.model or gemini.model),
                        GROUND: check_params(gemini, verify, verify.ground_model or gemini.model)}
         self.params[JUDGE] = self.params[BLIND]
         self._given_backend = backend
         self._backends: dict[str, Backend] = {}
         self._by_model: dict[str, Generation] = {}
-        self.store, self.clips_dir, self.cached, self.concurrency = store, clips_dir, cached, concurrency
-        self.gemini = gemini
+        self.store: AnswerStore | None = None  # set by run() once it knows a paid backend has something to ask
+        self.clips_dir, self.cached, self.concurrency = clips_dir, cached, concurrency
 
     def backend_for(self, params: GeminiParams) -> Backend:
         if params.model not in self._backends:
-            backend = self._given_backend or make_backend(params, self.clips_dir)
-            if params.mode == "batch" and not backend.supports_batch:
-                raise UserError(f"gemini.mode=batch needs a backend that runs batch jobs; {backend.name} does not "
-                                "(use gemini.backend=vertex)")
-            self._backends[params.model] = backend
+            self._backends[params.model] = stage_backend(params, self.clips_dir, self._given_backend)
         return self._backends[params.model]
 
     def generation(self, purpose: str) -> Generation:
@@ -232,13 +228,7 @@ def run_facts(rounds: list[Round], requests: int, elapsed_s: float, estimate: Co
     """Facts of this run only (untracked report and log): calls, reuse, retries, spend."""
     fresh = [a for r in rounds for a in r.fresh]
     paid = [a.entry for a in fresh if not a.elsewhere]
-    today = today_utc()
-    cost: float | None = 0.0
-    if billed:
-        for model in sorted({e.model for e in paid}):
-            mine = [e for e in paid if e.model == model]
-            part = usage_cost([(e.usage, e.answered_at) for e in mine], model, prices, batch, today)
-            cost = None if cost is None or part is None else cost + part
+    cost = answers_cost(paid, prices, batch, today_utc()) if billed else 0.0
     calls = sum(r.calls for r in rounds)
     return {
         "requests": requests,
@@ -247,7 +237,7 @@ def run_facts(rounds: list[Round], requests: int, elapsed_s: float, estimate: Co
         "retries": sum(r.retries for r in rounds),
         "failed": sum(not a.entry.is_final for a in fresh),
         "estimated_cost_usd": None if estimate.cost_usd is None else round(estimate.cost_usd, 4),
-        "cost_usd": None if cost is None else round(cost, 6),
+        "cost_usd": cost,
         "requests_per_minute": round(calls / elapsed_s * 60, 1) if calls and elapsed_s > 0 else None,
         "elapsed_s": round(elapsed_s, 3),
     }
@@ -258,15 +248,14 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
         backend: Backend | None = None, store: AnswerStore | None = None) -> VerifyRun:
     work = read_work(manifest, responses, prompt.format)
     cached = cached_verdicts(out)
-    checkers = Checkers(gemini, verify, clips_dir, cached, concurrency, None, backend)
+    checkers = Checkers(gemini, verify, clips_dir, cached, concurrency, backend)
     first_requests(work, checkers, verify)
-    if store is None and (verify.blind or verify.grounded) and checkers.billed:
-        store = AnswerStore(answer_store_url())
-    checkers.store = store if checkers.billed else None
+    first = [r for item in work for p, r in sorted(item.requests.items())]
+    if first and checkers.billed:  # what a paid backend answers is kept (a free one's is never stored)
+        checkers.store = store or AnswerStore(answer_store_url())
     store = checkers.store
     if store is not None and (rescued := import_rescued(store)):
         print(f"verify: {rescued} answer(s) an earlier run could not keep are in the answer store now", file=sys.stderr)
-    first = [r for item in work for p, r in sorted(item.requests.items())]
     known = known_answers(first, store, cached)
     pairs = sum(len(item.pairs) for item in work)
     checks = ", ".join([f"blind and judge ({checkers.params[BLIND].model})"] * verify.blind
@@ -310,7 +299,8 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
     facts = run_facts(rounds, len(requests), elapsed, estimate, checkers.billed, gemini.mode == "batch", prices)
     report = write_run_report("verify", facts)
     print(end_summary(records, facts, checkers.billed) + f"; run report {report}", file=sys.stderr)
-    not_ok = [(r.key, f"{p.reason}") for r in records for p in r.pairs if p.reason and p.verdict.value == "unverified"
+    # Pairs a check failed to decide (not those left unverified by a check that is off), counted by reason.
+    not_ok = [(r.key, p.reason) for r in records for p in r.pairs if p.reason and p.verdict is Verdict.unverified
               and not p.reason.startswith(("not_grounded", "no_check"))]
     print(summarise_failures("verify", not_ok), file=sys.stderr)
     if store_failure is not None and store is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import pytest
 
-from evud.clips.video import CutSettings, WindowJob, cut_windows, open_source
+from evud.clips.video import WindowJob, cut_windows, open_source
 from evud.core.params import ClipParams
 from evud.clips.prepare import cut_settings
 from tests.support.fixtures import made_once

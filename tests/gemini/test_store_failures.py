@@ -3,7 +3,6 @@ unreachable S3 store. Never pay for an answer that cannot be kept; never lose on
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

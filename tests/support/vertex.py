@@ -21,8 +21,8 @@ from evud.gemini import generate
 from evud.gemini.answer_store import AnswerStore
 from evud.gemini.prices import PriceTable, load_prices
 from evud.verify import verify as verify_stage
-from tests.support.fake_vertex import FAST_ENV, FakeVertex, clip_id_of
-from tests.support.repo import PARAMS, PRICES, PROJECT_ROOT
+from tests.support.fake_vertex import FakeVertex, clip_id_of
+from tests.support.repo import PARAMS, PRICES
 
 
 def vertex_params(fake: FakeVertex, **updates) -> GeminiParams:

@@ -22,3 +22,13 @@ def make_backend(gemini: GeminiParams, clips_dir: Path) -> Backend:
     from evud.gemini.backends.vertex import VertexBackend  # imported lazily: the replay path needs no Google auth
 
     return VertexBackend(gemini, clips_dir)
+
+
+def stage_backend(gemini: GeminiParams, clips_dir: Path, given: Backend | None = None) -> Backend:
+    """The backend a stage asks (`given`, as tests pass one, else make_backend's), refused when gemini.mode=batch
+    asks for batch jobs it cannot run."""
+    backend = given or make_backend(gemini, clips_dir)
+    if gemini.mode == "batch" and not backend.supports_batch:
+        raise ParamsError(f"gemini.mode=batch needs a backend that runs batch jobs; {backend.name} does not "
+                          "(use gemini.backend=vertex)")
+    return backend
