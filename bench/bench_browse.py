@@ -31,6 +31,7 @@ from typing import Any
 import av
 import numpy as np
 
+from bench.synthetic import llava_record, qa_pairs, uid, words
 from evud.browse.build import SiteInputs, build_site
 from evud.browse.strips import StripSettings, render_strip
 from evud.core.domain import EVUD_CATEGORIES
@@ -44,9 +45,6 @@ CLIPS, REJECTED, SKIPPED, DROPPED, REAL_CLIPS = 13_789, 1_500, 2_000, 3_000, 8
 LOADS = 3
 HD_SECONDS = 20
 CACHE = ROOT / "bench/.cache/browse"
-WORDS = ("cup knife bread table left right hand door open close red blue green bowl plate shelf drawer person "
-         "walks picks puts cuts washes holds kitchen sink counter towel bag phone box lid pan stove small large "
-         "wooden metal white black before after while near under above inside behind").split()
 REJECT_REASONS = ("missing_categories", "no_qa_blocks", "response_blocked", "response_failed", "no_pairs")
 PAIR_REASONS = ("truncated_block", "duplicate_question", "unknown_category", "incomplete_block")
 SKIP_REASONS = ("window_too_short", "window_outside_video", "empty_window", "unknown_video")
@@ -54,15 +52,6 @@ FILTERS = (("status = rejected", {"status": "rejected"}), ("category = world kno
            ("reason = missing_categories", {"reason": "missing_categories"}),
            ("text search 'knife' (first: builds the index)", {"q": "knife"}),
            ("text search 'red cup'", {"q": "red cup"}), ("clear all filters", {}))
-
-
-def words(rng: random.Random, low: int, high: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
-
-
-def uid(rng: random.Random) -> str:
-    return "%08x-%04x-4%03x-8%03x-%012x" % (rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(12),
-                                            rng.getrandbits(12), rng.getrandbits(48))
 
 
 def synthetic_run(root: Path) -> SiteInputs:
@@ -87,18 +76,9 @@ def synthetic_run(root: Path) -> SiteInputs:
             continue
         clip_path = f"{ids['video_uid']}/{ids['clip_uid']}/{ids['annotation_uid']}/{ids['language_query_index']}.mp4"
         manifest.append({**record, "status": "ok", "clip_path": clip_path, "sha256": hashlib.sha256(key.encode()).hexdigest()})
-        pairs = [{"category": c, "question": f"What {words(rng, 4, 10)}?", "short answer": words(rng, 1, 6).capitalize()}
-                 for c in EVUD_CATEGORIES]
+        pairs = qa_pairs(rng)
         if n < CLIPS:
-            turns = []
-            for i, p in enumerate(pairs):
-                turns += [{"from": "human", "value": ("<video>\n" if i == 0 else "") + p["question"]},
-                          {"from": "gpt", "value": p["short answer"]}]
-            dataset.append({"id": key, "video": f"ego4d_vqa_gemini_videos/{clip_path}", "ego4d_video_uid": ids["video_uid"],
-                            "ego4d_clip_uid": ids["clip_uid"], "ego4d_annotation_uid": ids["annotation_uid"],
-                            "ego4d_language_query_index": ids["language_query_index"], "duration_(s)": end - start,
-                            "human_annotated": n % 70 == 0, "conversations": turns,
-                            "category_question_answer_tuples": pairs})
+            dataset.append(llava_record(key, ids, clip_path, end - start, n, pairs))
         else:
             rejects.append({"key": key, "stage": "postprocess", "scope": "clip", "reason": rng.choice(REJECT_REASONS),
                             "detail": "synthetic reject"})

@@ -5,6 +5,11 @@ clips of the same video differ and a cut at the wrong time is visible. Keyframes
 stream-copy cutting start before the window, as real Ego4D videos do.
 
     python data/sample/make_sample_videos.py data/sample/videos
+
+The other sources' samples are made the same way, each video named with its duration (and `+audio`):
+
+    python data/sample/make_sample_videos.py data/epic_kitchens_sample P01/videos/P01_01.MP4=20+audio P02/videos/P02_109.MP4=15
+    python data/sample/make_sample_videos.py data/windows videos/kitchen.mp4=12+audio
 """
 
 import sys
@@ -87,13 +92,21 @@ def tone_chunk(frames, until_second: int):
             return
 
 
-def main(out_dir: str) -> None:
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for seed, (uid, (duration, with_audio)) in enumerate(SAMPLE_VIDEOS.items()):
-        path = Path(out_dir) / f"{uid}.mp4"
+def parse_spec(spec: str) -> tuple[str, int, bool]:
+    """`NAME=SECONDS[+audio]` -> (name, seconds, with audio)."""
+    name, _, length = spec.partition("=")
+    return name, int(length.removesuffix("+audio")), length.endswith("+audio")
+
+
+def main(out_dir: str, specs: list[str]) -> None:
+    videos = [parse_spec(s) for s in specs] or [(f"{uid}.mp4", d, a) for uid, (d, a) in SAMPLE_VIDEOS.items()]
+    first_seed = 0 if not specs else len(SAMPLE_VIDEOS) + sum(map(ord, out_dir)) % 100  # other pictures than NLQ's
+    for seed, (name, duration, with_audio) in enumerate(videos, first_seed):
+        path = Path(out_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_video(path, duration, with_audio, seed)
         print(f"{path}: {duration} s, {path.stat().st_size} bytes")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "data/sample/videos")
+    main(sys.argv[1] if len(sys.argv) > 1 else "data/sample/videos", sys.argv[2:])

@@ -6,7 +6,7 @@ import codecs
 import io
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -84,8 +84,8 @@ def not_utf8(url: str, offset: int, err: UnicodeDecodeError) -> MetadataError:
                          "`iconv -f latin1 -t utf-8 in.json > out.json` if it is Latin-1")
 
 
-def load_json(url: str) -> Any:
-    """A whole JSON document in UTF-8 (a byte-order mark is allowed); any other encoding is refused by name."""
+def read_utf8(url: str) -> str:
+    """A whole text file in UTF-8 (a byte-order mark is allowed); any other encoding is refused by name."""
     try:
         with fsspec.open(url, "rb") as f:
             data = f.read()
@@ -93,9 +93,14 @@ def load_json(url: str) -> Any:
         raise MetadataError(f"{url}: file not found") from None
     start = len(_BOM) if data.startswith(_BOM) else 0
     try:
-        text = data[start:].decode("utf-8")
+        return data[start:].decode("utf-8")
     except UnicodeDecodeError as err:
         raise not_utf8(url, start + err.start, err) from None
+
+
+def load_json(url: str) -> Any:
+    """A whole JSON document in UTF-8 (a byte-order mark is allowed); any other encoding is refused by name."""
+    text = read_utf8(url)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -134,22 +139,28 @@ class Utf8Stream(io.RawIOBase):
         return len(data)
 
 
+def load_nested(url: str, levels: tuple[str, ...], what: str) -> dict[str, Any]:
+    """An Ego4D annotation file, checked for the structure every item hangs on: videos[] and then each of `levels`
+    (e.g. clips[].annotations[].language_queries[]) a list of objects."""
+    document = load_json(url)
+    if not isinstance(document, dict) or not isinstance(document.get("videos"), list):
+        raise MetadataError(f"{url}: field 'videos' is missing or not a list; is this an Ego4D {what} file?")
+
+    def check(items: list[Any], where: str, depth: int) -> None:
+        for i, item in enumerate(items):
+            children = item.get(levels[depth], []) if isinstance(item, dict) else None
+            if not isinstance(children, list):
+                raise MetadataError(f"{url}: field '{where}[{i}].{levels[depth]}' is not a list")
+            if depth + 1 < len(levels):
+                check(children, f"{where}[{i}].{levels[depth]}", depth + 1)
+
+    check(document["videos"], "videos", 0)
+    return document
+
+
 def load_nlq(url: str) -> dict[str, Any]:
     """nlq_train.json, checked for the structure every query hangs on (videos[].clips[].annotations[])."""
-    nlq = load_json(url)
-    if not isinstance(nlq, dict) or not isinstance(nlq.get("videos"), list):
-        raise MetadataError(f"{url}: field 'videos' is missing or not a list; is this an Ego4D NLQ file?")
-    for i, video in enumerate(nlq["videos"]):
-        if not isinstance(video, dict) or not isinstance(video.get("clips", []), list):
-            raise MetadataError(f"{url}: field 'videos[{i}].clips' is not a list")
-        for j, clip in enumerate(video.get("clips", [])):
-            if not isinstance(clip, dict) or not isinstance(clip.get("annotations", []), list):
-                raise MetadataError(f"{url}: field 'videos[{i}].clips[{j}].annotations' is not a list")
-            for k, annotation in enumerate(clip.get("annotations", [])):
-                if not isinstance(annotation, dict) or not isinstance(annotation.get("language_queries", []), list):
-                    raise MetadataError(
-                        f"{url}: field 'videos[{i}].clips[{j}].annotations[{k}].language_queries' is not a list")
-    return nlq
+    return load_nested(url, ("clips", "annotations", "language_queries"), "NLQ")
 
 
 def load_videos(ego4d_json: str, wanted: set[str] | None = None) -> dict[str, Ego4dVideo | str]:
@@ -197,8 +208,9 @@ class RawQuery:
 
     ids: QueryIds
     position: str  # videos[i].clips[j].annotations[k].language_queries[q]
-    fields: Any
+    fields: Any  # in LanguageQuery's shape: video_start_sec, video_end_sec, query, template
     missing_uid: str | None = None  # the first id field that is missing or empty
+    problem: str | None = None  # why a reader already knows it cannot be cut (`code: detail`), e.g. an unreadable time
 
 
 def _uid(container: dict[str, Any], field: str) -> str | None:
@@ -260,19 +272,22 @@ def clip_relative_path(ids: QueryIds) -> str:
     return "/".join(parts + [f"{ids.language_query_index}.mp4"])
 
 
-def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str], params: DataParams) -> ClipPlan:
+def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str], params: DataParams,
+               problem: str | None = None) -> ClipPlan:
     """Turn one raw language query into a ClipPlan, or raise SkipQuery with the reason."""
     try:
         relative_path = clip_relative_path(ids)
     except UnsafeUidError as err:
         raise SkipQuery(f"unsafe_uid: {err}") from None
+    if problem is not None:
+        raise SkipQuery(problem)
     try:
         query = LanguageQuery.model_validate(raw_query)
     except ValidationError as err:
         raise SkipQuery(f"malformed_query: {_first_error(err)}") from None
     video = videos.get(ids.video_uid)
     if video is None:
-        raise SkipQuery(f"unknown_video: video_uid {ids.video_uid} is not in {params.ego4d_json}")
+        raise SkipQuery(f"unknown_video: video_uid {ids.video_uid} is not in {params.ego4d_json or params.annotations}")
     if isinstance(video, str):
         raise SkipQuery(f"malformed_video: {video}")
     start, end = resolve_window(query, video, params)
@@ -297,15 +312,23 @@ def check_identity(query: RawQuery, first_seen: dict[str, str]) -> None:
         raise SkipQuery(f"duplicate_query: {query.position} has the ids of {earlier}")
 
 
-def plan_clips(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
-    """All selected queries as plans, plus a `skipped` record for every query that cannot be cut.
-
-    Selection, in file order: the video_uid allow-list, then window checks, then `limit` (pilot runs).
-    """
-    nlq = load_nlq(params.nlq_json)
+def selected(queries: Iterable[RawQuery], params: DataParams) -> list[RawQuery]:
+    """The queries of the data.video_uids allow-list (all when it is null), in file order."""
     allowed = set(params.video_uids) if params.video_uids is not None else None
-    queries = [q for q in iter_language_queries(nlq) if allowed is None or q.ids.video_uid in allowed]
+    return [q for q in queries if allowed is None or q.ids.video_uid in allowed]
+
+
+def plan_nlq(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
+    """Ego4D NLQ: every language query of nlq_train.json, its video's duration and source from ego4d.json."""
+    queries = selected(iter_language_queries(load_nlq(params.nlq_json)), params)
     videos = load_videos(params.ego4d_json, {q.ids.video_uid for q in queries if q.ids.video_uid})
+    return plan_queries(queries, videos, params)
+
+
+def plan_queries(queries: list[RawQuery], videos: dict[str, Ego4dVideo | str],
+                 params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
+    """All selected queries as plans, plus a `skipped` record for every query that cannot be cut: the checks every
+    source of windows shares (ids, window, video), in file order, then `limit` (pilot runs)."""
     plans: list[ClipPlan] = []
     skipped: list[ClipRecord] = []
     first_seen: dict[str, str] = {}
@@ -314,7 +337,7 @@ def plan_clips(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
             break
         try:
             check_identity(query, first_seen)
-            plans.append(plan_query(query.ids, query.fields, videos, params))
+            plans.append(plan_query(query.ids, query.fields, videos, params, query.problem))
         except SkipQuery as why:
             text, template = query_words(query.fields)
             skipped.append(ClipRecord(**query.ids.model_dump(), status=ClipStatus.skipped, reason=str(why),

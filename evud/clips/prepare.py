@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from evud.clips.clip_store import ClipStore, StoredClip, link_file
-from evud.clips.ego4d import ClipPlan, plan_clips
+from evud.clips.ego4d import ClipPlan
+from evud.clips.selection import plan_clips
 from evud.clips.sources import fingerprint_sources, storage_options
 from evud.clips.video import (
     CUTTER_VERSION,

@@ -1,5 +1,6 @@
 """Source videos: what identifies one's content without reading it (the store's checksum, or a local file's
-size and edges), looked up once per video, with the reason when a source cannot be reached."""
+size and edges), looked up once per video, with the reason when a source cannot be reached; and their durations,
+read from the videos themselves when no metadata gives them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import fsspec
 
-from evud.clips.video import CutError, source_failure
+from evud.clips.video import CutError, source_failure, video_duration
 
 
 def storage_options(url: str, s3_endpoint_url: str | None) -> dict[str, Any]:
@@ -68,6 +69,20 @@ def fingerprint_sources(urls: list[str], options: Callable[[str], dict[str, Any]
             return SourceFingerprint(url, fingerprint=source_fingerprint(url, options(url)))
         except Exception as err:  # noqa: BLE001  one unreachable video (bad credentials, odd store) must not stop the run
             return SourceFingerprint(url, error=source_failure(url, err))
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return dict(zip(urls, pool.map(one, urls)))
+
+
+def probe_durations(urls: list[str], options: Callable[[str], dict[str, Any]]) -> dict[str, float | None]:
+    """Each video's duration from its own header, in parallel; None for one that cannot be read now (missing,
+    corrupt, unreachable): its windows go on to be cut, and the cut records the same reason as for any source."""
+
+    def one(url: str) -> float | None:
+        try:
+            return video_duration(url, options(url))
+        except Exception:  # noqa: BLE001  the cut of its windows says what is wrong with this video
+            return None
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         return dict(zip(urls, pool.map(one, urls)))

@@ -328,6 +328,13 @@ def declared_end(inp: Any, stream: Any) -> float | None:
     return inp.duration / av.time_base if inp.duration else None
 
 
+def video_duration(url: str, storage_options: dict[str, Any] | None = None) -> float | None:
+    """Where a video's video stream ends, as its container says (seconds), reading only its header; None when it does
+    not say or has no video stream. For sources whose metadata gives no duration (a windows file, EPIC-KITCHENS)."""
+    with open_source(url, storage_options) as source, av.open(source, "r", buffer_size=_DEMUX_BUFFER) as inp:
+        return declared_end(inp, inp.streams.video[0]) if inp.streams.video else None
+
+
 def check_span(inp: Any, stream: Any, start: float, end: float, file_start: float, file_end: float) -> None:
     """Refuse a clip that holds less than its window, beyond one frame period at each end; say why."""
     tolerance = frame_period_s(stream) + 1e-6

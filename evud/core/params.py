@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evud.core.errors import UserError
 
@@ -26,11 +26,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Where windows come from (evud.clips.sources_of_windows): Ego4D NLQ (the EVUD recipe), Ego4D Moments, EPIC-KITCHENS-100
+# action segments, or a windows file of the user's own (CSV or JSON Lines).
+WindowSource = Literal["ego4d_nlq", "ego4d_moments", "epic_kitchens", "windows"]
+
+
 class DataParams(_Section):
     name: str
+    source: WindowSource = "ego4d_nlq"
     root: str
-    ego4d_json: str
-    nlq_json: str
+    ego4d_json: str | None = None  # Ego4D's video metadata: NLQ needs it; Moments reads durations and s3_path from it
+    nlq_json: str | None = None  # ego4d_nlq: nlq_train.json
+    annotations: str | None = None  # the other sources: moments_train.json, EPIC_100_train.csv, or a windows file
     video_url: str | None = None
     window_rounding: Literal["evud", "exact"] = "evud"
     min_window_sec: float = 0.0
@@ -38,6 +45,17 @@ class DataParams(_Section):
     limit: int | None = None
     video_uids: list[str] | None = None  # allow-list; null for every video
     s3_endpoint_url: str | None = None  # S3-compatible store; null: AWS_ENDPOINT_URL_S3 or AWS itself
+
+    @model_validator(mode="after")
+    def _source_files(self) -> DataParams:
+        needed = {"ego4d_nlq": ("ego4d_json", "nlq_json"), "ego4d_moments": ("annotations",),
+                  "epic_kitchens": ("annotations", "video_url"), "windows": ("annotations",)}[self.source]
+        missing = [key for key in needed if not getattr(self, key)]
+        if missing:
+            raise ValueError(f"source {self.source} needs {' and '.join(missing)}")
+        if self.source == "ego4d_moments" and not (self.ego4d_json or self.video_url):
+            raise ValueError("source ego4d_moments needs ego4d_json (durations and s3_path) or video_url")
+        return self
 
 
 class ClipParams(_Section):
@@ -135,6 +153,24 @@ class BrowseParams(_Section):
     jpeg_quality: int = Field(75, ge=1, le=100)
 
 
+class ExportParams(_Section):
+    """What the Hugging Face export's dataset card says that the data and the other params do not (README "Share on
+    the Hugging Face Hub")."""
+
+    license: str | None = None  # a Hub license id (cc-by-4.0, other, ...); null: the window source's license
+    license_name: str | None = None  # license: other only: an id for it (the Hub shows it)
+    license_link: str | None = None  # license: other only: a URL, or LICENSE.md inside the repository
+    pretty_name: str | None = None  # the card's title; null: named after the source
+    repo_id: str | None = None  # <user>/<name> the card's loading example names; null: a placeholder
+
+    @model_validator(mode="after")
+    def _other_license_named(self) -> ExportParams:
+        # The Hub cannot tell a reader what "other" is without a name and a link.
+        if self.license == "other" and not (self.license_name and self.license_link):
+            raise ValueError("license: other needs license_name and license_link")
+        return self
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "data": DataParams,
     "clip": ClipParams,
@@ -144,6 +180,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "post": PostParams,
     "verify": VerifyParams,
     "browse": BrowseParams,
+    "export": ExportParams,
 }
 
 

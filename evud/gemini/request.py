@@ -213,7 +213,20 @@ def request_key(request: GeminiRequest) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+# A prompt may quote the window's own text (the NLQ query, the narration, the moment label) where it writes this.
+WINDOW_TEXT = "{window_text}"
+NO_WINDOW_TEXT = "(none)"
+
+
+def prompt_for(clip: ClipRecord, prompt_text: str) -> str:
+    """The prompt as sent about one clip: `{window_text}` replaced by the window's text (a prompt without it, as
+    EVUD's, is sent as written, so its request keys do not change)."""
+    if WINDOW_TEXT not in prompt_text:
+        return prompt_text
+    return prompt_text.replace(WINDOW_TEXT, (clip.query or "").strip() or NO_WINDOW_TEXT)
+
+
 def build_request(clip: ClipRecord, gemini: GeminiParams, prompt: PromptParams) -> GeminiRequest:
-    return GeminiRequest(clip=clip, model=gemini.model, prompt_text=prompt.text,
+    return GeminiRequest(clip=clip, model=gemini.model, prompt_text=prompt_for(clip, prompt.text),
                          generation=generation_config(gemini), backend=gemini.backend,
                          response_schema=prompt.response_schema, video_fps=check_video_fps(gemini.video_fps))

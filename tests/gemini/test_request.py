@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
-from evud.core.params import ParamsError, load_section
+from evud.core.params import ParamsError, compose_params, load_section
 from evud.core.records import ClipRecord
 from evud.gemini.request import build_request, generation_config
-from tests.support.repo import PARAMS
+from tests.support.repo import PARAMS, PROJECT_ROOT
 
 
 def test_settings_that_did_not_change_keep_their_request_keys():
@@ -93,3 +94,19 @@ def test_generation_settings_are_canonical_without_nulls():
         "media_resolution": "MEDIA_RESOLUTION_LOW", "stop_sequences": ["###"]}})
     assert generation_config(gemini) == {"max_output_tokens": 4096, "thinking_config": {"thinking_level": "LOW"},
                                          "media_resolution": "MEDIA_RESOLUTION_LOW", "stop_sequences": ["###"]}
+
+
+def test_a_prompt_preset_may_quote_the_window_text_and_evud_is_sent_as_written(tmp_path: Path):
+    """prompt=evud_text quotes each window's own text (its key then differs by clip); EVUD's prompt has no
+    {window_text}: sent verbatim whatever the text, so its keys stay those of answers already paid for."""
+    gemini = load_section("gemini", PARAMS).model_copy(update={"backend": "vertex"})
+    evud = load_section("prompt", PARAMS)
+    narrated, silent = sample_clip(query="wash cup"), sample_clip(query=None)
+    assert build_request(narrated, gemini, evud).prompt_text == evud.text == build_request(silent, gemini, evud).prompt_text
+    assert build_request(narrated, gemini, evud).key == build_request(silent, gemini, evud).key
+    compose_params(tmp_path / "params.yaml", PROJECT_ROOT / "conf", ["prompt=evud_text"])  # as `-S prompt=evud_text`
+    quoting = load_section("prompt", tmp_path / "params.yaml")
+    sent = build_request(narrated, gemini, quoting).prompt_text
+    assert 'described what happens in it as: "wash cup"' in sent and "{window_text}" not in sent
+    assert 'as: "(none)"' in build_request(silent, gemini, quoting).prompt_text
+    assert build_request(narrated, gemini, quoting).key != build_request(silent, gemini, quoting).key

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.repo import PROJECT_ROOT, git_commit_all, make_repo_copy, run, stages_run, tree_digest
+from tests.support.repo import PROJECT_ROOT, git_commit_all, make_repo_copy, project_files, run, stages_run, tree_digest
 
 OUTPUTS = ["data/clips.jsonl", "data/responses.jsonl", "data/verdicts.jsonl", "data/ego4d_vqa_gemini.json",
            "data/rejects.jsonl"]
@@ -22,7 +22,7 @@ def test_repro_makes_the_dataset_and_is_byte_identical_across_fresh_copies(repro
     assert len(dataset) == 5  # 7 clips cut; one answer blocked, one malformed
     other = make_repo_copy(tmp_path / "again")
     result = run(["dvc", "repro"], other)
-    assert stages_run(result.stdout) == {"prepare", "generate", "verify", "postprocess", "browse"}  # offline
+    assert stages_run(result.stdout) == {"prepare", "generate", "verify", "postprocess", "browse", "export"}  # offline
     for name in OUTPUTS:
         assert (other / name).read_bytes() == (reproduced_sample / name).read_bytes(), name
     assert tree_digest(other / "data/clips") == tree_digest(reproduced_sample / "data/clips")
@@ -38,7 +38,7 @@ def test_model_change_reruns_only_the_stages_after_prepare(reproduced_copy: Path
     repo_copy = reproduced_copy
     clip_times = {p: p.stat().st_mtime_ns for p in (repo_copy / "data/clips").rglob("*.mp4")}
     result = run(["dvc", "exp", "run", "-S", "gemini.model=gemini-3.1-flash-lite"], repo_copy)
-    assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse"}
+    assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse", "export"}
     assert "Stage 'prepare' didn't change, skipping" in result.stdout
     assert {p: p.stat().st_mtime_ns for p in clip_times} == clip_times  # no clip was re-cut
     responses = [json.loads(line) for line in (repo_copy / "data/responses.jsonl").read_text().splitlines()]
@@ -49,7 +49,7 @@ def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(repro
     repo_copy = reproduced_copy
     before = (repo_copy / "data/ego4d_vqa_gemini.json").read_text()
     result = run(["dvc", "exp", "run", "-S", "post.seed=7"], repo_copy)
-    assert stages_run(result.stdout) == {"postprocess", "browse"}
+    assert stages_run(result.stdout) == {"postprocess", "browse", "export"}
     after = (repo_copy / "data/ego4d_vqa_gemini.json").read_text()
     assert before != after  # another shuffle of the same pairs
     assert [r["category_question_answer_tuples"] for r in json.loads(before)] == \
@@ -57,6 +57,7 @@ def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(repro
     git_commit_all(repo_copy, "seed experiment")
     # Every `dvc exp run` composes conf/ afresh, so post.seed returns to its default here too.
     result = run(["dvc", "exp", "run", "-S", "prompt.text=Describe the video in one sentence."], repo_copy)
+    # The dataset is unchanged (same answers from the replay backend): export does not run.
     assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse"}
 
 
@@ -67,7 +68,7 @@ def test_a_verdict_policy_change_reruns_only_postprocess_and_browse(reproduced_c
     before = json.loads((repo / "data/ego4d_vqa_gemini.json").read_text())
     result = run(["dvc", "exp", "run", "-S", "post.verdicts.blind_answerable=drop",
                   "-S", "post.require_all_categories=false"], repo)
-    assert stages_run(result.stdout) == {"postprocess", "browse"}  # neither generate nor verify
+    assert stages_run(result.stdout) == {"postprocess", "browse", "export"}  # neither generate nor verify
     after = json.loads((repo / "data/ego4d_vqa_gemini.json").read_text())
     pairs = lambda records: [p for r in records for p in r["category_question_answer_tuples"]]  # noqa: E731
     assert planted == 7 and len(pairs(after)) == len(pairs(before)) - planted
@@ -115,9 +116,10 @@ def test_path_like_uid_is_rejected_and_nothing_escapes_data(reproduced_sample: P
     # Where the sample was reproduced (the copies tests read are made afterwards).
     everything = [p for p in golden_sample.parent.rglob("*") if ".git" not in p.parts and ".dvc" not in p.parts]
     assert not [p for p in everything if "escape" in p.name]
-    written = {p for p in (reproduced_sample / "data").rglob("*.mp4")}
-    assert all(p.resolve().is_relative_to((reproduced_sample / "data/clips").resolve())
-               for p in written if "sample" not in p.parts)
+    inputs = {reproduced_sample / name for name in project_files()}  # the bundled videos of every source
+    written = {p for p in (reproduced_sample / "data").rglob("*") if p.suffix.lower() == ".mp4" and p not in inputs}
+    clip_folders = [(reproduced_sample / folder).resolve() for folder in ("data/clips", "data/hf/clips")]
+    assert written and all(any(p.resolve().is_relative_to(folder) for folder in clip_folders) for p in written)
 
 
 def test_every_query_ends_ok_or_recorded_with_a_reason(reproduced_sample: Path):

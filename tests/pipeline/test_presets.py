@@ -63,7 +63,7 @@ def test_dvc_exp_run_switches_a_preset_to_vertex_calls_every_clip_and_builds_the
     result = run(["dvc", "exp", "run", "-S", "gemini=flash_lite", "-S", "gemini.backend=vertex", "-S",
                   "gemini.project=test-project", "-S", f"gemini.base_url={fake_vertex.base_url}"], reproduced_copy,
                  env=FAST_ENV)
-    assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse"}
+    assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse", "export"}
     assert "Stage 'prepare' didn't change, skipping" in result.stdout
     # Every clip answered and kept: no reject, and no DVC warning that the rejects out is empty.
     assert "is empty" not in result.stdout + result.stderr, result.stdout + result.stderr

@@ -64,7 +64,7 @@ def test_s3_remote_push_then_pull_needs_no_rerun_and_an_experiment_travels_throu
 
         # An experiment of A's reaches B through the git remote (its ref) and the DVC remote (its outs).
         result = run(["dvc", "exp", "run", "-n", "lite", "-S", "gemini.model=gemini-3.1-flash-lite"], a)
-        assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse"}
+        assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse", "export"}
         dataset_a = (a / "data/ego4d_vqa_gemini.json").read_bytes()
         responses_a = (a / "data/responses.jsonl").read_bytes()
         run(["dvc", "exp", "push", "origin", "lite"], a)
