@@ -1,4 +1,5 @@
-r"""Stage `prepare`: select NLQ queries, cut each window into an mp4 clip, upload it, write the manifest.
+r"""Stage `prepare`: select the source's windows (data.source), cut each into an mp4 clip, upload it, write the
+manifest.
 
     python -m stages.prepare --clips-dir data/clips --manifest data/clips.jsonl --metrics metrics/prepare.json
 

@@ -1,4 +1,5 @@
-"""The prepare stage's work: select NLQ queries, cut each window into an mp4 clip, upload it, write the manifest.
+"""The prepare stage's work: select the source's windows (data.source), cut each into an mp4 clip, upload it, write
+the manifest.
 
 Clips are cut into the clip store (evud.clips.clip_store; outside every DVC out), each recorded there the
 moment it is complete, then linked into the clips directory: whatever DVC does to data/clips, a clip

@@ -1,19 +1,23 @@
 """Source videos: what identifies one's content without reading it (the store's checksum, or a local file's
 size and edges), looked up once per video, with the reason when a source cannot be reached; and their durations,
-read from the videos themselves when no metadata gives them."""
+read from the videos themselves when no metadata gives them, once per video content (kept in the store)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
 
 from evud.clips.video import CutError, source_failure, video_duration
+from evud.core.store import read_json_file, write_atomic
 
 
 def storage_options(url: str, s3_endpoint_url: str | None) -> dict[str, Any]:
@@ -86,3 +90,36 @@ def probe_durations(urls: list[str], options: Callable[[str], dict[str, Any]]) -
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         return dict(zip(urls, pool.map(one, urls)))
+
+
+class DurationStore:
+    """Durations read from videos' headers, one small file per source fingerprint, in the store (outside every out):
+    a re-run, an experiment or a longer windows file reads no header twice (a remote video's header is a few ranged
+    GETs; its fingerprint, which prepare asks for anyway, one HEAD)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _path(self, fingerprint: str) -> Path:
+        return self.root / f"{hashlib.sha256(fingerprint.encode()).hexdigest()}.json"
+
+    def get(self, fingerprint: str) -> float | None:
+        kept = read_json_file(self._path(fingerprint))
+        return float(kept["duration_s"]) if isinstance(kept, dict) and isinstance(kept.get("duration_s"), float) else None
+
+    def put(self, fingerprint: str, seconds: float) -> None:
+        write_atomic(self._path(fingerprint), json.dumps({"source": fingerprint, "duration_s": seconds}).encode())
+
+
+def known_durations(urls: list[str], options: Callable[[str], dict[str, Any]],
+                    store: DurationStore) -> dict[str, float | None]:
+    """Each video's duration: kept from an earlier read of the same content, else read from its header now (and
+    kept). None for a video that cannot be reached or read now (its windows' cut says why; nothing is kept)."""
+    fingerprints = fingerprint_sources(urls, options)
+    kept = {url: store.get(fp.fingerprint) for url, fp in fingerprints.items() if fp.fingerprint is not None}
+    unread = [url for url, seconds in kept.items() if seconds is None]
+    read = probe_durations(unread, options)
+    for url, seconds in read.items():
+        if seconds is not None and math.isfinite(seconds):
+            store.put(fingerprints[url].fingerprint or "", seconds)
+    return {url: read.get(url, kept.get(url)) for url in urls}

@@ -22,9 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from evud.clips.ego4d import ClipPlan, Ego4dVideo, MetadataError, RawQuery, plan_queries, read_utf8, selected
-from evud.clips.sources import probe_durations, storage_options
+from evud.clips.sources import DurationStore, known_durations, storage_options
 from evud.core.params import DataParams
 from evud.core.records import ClipRecord, QueryIds
+from evud.core.store import store_root
 
 # [[HH:]MM:]SS[.fff]: EPIC-KITCHENS writes HH:MM:SS.ff, video editors HH:MM:SS.fff, people 1:05.5.
 _TIMESTAMP = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?)$")
@@ -61,7 +62,8 @@ def cell(row: dict[str, Any], column: str) -> str | None:
     return text or None
 
 
-def timed_fields(row: dict[str, Any], start: str, end: str, text: str, position: str) -> tuple[dict[str, Any], str | None]:
+def timed_fields(row: dict[str, Any], start: str, end: str, text: str,
+                 position: str) -> tuple[dict[str, Any], str | None]:
     """A row's window in LanguageQuery's shape, and why it cannot be cut when a time does not parse."""
     fields: dict[str, Any] = {"query": cell(row, text)}
     for column, key in ((start, "video_start_sec"), (end, "video_end_sec")):
@@ -163,9 +165,10 @@ def window_query(position: str, row: dict[str, Any], windows_file: str) -> tuple
 
 
 def videos_by_url(urls: dict[str, str], params: DataParams) -> dict[str, Ego4dVideo | str]:
-    """video id -> the video at its URL, its duration read from its header (infinite when it cannot be read now: its
-    cut then records why, as for any source)."""
-    durations = probe_durations(sorted(set(urls.values())), lambda url: storage_options(url, params.s3_endpoint_url))
+    """video id -> the video at its URL, its duration read from its header once (infinite when it cannot be read now:
+    its cut then records why, as for any source)."""
+    durations = known_durations(sorted(set(urls.values())), lambda url: storage_options(url, params.s3_endpoint_url),
+                                DurationStore(store_root() / "durations"))
     return {uid: Ego4dVideo(video_uid=uid, s3_path=url, duration_sec=durations[url] or math.inf)
             for uid, url in urls.items()}
 

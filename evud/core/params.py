@@ -55,6 +55,9 @@ class DataParams(_Section):
             raise ValueError(f"source {self.source} needs {' and '.join(missing)}")
         if self.source == "ego4d_moments" and not (self.ego4d_json or self.video_url):
             raise ValueError("source ego4d_moments needs ego4d_json (durations and s3_path) or video_url")
+        if self.source == "windows" and self.video_url:
+            raise ValueError("source windows reads each video from the windows file's `video` column; set video_url "
+                             "to null")
         return self
 
 

@@ -18,6 +18,7 @@ from evud.clips.selection import plan_clips
 from evud.clips.windows import derived_video_id, derived_window_id, parse_seconds
 from evud.core.params import DataParams
 from tests.clips.test_prepare import prepare_run
+from tests.support.http_source import source_server
 from tests.support.repo import PROJECT_ROOT
 
 KITCHEN = PROJECT_ROOT / "data/windows/videos/kitchen.mp4"  # 12 s
@@ -193,6 +194,8 @@ def test_a_source_without_its_files_is_refused_naming_the_key():
         DataParams(name="x", source="epic_kitchens", root="data", annotations="a.csv")
     with pytest.raises(ValidationError, match="ego4d_json .* or video_url"):
         DataParams(name="x", source="ego4d_moments", root="data", annotations="m.json")
+    with pytest.raises(ValidationError, match="`video` column; set video_url to null"):
+        DataParams(name="x", source="windows", root="data", annotations="w.csv", video_url="v/{video_uid}.mp4")
 
 
 def test_an_unreadable_video_is_cut_as_any_other_never_guessed_short():
@@ -201,3 +204,20 @@ def test_an_unreadable_video_is_cut_as_any_other_never_guessed_short():
     videos = videos_by_url({"gone": "/nonexistent/video.mp4", "kitchen": str(KITCHEN)},
                            DataParams(name="x", source="windows", root=".", annotations="w.csv"))
     assert math.isinf(videos["gone"].duration_sec) and videos["kitchen"].duration_sec == 12.0
+
+
+def test_a_videos_duration_is_read_from_its_header_once_then_kept_by_its_fingerprint(tmp_path: Path):
+    """The header read costs a few ranged GETs of a remote video; a re-run (a new window, another experiment) asks the
+    server for the fingerprint alone (a HEAD), as prepare does for every source, and reads no byte of the video."""
+    shutil.copy(KITCHEN, tmp_path / "kitchen.mp4")
+    with source_server(tmp_path) as server:
+        rows = [{"video": f"{server.url}/kitchen.mp4", "start": 1, "end": 3}]
+        first, _ = planned(windows_params(write_csv(tmp_path / "w/a.csv", rows)))
+        read = server.body_bytes
+        rows.append({"video": f"{server.url}/kitchen.mp4", "start": 4, "end": 6})
+        again, skipped = planned(windows_params(write_csv(tmp_path / "w/b.csv", rows)))
+        assert read > 0 and server.body_bytes == read
+        assert set(first) < set(again) and not skipped
+        rows.append({"video": f"{server.url}/kitchen.mp4", "start": 13, "end": 14})  # past the kept 12 s
+        _, skipped = planned(windows_params(write_csv(tmp_path / "w/c.csv", rows)))
+        assert list(skipped.values()) == ["window_outside_video"] and server.body_bytes == read

@@ -16,6 +16,7 @@ class SourceServer:
         self.directory = directory
         self.statuses: dict[str, int] = {}  # path (without the leading /) -> status to answer instead of the file
         self.requests = 0
+        self.body_bytes = 0  # bytes of video sent (HEADs send none)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +62,7 @@ class SourceServer:
         handler.end_headers()
         if body:
             handler.wfile.write(data[start:end + 1])
+            self.body_bytes += end + 1 - start
 
 
 @contextmanager
