@@ -46,6 +46,9 @@ class MetadataRow(_Columns):
     window_start: float = Field(description="window start, seconds in the source video")
     window_end: float = Field(description="window end, seconds in the source video")
     duration: float = Field(description="window_end - window_start, seconds (EVUD's duration_(s))")
+    clip_start: float = Field(description="where the clip file starts, seconds in the source video: window_start "
+                                          "for an exact cut; a copy cut (clip.mode=copy) starts at the keyframe before")
+    clip_end: float = Field(description="where the clip file ends, seconds in the source video")
     text: str = Field(description="the window's own text (NLQ query, narration or moment label); \"\" when none")
     template: str = Field(description="the Ego4D NLQ template the annotator chose; \"\" when none")
     qa_pairs: list[QAPairColumn] = Field(description="the clip's question-answer pairs, in category order")
@@ -62,6 +65,8 @@ def metadata_row(item: ExportItem, source: str) -> MetadataRow:
         id=record.id, source=source, video_id=clip.video_uid, clip_id=clip.clip_uid,
         annotation_id=clip.annotation_uid, window_index=clip.language_query_index,
         window_start=clip.window_start, window_end=clip.window_end, duration=clip.duration,
+        clip_start=clip.window_start if clip.file_start is None else clip.file_start,
+        clip_end=clip.window_end if clip.file_end is None else clip.file_end,
         text=clip.query or "", template=clip.template or "",
         qa_pairs=[QAPairColumn(category=pair.category, question=pair.question, answer=pair.short_answer,
                                verdict=pair.verdict.value if pair.verdict else "")

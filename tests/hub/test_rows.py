@@ -72,3 +72,12 @@ def test_a_clip_without_a_checksum_fails_naming_it():
     item = export_item(manifest_clip(0, sha256=None))
     with pytest.raises(ExportError, match=f"clip {item.clip.key}: the manifest line has no sha256"):
         join_clips([item.record], [item.clip])
+
+
+def test_a_row_says_which_span_of_the_video_its_clip_file_holds():
+    """A copy cut starts at the keyframe before the window: a loader reading the file reads that lead-in too, so the row
+    says where the file starts and ends (an exact cut's file is its window)."""
+    copied = metadata_row(export_item(manifest_clip(0, cut_mode="copy", file_start=8.0, file_end=15.2)), "ego4d_nlq")
+    assert (copied.window_start, copied.window_end, copied.clip_start, copied.clip_end) == (10.0, 15.0, 8.0, 15.2)
+    exact = metadata_row(export_item(manifest_clip(1, file_start=10.0, file_end=15.0)), "ego4d_nlq")
+    assert (exact.clip_start, exact.clip_end) == (exact.window_start, exact.window_end)

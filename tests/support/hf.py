@@ -64,13 +64,16 @@ def clip_seconds(path: Path) -> tuple[float, float]:
 
 
 def assert_clip_is_the_rows(row: dict[str, Any]) -> None:
-    """The row's video file exists, has the row's checksum and holds the row's window."""
+    """The row's video file exists, has the row's checksum, lasts the span the row says it holds, and that span holds
+    the row's window."""
     path = Path(row["video"]["path"])
     assert path.is_file(), f"{row['id']}: {path} is not a file"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == row["clip_sha256"], f"{row['id']}: {path} is another clip"
     seconds, frame = clip_seconds(path)
-    window = row["window_end"] - row["window_start"]
-    assert abs(seconds - window) <= 1.5 * frame, f"{row['id']}: {path} holds {seconds:.3f} s, the window {window:.3f} s"
+    span = row["clip_end"] - row["clip_start"]
+    assert abs(seconds - span) <= 1.5 * frame, f"{row['id']}: {path} holds {seconds:.3f} s, the row says {span:.3f} s"
+    assert row["clip_start"] <= row["window_start"] + frame and row["clip_end"] >= row["window_end"] - frame, \
+        f"{row['id']}: the file [{row['clip_start']}, {row['clip_end']}] does not hold the window"
 
 
 def assert_export_loads(folder: Path, expected_ids: list[str], cache_dir: Path | None = None) -> None:
