@@ -6,7 +6,7 @@ import codecs
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -218,17 +218,27 @@ def _uid(container: dict[str, Any], field: str) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def iter_language_queries(nlq: dict[str, Any]) -> Iterator[RawQuery]:
-    """Every language query of nlq_train.json with its four ids and position, in file order."""
-    for i, video in enumerate(nlq.get("videos", [])):
+def iter_annotated(document: dict[str, Any], annotation_uid: str, items: str,
+                   fields: Callable[[Any, dict[str, Any]], Any] | None = None) -> Iterator[RawQuery]:
+    """Every item of an Ego4D annotation file, videos[].clips[].annotations[].<items>[] (NLQ's language queries,
+    Moments' labels), with its four ids and position, in file order. `annotation_uid` names the annotation's id field
+    (Moments: `annotator_uid`); `fields(item, clip)` puts an item in LanguageQuery's shape (default: as it is)."""
+    for i, video in enumerate(document.get("videos", [])):
         for j, clip in enumerate(video.get("clips", [])):
             for k, annotation in enumerate(clip.get("annotations", [])):
                 uids = {"video_uid": _uid(video, "video_uid"), "clip_uid": _uid(clip, "clip_uid"),
-                        "annotation_uid": _uid(annotation, "annotation_uid")}
+                        annotation_uid: _uid(annotation, annotation_uid)}
                 missing = next((field for field, value in uids.items() if value is None), None)
-                for q, fields in enumerate(annotation.get("language_queries", [])):
-                    ids = QueryIds(**{f: v or "" for f, v in uids.items()}, language_query_index=q)
-                    yield RawQuery(ids, f"videos[{i}].clips[{j}].annotations[{k}].language_queries[{q}]", fields, missing)
+                for q, item in enumerate(annotation.get(items, [])):
+                    ids = QueryIds(video_uid=uids["video_uid"] or "", clip_uid=uids["clip_uid"] or "",
+                                   annotation_uid=uids[annotation_uid] or "", language_query_index=q)
+                    yield RawQuery(ids, f"videos[{i}].clips[{j}].annotations[{k}].{items}[{q}]",
+                                   fields(item, clip) if fields else item, missing)
+
+
+def iter_language_queries(nlq: dict[str, Any]) -> Iterator[RawQuery]:
+    """Every language query of nlq_train.json with its four ids and position, in file order."""
+    return iter_annotated(nlq, "annotation_uid", "language_queries")
 
 
 def round_window(start: float, end: float, duration: float, rounding: str) -> tuple[float, float]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from evud.clips.ego4d import ClipPlan, RawQuery, load_nested, load_videos, plan_queries, selected
-from evud.clips.windows import cell, videos_by_url
+from evud.clips.ego4d import ClipPlan, RawQuery, iter_annotated, load_nested, load_videos, plan_queries, selected
+from evud.clips.windows import videos_by_url
 from evud.core.params import DataParams
-from evud.core.records import ClipRecord, QueryIds
+from evud.core.records import ClipRecord
 
 
 def moment_fields(label: Any, clip: dict[str, Any]) -> Any:
@@ -33,17 +33,7 @@ def moment_fields(label: Any, clip: dict[str, Any]) -> Any:
 
 def iter_moment_labels(moments: dict[str, Any]) -> Iterator[RawQuery]:
     """Every labelled moment with its four ids and position, in file order."""
-    for i, video in enumerate(moments.get("videos", [])):
-        for j, clip in enumerate(video.get("clips", [])):
-            for k, annotation in enumerate(clip.get("annotations", [])):
-                uids = {"video_uid": cell(video, "video_uid"), "clip_uid": cell(clip, "clip_uid"),
-                        "annotator_uid": cell(annotation, "annotator_uid")}
-                missing = next((field for field, value in uids.items() if value is None), None)
-                for q, label in enumerate(annotation.get("labels", [])):
-                    ids = QueryIds(video_uid=uids["video_uid"] or "", clip_uid=uids["clip_uid"] or "",
-                                   annotation_uid=uids["annotator_uid"] or "", language_query_index=q)
-                    yield RawQuery(ids, f"videos[{i}].clips[{j}].annotations[{k}].labels[{q}]",
-                                   moment_fields(label, clip), missing)
+    return iter_annotated(moments, "annotator_uid", "labels", moment_fields)
 
 
 def plan_moments(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
