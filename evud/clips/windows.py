@@ -110,7 +110,7 @@ def csv_rows(url: str, required: tuple[str, ...]) -> Iterator[tuple[str, dict[st
     missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
         raise MetadataError(f"{url}: no column {', '.join(missing)} in its header {reader.fieldnames}; "
-                            f"a windows file needs {', '.join(required)}")
+                            f"this source reads {', '.join(required)}")
     name = url.rsplit("/", 1)[-1]
     for row in reader:
         yield f"{name} line {reader.line_num}", row
