@@ -38,6 +38,11 @@ from tests.support.pipeline import (
 from tests.support.repo import copy_repo, git_commit_all, run, tree_digest
 
 
+# What these tests pay for is asked by generate and verify: their experiments stop there (`dvc exp run verify`), as a
+# user may, instead of also building the dataset, its page and its export each time (seconds per run, no paid call).
+UP_TO_VERIFY = ("verify",)
+
+
 @pytest.fixture
 def vertex_repo(reproduced_copy: Path, fake_vertex: FakeVertex) -> Path:
     """A reproduced sample (clips cut, replay answers) switched to the vertex backend at the local server."""
@@ -50,20 +55,20 @@ def test_exp_apply_then_rerun_a_temp_run_and_a_deleted_store_pay_nothing_again(v
     """Experiments a and b, then every way back to their settings pays nothing: exp apply, the run cache, --temp,
     and, once the store is deleted and every experiment removed, the answers DVC's cache holds. (Two tests merged,
     every assertion kept: both began with the same two experiments.)"""
-    dvc(vertex_repo, "exp", "run", "-n", "a", "-S", f"gemini.model={MODEL_A}")
-    dvc(vertex_repo, "exp", "run", "-n", "b", "-S", f"gemini.model={MODEL_B}")
+    dvc(vertex_repo, "exp", "run", "-n", "a", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_A}")
+    dvc(vertex_repo, "exp", "run", "-n", "b", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_B}")
     assert fake_vertex.total_calls == 2 * SAMPLE_CLIPS and fake_vertex.checks["blind"] >= SAMPLE_CLIPS
     dvc(vertex_repo, "exp", "apply", "a")
     fake_vertex.reset_counts()
-    dvc(vertex_repo, "exp", "run", "-S", f"gemini.model={MODEL_B}", "-S", "gemini.max_cost_usd=1000")
+    dvc(vertex_repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_B}", "-S", "gemini.max_cost_usd=1000")
     assert fake_vertex.all_calls == 0  # generate's answers and verify's checks: none paid twice
     # Back to a setting run before, nothing else changed: DVC's run cache restores the outs (no persisted out).
-    result = dvc(vertex_repo, "exp", "run", "-S", f"gemini.model={MODEL_A}")
+    result = dvc(vertex_repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_A}")
     assert "Stage 'generate' is cached - skipping run" in result.stdout, result.stdout
     assert fake_vertex.all_calls == 0
     # A --temp run (a copy of the workspace elsewhere) of a setting the workspace answered, with a param that
     # re-runs generate (so not served by the run cache): the shared answer store serves it.
-    dvc(vertex_repo, "exp", "run", "--temp", "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=998",
+    dvc(vertex_repo, "exp", "run", "--temp", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=998",
         "-S", "verify.max_cost_usd=998")
     assert fake_vertex.all_calls == 0
     # The README: "nothing is lost that the versioned outs and DVC's cache do not hold". With the store deleted and
@@ -74,7 +79,8 @@ def test_exp_apply_then_rerun_a_temp_run_and_a_deleted_store_pay_nothing_again(v
     assert dvc(vertex_repo, "exp", "list", "--all-commits").stdout.strip() == ""
     fake_vertex.reset_counts()
     for model in (MODEL_A, MODEL_B):  # a new budget re-runs generate: DVC's run cache does not restore its outs
-        result = dvc(vertex_repo, "exp", "run", "-S", f"gemini.model={model}", "-S", "gemini.max_cost_usd=997")
+        result = dvc(vertex_repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={model}", "-S",
+                     "gemini.max_cost_usd=997")
         assert "7 clips, 7 answered before" in result.stderr, result.stderr
     assert fake_vertex.all_calls == 0  # verify's checks too
 
@@ -135,7 +141,7 @@ def test_kill_9_of_generate_then_exp_run_asks_only_the_unanswered(many_clips_cop
     runner.wait(timeout=60)
     fake_vertex.release()
     fake_vertex.reset_counts()
-    dvc(repo, "exp", "run", "-S", f"gemini.model={MODEL_A}")
+    dvc(repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_A}")
     assert fake_vertex.total_calls == 28 - 8
 
 
@@ -155,7 +161,7 @@ def test_kill_9_of_verify_then_exp_run_asks_only_the_unanswered_checks(many_clip
     runner.wait(timeout=60)
     fake_vertex.release()
     fake_vertex.reset_counts()
-    dvc(repo, "exp", "run")
+    dvc(repo, "exp", "run", *UP_TO_VERIFY)
     assert fake_vertex.checks == {"blind": 28 - 8} and fake_vertex.total_calls == 0
     verdicts = (repo / "data/verdicts.jsonl").read_text().splitlines()
     assert len(verdicts) == 28 and all(json.loads(line)["checks"] for line in verdicts)
