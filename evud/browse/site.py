@@ -151,7 +151,7 @@ def site_data(manifest: list[ClipRecord], dataset: list[LlavaRecord], rejects: l
     uids, reasons, categories = Interner(), Interner(), Interner(EVUD_CATEGORIES)
     scopes, statuses = Interner(SCOPES), Interner(STATUSES)
     rows = []
-    for clip in sorted(manifest, key=lambda c: (c.video_uid, c.clip_uid, c.annotation_uid, c.language_query_index)):
+    for clip in sorted(manifest, key=lambda c: c.order):
         record = records.get(clip.key)
         clip_rejects = ([r] if (r := prepare_reject(clip)) else []) + by_key.get(clip.key, [])
         checks = {c.category: c for c in verdicts[clip.key].pairs} if clip.key in verdicts else {}

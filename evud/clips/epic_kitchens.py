@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from evud.clips.ego4d import ClipPlan, RawQuery
+from evud.clips.sources import SourceLookup
 from evud.clips.windows import cell, csv_rows, plan_window_queries, timed_fields
 from evud.core.params import DataParams
 from evud.core.records import ClipRecord, QueryIds
@@ -27,7 +28,7 @@ def epic_query(position: str, row: dict[str, Any], video_url: str) -> tuple[RawQ
     return RawQuery(ids, position, fields, missing, problem), url
 
 
-def plan_epic_kitchens(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
+def plan_epic_kitchens(params: DataParams, sources: SourceLookup) -> tuple[list[ClipPlan], list[ClipRecord]]:
     """data.source=epic_kitchens: every action segment of the CSV (data.annotations); videos at data.video_url."""
     return plan_window_queries([epic_query(position, row, params.video_url or "")
-                                for position, row in csv_rows(params.annotations or "", EPIC_COLUMNS)], params)
+                                for position, row in csv_rows(params.annotations or "", EPIC_COLUMNS)], params, sources)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from evud.clips.ego4d import ClipPlan, RawQuery, iter_annotated, load_nested, load_videos, plan_queries, selected
+from evud.clips.sources import SourceLookup
 from evud.clips.windows import videos_by_url
 from evud.core.params import DataParams
 from evud.core.records import ClipRecord
@@ -36,7 +37,7 @@ def iter_moment_labels(moments: dict[str, Any]) -> Iterator[RawQuery]:
     return iter_annotated(moments, "annotator_uid", "labels", moment_fields)
 
 
-def plan_moments(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
+def plan_moments(params: DataParams, sources: SourceLookup) -> tuple[list[ClipPlan], list[ClipRecord]]:
     """data.source=ego4d_moments: every labelled moment of data.annotations."""
     moments = load_nested(params.annotations or "", ("clips", "annotations", "labels"), "Moments")
     queries = selected(iter_moment_labels(moments), params)
@@ -44,5 +45,5 @@ def plan_moments(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
     if params.ego4d_json:
         videos = load_videos(params.ego4d_json, uids)
     else:
-        videos = videos_by_url({uid: (params.video_url or "").format(video_uid=uid) for uid in sorted(uids)}, params)
+        videos = videos_by_url({uid: (params.video_url or "").format(video_uid=uid) for uid in sorted(uids)}, sources)
     return plan_queries(queries, videos, params)

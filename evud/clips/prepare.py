@@ -26,7 +26,7 @@ from typing import Any
 from evud.clips.clip_store import ClipStore, StoredClip, link_file
 from evud.clips.ego4d import ClipPlan
 from evud.clips.selection import plan_clips
-from evud.clips.sources import fingerprint_sources, storage_options
+from evud.clips.sources import SourceLookup, storage_options
 from evud.clips.video import (
     CUTTER_VERSION,
     CutError,
@@ -347,11 +347,12 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     clips_dir.mkdir(parents=True, exist_ok=True)
     store = ClipStore(store_dir or store_root() / "clips")
     store.sweep_partials()
-    plans, records = plan_clips(data)
+    sources = SourceLookup(data.s3_endpoint_url)
+    plans, records = plan_clips(data, sources)
     settings = dataclasses.replace(cut_settings(clip), md5=gcs.bucket is not None)
     dest = Destination(str(clips_dir), str(store.root), settings, clip.keep_local, gcs.bucket, gcs.prefix,
                        data.s3_endpoint_url)
-    fingerprints = fingerprint_sources(sorted({p.source_url for p in plans}), dest.storage_options)
+    fingerprints = sources.fingerprints(sorted({p.source_url for p in plans}))
     outcomes = {p.clip_path: ClipOutcome(p.clip_path, error=fingerprints[p.source_url].error)
                 for p in plans if fingerprints[p.source_url].error is not None}
     keys = {p.clip_path: cut_key(p, fingerprints[p.source_url].fingerprint, dest.settings)
@@ -369,7 +370,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
         done += run_tasks(make_tasks(others), keys, dest, workers, len(others))
     outcomes.update({o.clip_path: o for o in done})
     records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path], settings.mode) for p in plans]
-    records.sort(key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
+    records.sort(key=lambda r: r.order)
     prune_clips_dir(clips_dir, {r.clip_path for r in records if r.clip_path and clip.keep_local})
     write_jsonl(manifest, records)
     write_json(metrics, prepare_metrics(records))

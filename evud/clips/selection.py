@@ -1,5 +1,7 @@
 """Which windows to cut: the reader of the source data.source names (Ego4D NLQ, Ego4D Moments, EPIC-KITCHENS-100, or
-a windows file), each giving plans and `skipped` records through the same checks (evud.clips.ego4d.plan_queries)."""
+a windows file), each giving plans and `skipped` records through the same checks (evud.clips.ego4d.plan_queries).
+Readers of sources without durations (EPIC-KITCHENS, a windows file) look their videos up through the run's
+SourceLookup, which the cut uses after them: one lookup per video."""
 
 from __future__ import annotations
 
@@ -8,18 +10,19 @@ from collections.abc import Callable
 from evud.clips.ego4d import ClipPlan, plan_nlq
 from evud.clips.epic_kitchens import plan_epic_kitchens
 from evud.clips.moments import plan_moments
+from evud.clips.sources import SourceLookup
 from evud.clips.windows import plan_windows_file
 from evud.core.params import DataParams
 from evud.core.records import ClipRecord
 
-PLANNERS: dict[str, Callable[[DataParams], tuple[list[ClipPlan], list[ClipRecord]]]] = {
-    "ego4d_nlq": plan_nlq,
+PLANNERS: dict[str, Callable[[DataParams, SourceLookup], tuple[list[ClipPlan], list[ClipRecord]]]] = {
+    "ego4d_nlq": lambda params, _: plan_nlq(params),  # ego4d.json gives every duration: no video is read
     "ego4d_moments": plan_moments,
     "epic_kitchens": plan_epic_kitchens,
     "windows": plan_windows_file,
 }
 
 
-def plan_clips(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
+def plan_clips(params: DataParams, sources: SourceLookup | None = None) -> tuple[list[ClipPlan], list[ClipRecord]]:
     """All selected windows of the source as plans, plus a `skipped` record for each that cannot be cut."""
-    return PLANNERS[params.source](params)
+    return PLANNERS[params.source](params, sources or SourceLookup(params.s3_endpoint_url))

@@ -78,6 +78,22 @@ def fingerprint_sources(urls: list[str], options: Callable[[str], dict[str, Any]
         return dict(zip(urls, pool.map(one, urls)))
 
 
+class SourceLookup:
+    """The fingerprints of a run's source videos, each looked up once (planning reads a duration kept by fingerprint,
+    cutting keys the clip store by it), and how to reach each source (fsspec options, never credentials)."""
+
+    def __init__(self, s3_endpoint_url: str | None = None):
+        self.s3_endpoint_url = s3_endpoint_url
+        self._known: dict[str, SourceFingerprint] = {}
+
+    def options(self, url: str) -> dict[str, Any]:
+        return storage_options(url, self.s3_endpoint_url)
+
+    def fingerprints(self, urls: list[str]) -> dict[str, SourceFingerprint]:
+        self._known.update(fingerprint_sources([url for url in urls if url not in self._known], self.options))
+        return {url: self._known[url] for url in urls}
+
+
 def probe_durations(urls: list[str], options: Callable[[str], dict[str, Any]]) -> dict[str, float | None]:
     """Each video's duration from its own header, in parallel; None for one that cannot be read now (missing,
     corrupt, unreachable): its windows go on to be cut, and the cut records the same reason as for any source."""
@@ -111,14 +127,13 @@ class DurationStore:
         write_atomic(self._path(fingerprint), json.dumps({"source": fingerprint, "duration_s": seconds}).encode())
 
 
-def known_durations(urls: list[str], options: Callable[[str], dict[str, Any]],
-                    store: DurationStore) -> dict[str, float | None]:
+def known_durations(urls: list[str], sources: SourceLookup, store: DurationStore) -> dict[str, float | None]:
     """Each video's duration: kept from an earlier read of the same content, else read from its header now (and
     kept). None for a video that cannot be reached or read now (its windows' cut says why; nothing is kept)."""
-    fingerprints = fingerprint_sources(urls, options)
+    fingerprints = sources.fingerprints(urls)
     kept = {url: store.get(fp.fingerprint) for url, fp in fingerprints.items() if fp.fingerprint is not None}
     unread = [url for url, seconds in kept.items() if seconds is None]
-    read = probe_durations(unread, options)
+    read = probe_durations(unread, sources.options)
     for url, seconds in read.items():
         if seconds is not None and math.isfinite(seconds):
             store.put(fingerprints[url].fingerprint or "", seconds)

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from evud.clips.ego4d import ClipPlan, Ego4dVideo, MetadataError, RawQuery, plan_queries, read_utf8, selected
-from evud.clips.sources import DurationStore, known_durations, storage_options
+from evud.clips.sources import DurationStore, SourceLookup, known_durations
 from evud.core.params import DataParams
 from evud.core.records import ClipRecord, QueryIds
 from evud.core.store import store_root
@@ -164,11 +164,10 @@ def window_query(position: str, row: dict[str, Any], windows_file: str) -> tuple
     return RawQuery(query_ids, position, fields, missing, problem), video and resolve_video(video, windows_file)
 
 
-def videos_by_url(urls: dict[str, str], params: DataParams) -> dict[str, Ego4dVideo | str]:
+def videos_by_url(urls: dict[str, str], sources: SourceLookup) -> dict[str, Ego4dVideo | str]:
     """video id -> the video at its URL, its duration read from its header once (infinite when it cannot be read now:
     its cut then records why, as for any source)."""
-    durations = known_durations(sorted(set(urls.values())), lambda url: storage_options(url, params.s3_endpoint_url),
-                                DurationStore(store_root() / "durations"))
+    durations = known_durations(sorted(set(urls.values())), sources, DurationStore(store_root() / "durations"))
     return {uid: Ego4dVideo(video_uid=uid, s3_path=url, duration_sec=durations[url] or math.inf)
             for uid, url in urls.items()}
 
@@ -186,18 +185,18 @@ def same_video_once(queries: list[tuple[RawQuery, str | None]]) -> tuple[list[Ra
     return checked, urls
 
 
-def plan_window_queries(rows: list[tuple[RawQuery, str | None]], params: DataParams) -> tuple[list[ClipPlan],
-                                                                                            list[ClipRecord]]:
+def plan_window_queries(rows: list[tuple[RawQuery, str | None]], params: DataParams,
+                        sources: SourceLookup) -> tuple[list[ClipPlan], list[ClipRecord]]:
     """Plans and skipped records of queries whose videos are known by URL only (the URL is the source to cut)."""
     queries, urls = same_video_once(rows)
     queries = selected(queries, params)
     wanted = {q.ids.video_uid for q in queries}
-    videos = videos_by_url({uid: url for uid, url in urls.items() if uid in wanted}, params)
+    videos = videos_by_url({uid: url for uid, url in urls.items() if uid in wanted}, sources)
     return plan_queries(queries, videos, params.model_copy(update={"video_url": None}))
 
 
-def plan_windows_file(params: DataParams) -> tuple[list[ClipPlan], list[ClipRecord]]:
+def plan_windows_file(params: DataParams, sources: SourceLookup) -> tuple[list[ClipPlan], list[ClipRecord]]:
     """data.source=windows: every row of the windows file (data.annotations)."""
     windows_file = params.annotations or ""
     return plan_window_queries([window_query(position, row, windows_file)
-                                for position, row in window_rows(windows_file)], params)
+                                for position, row in window_rows(windows_file)], params, sources)

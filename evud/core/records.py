@@ -44,6 +44,11 @@ class QueryIds(BaseModel):
         # The published EVUD scripts joined the ids with '-' to key a query; keep that spelling.
         return f"{self.video_uid}-{self.clip_uid}-{self.annotation_uid}-{self.language_query_index}"
 
+    @property
+    def order(self) -> tuple[str, str, str, int]:
+        """Where this query sorts in every output: by its ids, the query index as a number (9 before 10)."""
+        return (self.video_uid, self.clip_uid, self.annotation_uid, self.language_query_index)
+
     def ids(self) -> QueryIds:
         return QueryIds(**{name: getattr(self, name) for name in QueryIds.model_fields})
 

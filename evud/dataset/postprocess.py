@@ -35,7 +35,7 @@ def build_dataset(manifest: list[ClipRecord], results: list[GeminiResult], post:
     """Records, rejects and metrics from the manifest, the answers and verify's verdicts (None: verify did not run,
     pairs carry no verdict) (pure: no file is touched)."""
     clips = {c.key: c for c in manifest}
-    results = sorted(results, key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
+    results = sorted(results, key=lambda r: r.order)
     records: list[LlavaRecord] = []
     rejects: list[Reject] = []
     formats: Counter[str] = Counter()

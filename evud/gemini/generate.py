@@ -162,7 +162,7 @@ def final_results(requests: list[GeminiRequest], first: dict[str, AnswerEntry], 
         if reasked_used:
             result = result.model_copy(update={"reasked_from": request.key})
         results.append(result)
-    return sorted(results, key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
+    return sorted(results, key=lambda r: r.order)
 
 
 def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: Path, out: Path, metrics: Path,

@@ -60,5 +60,4 @@ def join_clips(dataset: list[LlavaRecord], manifest: list[ClipRecord]) -> list[E
                               "manifest come from different runs (run `dvc repro`)")
         check_clip(clip)
         items.append(ExportItem(record, clip))
-    return sorted(items, key=lambda item: (item.clip.video_uid, item.clip.clip_uid, item.clip.annotation_uid,
-                                           item.clip.language_query_index))
+    return sorted(items, key=lambda item: item.clip.order)

@@ -83,8 +83,7 @@ def cached_verdicts(out: Path) -> CachedReader:
 def read_work(manifest: Path, responses: Path, answer_format: str) -> list[ClipWork]:
     """Every answer of responses.jsonl with its clip and pairs, sorted by the clip's ids."""
     clips = {c.key: c for c in (ClipRecord.model_validate(r) for r in read_jsonl(manifest)) if c.status is ClipStatus.ok}
-    results = sorted((GeminiResult.model_validate(r) for r in read_jsonl(responses)),
-                     key=lambda r: (r.video_uid, r.clip_uid, r.annotation_uid, r.language_query_index))
+    results = sorted((GeminiResult.model_validate(r) for r in read_jsonl(responses)), key=lambda r: r.order)
     work = []
     for result in results:
         clip = clips.get(result.key)

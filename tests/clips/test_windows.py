@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from evud.clips.ego4d import MetadataError, plan_nlq
 from evud.clips.selection import plan_clips
-from evud.clips.windows import derived_video_id, derived_window_id, parse_seconds
+from evud.clips.sources import SourceLookup
+from evud.clips.windows import derived_video_id, derived_window_id, parse_seconds, videos_by_url
 from evud.core.params import DataParams
 from tests.clips.test_prepare import prepare_run
 from tests.support.http_source import source_server
@@ -200,9 +201,7 @@ def test_a_source_without_its_files_is_refused_naming_the_key():
 
 def test_an_unreadable_video_is_cut_as_any_other_never_guessed_short():
     """A video whose header cannot be read has no duration: its windows are not judged outside it, the cut says why."""
-    from evud.clips.windows import videos_by_url
-    videos = videos_by_url({"gone": "/nonexistent/video.mp4", "kitchen": str(KITCHEN)},
-                           DataParams(name="x", source="windows", root=".", annotations="w.csv"))
+    videos = videos_by_url({"gone": "/nonexistent/video.mp4", "kitchen": str(KITCHEN)}, SourceLookup())
     assert math.isinf(videos["gone"].duration_sec) and videos["kitchen"].duration_sec == 12.0
 
 
@@ -221,3 +220,16 @@ def test_a_videos_duration_is_read_from_its_header_once_then_kept_by_its_fingerp
         rows.append({"video": f"{server.url}/kitchen.mp4", "start": 13, "end": 14})  # past the kept 12 s
         _, skipped = planned(windows_params(write_csv(tmp_path / "w/c.csv", rows)))
         assert list(skipped.values()) == ["window_outside_video"] and server.body_bytes == read
+
+
+def test_a_run_looks_each_source_up_once_for_its_duration_and_its_clips(tmp_path: Path):
+    """Planning (the duration) and cutting (the clips' store key) both need a video's fingerprint: one lookup serves
+    both, so a run whose clips are all done asks the server once per video, never twice."""
+    shutil.copy(KITCHEN, tmp_path / "kitchen.mp4")
+    with source_server(tmp_path) as server:
+        params = windows_params(write_csv(tmp_path / "w/windows.csv", [
+            {"video": f"{server.url}/kitchen.mp4", "start": 1, "end": 3}]))
+        assert [r.status.value for r in prepare_run(tmp_path / "run", params, workers=1).records] == ["ok"]
+        server.requests = 0
+        assert [r.status.value for r in prepare_run(tmp_path / "run", params, workers=1).records] == ["ok"]
+        assert server.requests == 1  # the fingerprint's HEAD; the duration and the clip are in the store
