@@ -32,9 +32,13 @@ class BackendError(Exception):
     to make DVC run it again; otherwise (a bad request, a clip too large) only a change of input helps.
     """
 
-    def __init__(self, message: str, retryable: bool = False, rejected: bool = False):
+    def __init__(self, message: str, retryable: bool = False, rejected: bool = False,
+                 credentials_refused: bool = False):
         super().__init__(message)
         self.retryable = retryable
+        # The service refused the credentials (401/403 after a passing preflight: a token that expired mid-run).
+        # Every later request would be refused too: the stage stops asking, keeps what it received and exits 1.
+        self.credentials_refused = credentials_refused
         # Vertex answered that the request itself is invalid (400): final, kept like an answer, so the same request
         # (with its whole inline clip) is not sent again on every later run; EVUD_REASK_REJECTED=1 asks it again.
         self.rejected = rejected
