@@ -49,9 +49,9 @@ def test_histogram_bins_are_in_order_and_include_empty_ones():
     assert rows == [{"window_s": "0-5", "clips": 2}, {"window_s": "5-10", "clips": 1}, {"window_s": "10-15", "clips": 1}]
 
 
-def test_the_readme_explains_every_reject_reason():
+def test_the_docs_explain_every_reject_reason():
     from evud.core.domain import REJECT_REASONS
     from tests.support.repo import PROJECT_ROOT
 
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (PROJECT_ROOT / "docs/dataset.md").read_text()  # the rejects table
     assert [r for reasons in REJECT_REASONS.values() for r in reasons if f"`{r}`" not in readme] == []
