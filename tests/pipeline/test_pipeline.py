@@ -45,7 +45,7 @@ def test_model_change_reruns_only_the_stages_after_prepare(reproduced_copy: Path
     assert {r["model"] for r in responses} == {"gemini-3.1-flash-lite"}
 
 
-def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(reproduced_copy: Path):
+def test_a_seed_change_reruns_postprocess_browse_and_export_and_a_prompt_change_never_recuts(reproduced_copy: Path):
     repo_copy = reproduced_copy
     before = (repo_copy / "data/ego4d_vqa_gemini.json").read_text()
     result = run(["dvc", "exp", "run", "-S", "post.seed=7"], repo_copy)
@@ -61,7 +61,7 @@ def test_post_param_reruns_only_postprocess_and_prompt_change_never_recuts(repro
     assert stages_run(result.stdout) == {"generate", "verify", "postprocess", "browse"}
 
 
-def test_a_verdict_policy_change_reruns_only_postprocess_and_browse(reproduced_copy: Path):
+def test_a_verdict_policy_change_reruns_postprocess_browse_and_export_never_a_check(reproduced_copy: Path):
     repo = reproduced_copy
     verdicts = [json.loads(line) for line in (repo / "data/verdicts.jsonl").read_text().splitlines()]
     planted = sum(p["verdict"] == "blind_answerable" for r in verdicts for p in r["pairs"])
