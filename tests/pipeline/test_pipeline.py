@@ -185,3 +185,14 @@ def test_each_clip_is_on_disk_once_where_the_file_system_can_link(golden_sample:
         cached = golden_sample / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
         assert workspace.stat().st_ino == stored.stat().st_ino == cached.stat().st_ino, record["clip_path"]
         assert workspace.stat().st_mode & 0o222 == 0, "a linked out must be read-only (never edited in place)"
+
+
+def test_settings_that_change_no_answer_rerun_nothing(reproduced_copy: Path):
+    """A budget, an endpoint, the project, location, batch bucket or replay file changes no answer (the request key
+    leaves them out), so raising a budget or moving a bucket re-runs no stage (`dvc status` is what repro runs)."""
+    params = yaml.safe_load((reproduced_copy / "params.yaml").read_text())
+    params["gemini"].update(max_cost_usd=1000.0, base_url="http://127.0.0.1:9/", project="another-project",
+                            location="us-central1", batch_bucket="another-bucket", batch_prefix="elsewhere")
+    params["verify"].update(max_cost_usd=5.0)
+    (reproduced_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], reproduced_copy).stdout
