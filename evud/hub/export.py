@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evud.core.store import write_atomic
-from evud.hub.card import CardFacts, dataset_card
+from evud.hub.card import CardFacts, content_version, dataset_card
 from evud.hub.inputs import join_clips, read_dataset, read_manifest
 from evud.hub.layout import (CARD_FILE, METADATA_FILE, ClipKind, LinkReport, clip_kind, data_files, place_clips,
                              video_value)
@@ -38,8 +38,10 @@ def build_export(inputs: ExportInputs, out_dir: Path, facts: CardFacts) -> Expor
     out_dir.mkdir(parents=True, exist_ok=True)
     clips = place_clips(items, kind, inputs.clips_dir, out_dir)
     lines = [metadata_line(kind.column, video_value(item, kind), row) for item, row in zip(items, rows)]
-    write_atomic(out_dir / METADATA_FILE, "".join(f"{line}\n" for line in lines).encode("utf-8"))
-    write_atomic(out_dir / CARD_FILE, dataset_card(rows, kind, data_files(kind, items), facts).encode("utf-8"))
+    metadata = "".join(f"{line}\n" for line in lines).encode("utf-8")
+    write_atomic(out_dir / METADATA_FILE, metadata)
+    card = dataset_card(rows, kind, data_files(kind, items), facts, content_version(metadata))
+    write_atomic(out_dir / CARD_FILE, card.encode("utf-8"))
     return ExportReport(rows=len(rows), kind=kind, clips=clips)
 
 
