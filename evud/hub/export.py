@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evud.core.store import write_atomic
 from evud.hub.card import CardFacts, content_version, dataset_card
-from evud.hub.inputs import join_clips, read_dataset, read_manifest
+from evud.hub.inputs import ExportError, join_clips, read_dataset, read_manifest
 from evud.hub.layout import (CARD_FILE, METADATA_FILE, ClipKind, LinkReport, clip_kind, data_files, place_clips,
                              video_value)
 from evud.hub.rows import metadata_line, metadata_row
@@ -33,6 +33,9 @@ class ExportReport:
 def build_export(inputs: ExportInputs, out_dir: Path, facts: CardFacts) -> ExportReport:
     """Write the export folder; the same inputs give the same bytes (rows in id order, columns in declared order)."""
     items = join_clips(read_dataset(inputs.dataset), read_manifest(inputs.manifest))
+    if not items:  # `datasets.load_dataset` cannot read a folder of no rows: nothing to share, and DVC must not lock it
+        raise ExportError(f"{inputs.dataset} holds no record, so there is nothing to export: run postprocess again "
+                          "(`dvc repro postprocess`) and see data/rejects.jsonl for why each clip was left out")
     kind = clip_kind(items, inputs.clips_dir)
     rows = [metadata_row(item, facts.source) for item in items]
     out_dir.mkdir(parents=True, exist_ok=True)
