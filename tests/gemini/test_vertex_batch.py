@@ -139,6 +139,13 @@ def assert_one_line_exit(result, *words: str) -> str:
     return line
 
 
+def test_batch_mode_without_a_batch_bucket_stops_generate_with_one_line(reproduced_sample: Path, tmp_path: Path,
+                                                                       fake_vertex: FakeVertex):
+    result = generate_main(reproduced_sample, tmp_path, fake_vertex, mode="batch", batch_bucket=None)
+    assert_one_line_exit(result, "gemini.batch_bucket=MY_BUCKET")
+    assert fake_vertex.jobs_created == 0
+
+
 def test_a_batch_bucket_that_does_not_exist_stops_generate_with_one_line_before_any_job(
         reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex, gcs_emulator: str):
     result = generate_main(reproduced_sample, tmp_path, fake_vertex, mode="batch", batch_bucket="evud-no-such-bucket",
