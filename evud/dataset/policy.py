@@ -58,7 +58,8 @@ def drop_media_tokens(key: str, pairs: list[QAPair]) -> tuple[list[QAPair], list
     return kept, dropped
 
 
-def answer_checks(answer_key: str | None, pairs: Iterable[QAPair], verdicts: ClipVerdicts | None) -> dict[str, PairCheck]:
+def answer_checks(answer_key: str | None, pairs: Iterable[QAPair],
+                  verdicts: ClipVerdicts | None) -> dict[str, PairCheck]:
     """verify's check of each pair of this answer, by category: the one join of verdicts to pairs (postprocess applies
     it, browse shows it). Only a line about this very answer counts (its answer_key is the answer's request key: a
     verdicts file older than the responses checked another answer), and only a check of the same question."""
@@ -88,8 +89,9 @@ def pair_verdicts(key: str, answer_key: str, pairs: list[QAPair],
     for pair in pairs:
         check = checks.get(pair.category)
         if check is None:
+            why = unchecked_reason(answer_key, verdicts)
             check = PairCheck(id=0, category=pair.category, question=pair.question, answer=pair.short_answer,
-                              verdict=Verdict.unverified, reason=f"no_verdict: {unchecked_reason(answer_key, verdicts)}")
+                              verdict=Verdict.unverified, reason=f"no_verdict: {why}")
         found[pair.category] = check
         marked.append(pair.model_copy(update={"verdict": check.verdict}))
     return marked, found
