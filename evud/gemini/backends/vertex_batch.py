@@ -1,6 +1,7 @@
 """Batch mode (`gemini.mode=batch`) of the vertex backend: Vertex AI batch prediction jobs, at half price.
 
-    requests.jsonl ({"request": {...}} lines, clips as gs:// fileData) -> gs://<batch_bucket>/<batch_prefix>/jobs/<run>/
+    requests.jsonl ({"request": {...}} lines, clips as gs:// fileData; one file per job, split under Vertex's per-job
+    limits) -> gs://<batch_bucket>/<batch_prefix>/jobs/<run>/
     client.batches.create -> job name, logged at once in the answer store (batch-jobs/)
     poll until done -> read predictions.jsonl back -> map each line to its request key (a label we set)
     -> answers into the answer store -> re-submit only the failed or missing requests (EVUD_BATCH_ROUNDS)
