@@ -76,14 +76,13 @@ def clip_media(manifest: list[ClipRecord], clips_dir: Path, cache: StripCache,
     return media
 
 
-def rejected_answers(responses: Path, keys: set[str]) -> dict[str, str]:
+def read_responses(responses: Path) -> list[GeminiResult]:
+    return [GeminiResult.model_validate(raw) for raw in read_jsonl(responses)]
+
+
+def rejected_answers(results: list[GeminiResult], keys: set[str]) -> dict[str, str]:
     """Gemini's text for the clips with rejects: what the parser saw, to judge the reject."""
-    answers = {}
-    for raw in read_jsonl(responses):
-        result = GeminiResult.model_validate(raw)
-        if result.key in keys and result.text:
-            answers[result.key] = result.text
-    return answers
+    return {result.key: result.text for result in results if result.key in keys and result.text}
 
 
 def copy_strips(cache: StripCache, settings: StripSettings, shas: set[str], out_dir: Path) -> None:
@@ -124,11 +123,13 @@ def build_site(inputs: SiteInputs, out_dir: Path, params: BrowseParams, gold_ans
     for error in report.failed.values():
         print(f"browse: no strip: {error}", file=sys.stderr)
     media = clip_media(manifest, inputs.clips_dir, cache, settings)
-    answers = rejected_answers(inputs.responses, {r.key for r in rejects})
+    results = read_responses(inputs.responses)
+    answers = rejected_answers(results, {r.key for r in rejects})
     clips_href = Path(os.path.relpath(inputs.clips_dir, out_dir)).as_posix().rstrip("/") + "/"
     verdicts = read_verdicts(inputs.verdicts) if inputs.verdicts is not None else None
     data = site_data(manifest, dataset, rejects, answers, load_gold_answers(gold_answers), media, clips_href,
-                     {"frames": settings.frames, "height": settings.height}, verdicts, verdict_policy)
+                     {"frames": settings.frames, "height": settings.height}, verdicts, verdict_policy,
+                     {result.key: result.request_key for result in results})
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_strips(cache, settings, {m.strip for m in media.values() if m.strip}, out_dir)
     write_assets(out_dir)

@@ -28,6 +28,7 @@ from evud.core.records import (
     Verdict,
 )
 from evud.dataset.gold import GOLD_COLUMNS, GoldIndex
+from evud.dataset.policy import answer_checks
 
 SCHEMA_VERSION = 2  # 2: verify's verdicts (pair fields 4-6, verdict_pairs, review)
 STATUSES = ("kept", "rejected", "skipped", "failed")  # in the dataset / answered but rejected / not cut by prepare
@@ -139,10 +140,11 @@ def reject_row(reject: Reject, scopes: Interner, reasons: Interner, categories: 
 def site_data(manifest: list[ClipRecord], dataset: list[LlavaRecord], rejects: list[Reject],
               answers: dict[str, str], gold: GoldIndex, media: dict[str, ClipMedia],
               clips_href: str, strip_settings: dict[str, int], verdicts: dict[str, ClipVerdicts] | None = None,
-              policy: dict[str, str] | None = None) -> dict[str, Any]:
+              policy: dict[str, str] | None = None, answer_keys: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything the page shows, one row per clip of the manifest (sorted by the four ids); verify's verdicts and
-    the blind answers beside each pair, and what `post.verdicts` does with each verdict (`policy`)."""
-    verdicts, policy = verdicts or {}, policy or {}
+    the blind answers beside each pair, joined as postprocess joins them (a line about the clip's answer in
+    responses.jsonl, `answer_keys`), and what `post.verdicts` does with each verdict (`policy`)."""
+    verdicts, policy, answer_keys = verdicts or {}, policy or {}, answer_keys or {}
     records = {r.id: r for r in dataset}
     by_key: dict[str, list[Reject]] = {}
     for reject in rejects:
@@ -154,9 +156,9 @@ def site_data(manifest: list[ClipRecord], dataset: list[LlavaRecord], rejects: l
     for clip in sorted(manifest, key=lambda c: c.order):
         record = records.get(clip.key)
         clip_rejects = ([r] if (r := prepare_reject(clip)) else []) + by_key.get(clip.key, [])
-        checks = {c.category: c for c in verdicts[clip.key].pairs} if clip.key in verdicts else {}
-        pairs = [] if record is None else [pair_row(clip.key, p, checks.get(p.category), gold, categories)
-                                           for p in record.category_question_answer_tuples]
+        shown_pairs = record.category_question_answer_tuples if record is not None else []
+        checks = answer_checks(answer_keys.get(clip.key), shown_pairs, verdicts.get(clip.key))
+        pairs = [pair_row(clip.key, p, checks.get(p.category), gold, categories) for p in shown_pairs]
         checked = verdict_pairs(pairs, clip_rejects, categories)
         shown = media.get(clip.key, ClipMedia())
         # pairs as a JSON string (the page parses a clip's pairs when it shows them); the categories, one

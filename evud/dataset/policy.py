@@ -4,6 +4,7 @@ answer is never dropped), require enough pairs and all seven categories; every d
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from evud.core.domain import EVUD_CATEGORIES, question_key
@@ -57,20 +58,38 @@ def drop_media_tokens(key: str, pairs: list[QAPair]) -> tuple[list[QAPair], list
     return kept, dropped
 
 
+def answer_checks(answer_key: str | None, pairs: Iterable[QAPair],
+                  verdicts: ClipVerdicts | None) -> dict[str, PairCheck]:
+    """verify's check of each pair of this answer, by category: the one join of verdicts to pairs (postprocess applies
+    it, browse shows it). Only a line about this very answer counts (its answer_key is the answer's request key: a
+    verdicts file older than the responses checked another answer), and only a check of the same question."""
+    if verdicts is None or answer_key is None or verdicts.answer_key != answer_key:
+        return {}
+    checks = {c.category: c for c in verdicts.pairs}
+    return {pair.category: check for pair in pairs
+            if (check := checks.get(pair.category)) is not None
+            and question_key(check.question) == question_key(pair.question)}
+
+
+def unchecked_reason(answer_key: str, verdicts: ClipVerdicts | None) -> str:
+    """Why a pair of this answer has no check of its own."""
+    if verdicts is None:
+        return "no verdict line for this clip"
+    return "the verdict line is about another answer" if verdicts.answer_key != answer_key else "not checked"
+
+
 def pair_verdicts(key: str, answer_key: str, pairs: list[QAPair],
                   verdicts: ClipVerdicts | None) -> tuple[list[QAPair], dict[str, PairCheck]]:
-    """Pairs with verify's verdict attached (by category and question), and each pair's check by category.
+    """Pairs with verify's verdict attached (answer_checks), and each pair's check by category.
 
-    A pair verify did not check (no line for the clip, or a line about another answer: a verdicts file older than
-    the responses) is `unverified`, never silently trusted."""
-    checks = {c.category: c for c in verdicts.pairs} if verdicts is not None and verdicts.answer_key == answer_key \
-        else {}
+    A pair verify did not check (no line for the clip, or a line about another answer) is `unverified`, never
+    silently trusted."""
+    checks = answer_checks(answer_key, pairs, verdicts)
     marked, found = [], {}
     for pair in pairs:
         check = checks.get(pair.category)
-        if check is None or question_key(check.question) != question_key(pair.question):
-            why = "no verdict line for this clip" if verdicts is None else \
-                "the verdict line is about another answer" if verdicts.answer_key != answer_key else "not checked"
+        if check is None:
+            why = unchecked_reason(answer_key, verdicts)
             check = PairCheck(id=0, category=pair.category, question=pair.question, answer=pair.short_answer,
                               verdict=Verdict.unverified, reason=f"no_verdict: {why}")
         found[pair.category] = check

@@ -5,6 +5,7 @@ citations). Written with plain yaml: the stage does not import `datasets`.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ TAGS = ["egocentric", "video-question-answering", "llava", "evud", "synthetic"]
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"))
 NO_VERDICT = "(none: verify did not run)"
+CONTENT_DIGITS = 12  # hex digits of metadata.jsonl's sha256 in the config's version: 48 bits, no collision in practice
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,17 @@ def size_category(rows: int) -> str:
     return next((name for limit, name in SIZE_CATEGORIES if rows < limit), "n>10M")
 
 
-def card_header(rows: list[MetadataRow], kind: ClipKind, files: list[str], facts: CardFacts) -> dict[str, Any]:
-    """The YAML metadata block: one default config whose train split is `files`, and every column's feature."""
+def content_version(metadata: bytes) -> str:
+    """The config's version, from the rows' bytes (which name each clip by its sha256): `datasets` keys its cache of
+    a folder on the card alone, so without it every export with the same card (a re-export, another project's export
+    in a folder of the same name) loads the rows the first one cached. A version must be `x.y.z` digits."""
+    return f"0.0.{int(hashlib.sha256(metadata).hexdigest()[:CONTENT_DIGITS], 16)}"
+
+
+def card_header(rows: list[MetadataRow], kind: ClipKind, files: list[str], facts: CardFacts,
+                version: str) -> dict[str, Any]:
+    """The YAML metadata block: one default config whose train split is `files` (its version the rows' content
+    version), and every column's feature."""
     return {
         "pretty_name": pretty_name(facts),
         **license_fields(facts),
@@ -68,7 +79,7 @@ def card_header(rows: list[MetadataRow], kind: ClipKind, files: list[str], facts
         "task_categories": TASK_CATEGORIES,
         "tags": [*TAGS, *facts.source_card.tags],
         "size_categories": [size_category(len(rows))],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": files}]}],
+        "configs": [{"config_name": "default", "version": version, "data_files": [{"split": "train", "path": files}]}],
         "dataset_info": {"features": features(kind)},
     }
 
@@ -161,7 +172,8 @@ def card_body(rows: list[MetadataRow], kind: ClipKind, facts: CardFacts) -> str:
     return "\n".join(lines)
 
 
-def dataset_card(rows: list[MetadataRow], kind: ClipKind, files: list[str], facts: CardFacts) -> str:
-    """README.md: the YAML header between `---` lines, then the body."""
-    header = yaml.safe_dump(card_header(rows, kind, files, facts), sort_keys=False, allow_unicode=True, width=1000)
+def dataset_card(rows: list[MetadataRow], kind: ClipKind, files: list[str], facts: CardFacts, version: str) -> str:
+    """README.md: the YAML header between `---` lines, then the body; `version` is content_version's."""
+    header = yaml.safe_dump(card_header(rows, kind, files, facts, version), sort_keys=False, allow_unicode=True,
+                            width=1000)
     return f"---\n{header}---\n\n{card_body(rows, kind, facts)}"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evud.core.store import write_atomic
-from evud.hub.card import CardFacts, dataset_card
-from evud.hub.inputs import join_clips, read_dataset, read_manifest
+from evud.hub.card import CardFacts, content_version, dataset_card
+from evud.hub.inputs import ExportError, join_clips, read_dataset, read_manifest
 from evud.hub.layout import (CARD_FILE, METADATA_FILE, ClipKind, LinkReport, clip_kind, data_files, place_clips,
                              video_value)
 from evud.hub.rows import metadata_line, metadata_row
@@ -33,13 +33,18 @@ class ExportReport:
 def build_export(inputs: ExportInputs, out_dir: Path, facts: CardFacts) -> ExportReport:
     """Write the export folder; the same inputs give the same bytes (rows in id order, columns in declared order)."""
     items = join_clips(read_dataset(inputs.dataset), read_manifest(inputs.manifest))
+    if not items:  # `datasets.load_dataset` cannot read a folder of no rows: nothing to share, and DVC must not lock it
+        raise ExportError(f"{inputs.dataset} holds no record, so there is nothing to export: run postprocess again "
+                          "(`dvc repro postprocess`) and see data/rejects.jsonl for why each clip was left out")
     kind = clip_kind(items, inputs.clips_dir)
     rows = [metadata_row(item, facts.source) for item in items]
     out_dir.mkdir(parents=True, exist_ok=True)
     clips = place_clips(items, kind, inputs.clips_dir, out_dir)
     lines = [metadata_line(kind.column, video_value(item, kind), row) for item, row in zip(items, rows)]
-    write_atomic(out_dir / METADATA_FILE, "".join(f"{line}\n" for line in lines).encode("utf-8"))
-    write_atomic(out_dir / CARD_FILE, dataset_card(rows, kind, data_files(kind, items), facts).encode("utf-8"))
+    metadata = "".join(f"{line}\n" for line in lines).encode("utf-8")
+    write_atomic(out_dir / METADATA_FILE, metadata)
+    card = dataset_card(rows, kind, data_files(kind, items), facts, content_version(metadata))
+    write_atomic(out_dir / CARD_FILE, card.encode("utf-8"))
     return ExportReport(rows=len(rows), kind=kind, clips=clips)
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from evud.browse.build import build_site
-from evud.browse.site import GOLD_DOWNLOAD_COLUMNS, data_js, site_data
+from evud.browse.site import GOLD_DOWNLOAD_COLUMNS, PAIR_FIELDS, data_js, site_data
+from evud.core.jsonl import write_jsonl
 from evud.core.params import BrowseParams, load_section
 from evud.core.records import ClipStatus, Reject, RejectScope
 from evud.dataset.gold import GOLD_COLUMNS, GoldAnswer, GoldIndex
 from evud.dataset.review_sheet import REVIEW_COLUMNS
-from tests.support.browse_data import clip_record, llava_record, query_ids, write_inputs
+from tests.support.browse_data import (blind_answerable_verdicts, clip_record, gemini_text, llava_record, query_ids,
+                                       write_inputs)
 from tests.support.repo import tree_digest
 
 
@@ -129,3 +132,21 @@ def test_rejects_of_unknown_clips_are_kept_aside_and_gemini_text_only_for_clips_
 def test_the_downloaded_gold_columns_are_the_review_sheets_that_the_gold_reader_needs():
     assert set(GOLD_COLUMNS) <= set(GOLD_DOWNLOAD_COLUMNS) <= set(REVIEW_COLUMNS)
     assert list(GOLD_DOWNLOAD_COLUMNS) == [c for c in REVIEW_COLUMNS if c in GOLD_DOWNLOAD_COLUMNS]
+
+
+def test_a_verdict_line_written_for_an_older_answer_shows_no_blind_answer(tmp_path: Path):
+    """verify checked an earlier answer of the clip (its answer_key is not the request key of the answer in
+    responses.jsonl): the page shows none of that line's blind answers or reasons, as postprocess applies none."""
+    a, b = query_ids(0), query_ids(1)
+    records = [llava_record(a), llava_record(b)]
+    inputs = write_inputs(tmp_path / "in", [clip_record(a), clip_record(b)], records, [],
+                          [gemini_text(a, "answer a"), gemini_text(b, "answer b")])
+    verdicts = tmp_path / "in/verdicts.jsonl"
+    write_jsonl(verdicts, [blind_answerable_verdicts(a, records[0], answer_key="k-of-an-older-answer"),
+                           blind_answerable_verdicts(b, records[1], answer_key="k")])  # gemini_text's request key
+    build_site(dataclasses.replace(inputs, verdicts=verdicts), tmp_path / "site", BrowseParams(), None,
+               tmp_path / "store")
+    rows = rows_by_key(read_data_js(tmp_path / "site/data.js"))
+    blind, reason = PAIR_FIELDS.index("blind_answer"), PAIR_FIELDS.index("reason")
+    assert [(p[blind], p[reason]) for p in rows[a.key]["pairs"]] == [(None, None)] * 7
+    assert {p[blind] for p in rows[b.key]["pairs"]} == {"a stale blind answer"}  # the line of this answer shows

@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from evud.core.params import PostParams, PromptParams
-from evud.core.records import QAPair
+from evud.core.jsonl import write_jsonl
+from evud.core.records import ClipVerdicts, PairCheck, QAPair, QueryIds, Verdict
 from evud.dataset.gold import GoldIndex
 from evud.dataset.llava import DatasetValidationError, build_record, validated_dataset
-from evud.dataset.postprocess import build_dataset, run
+from evud.dataset.postprocess import build_dataset, read_verdicts, run
 from tests.support.answer_variants import CANON, CANONICAL, VARIANTS
 from tests.support.dataset import JSON, TEXT, answer, clip, json_text, nonzero, write_inputs
 from tests.support.repo import run as run_cmd
@@ -207,3 +208,23 @@ def test_a_dataset_without_a_single_record_is_an_error_that_says_why(tmp_path: P
     message = str(exit_info.value.code)
     assert message.startswith("postprocess: the dataset has no record") and "data/rejects.jsonl" not in message
     assert str(tmp_path / "r.jsonl") in message
+
+
+def test_a_verdicts_file_written_for_an_older_answer_is_not_applied(tmp_path: Path):
+    """verify checked an earlier answer of clip 0 (its line's answer_key is not the answer's request key): its
+    verdicts are not this answer's, so its pairs stay, unverified with the reason; clip 1's line, about its answer,
+    drops its pairs (post.verdicts.blind_answerable=drop)."""
+    post = PostParams(verdicts={**PostParams().verdicts, "blind_answerable": "drop"})
+    clips = [clip(0), clip(1)]
+    results = [answer(0, CANONICAL), answer(1, CANONICAL)]  # request keys k0, k1
+    checks = [PairCheck(id=i + 1, category=c, question=q, answer=a, blind_answer=a, blind="exact_match",
+                        verdict="blind_answerable") for i, (c, q, a) in enumerate(CANON)]
+    verdicts_path = tmp_path / "verdicts.jsonl"
+    write_jsonl(verdicts_path, [ClipVerdicts(**clips[0].model_dump(include=set(QueryIds.model_fields)),
+                                             answer_key="k-of-an-older-answer", pairs=checks),
+                                ClipVerdicts(**clips[1].model_dump(include=set(QueryIds.model_fields)),
+                                             answer_key="k1", pairs=checks)])
+    records, rejects, _ = build_dataset(clips, results, post, "text", GoldIndex(), read_verdicts(verdicts_path))
+    assert [r.id for r in records] == [clips[0].key]
+    assert {p.verdict for p in records[0].category_question_answer_tuples} == {Verdict.unverified}
+    assert reasons(rejects) == ["no_pairs"] + ["verdict_blind_answerable"] * 7

@@ -21,6 +21,9 @@ def facts(source: str = "ego4d_nlq", **export: str) -> CardFacts:
     return CardFacts(source=source, model="gemini-3.8-flash", prompt_name="evud", export=ExportParams(**export))
 
 
+VERSION = "0.0.1"
+
+
 def rows(verdicts: tuple[str | None, ...] = ("grounded", None)) -> list[MetadataRow]:
     return [metadata_row(export_item(manifest_clip(i), verdict=v), "ego4d_nlq") for i, v in enumerate(verdicts)]
 
@@ -34,8 +37,8 @@ def split_card(card: str) -> tuple[dict, str]:
 def test_the_header_declares_the_config_and_every_column_as_datasets_reads_them():
     import datasets  # here, not at the top: see tests/support/hf.py
 
-    header, _ = split_card(dataset_card(rows(), ClipKind.files, ["metadata.jsonl", "clips/**/*.mp4"], facts()))
-    assert header["configs"] == [{"config_name": "default", "data_files": [
+    header, _ = split_card(dataset_card(rows(), ClipKind.files, ["metadata.jsonl", "clips/**/*.mp4"], facts(), VERSION))
+    assert header["configs"] == [{"config_name": "default", "version": VERSION, "data_files": [
         {"split": "train", "path": ["metadata.jsonl", "clips/**/*.mp4"]}]}]
     declared = datasets.Features._from_yaml_list(header["dataset_info"]["features"])
     assert list(declared) == ["video", *MetadataRow.model_fields] and isinstance(declared["video"], datasets.Video)
@@ -46,7 +49,7 @@ def test_the_header_declares_the_config_and_every_column_as_datasets_reads_them(
 
 
 def test_clips_by_uri_are_a_string_column():
-    header, body = split_card(dataset_card(rows(), ClipKind.uris, ["metadata.jsonl"], facts()))
+    header, body = split_card(dataset_card(rows(), ClipKind.uris, ["metadata.jsonl"], facts(), VERSION))
     assert header["dataset_info"]["features"][0] == {"name": "video", "dtype": "string"}
     assert features(ClipKind.uris)[1:] == features(ClipKind.files)[1:]
     assert "gs:// URI" in body and "Video(decode=False)" not in body
@@ -61,7 +64,7 @@ def test_clips_by_uri_are_a_string_column():
     ("windows", {"license": "unknown"}, None),
 ])
 def test_the_license_terms_and_citations_are_the_sources(source: str, license_fields: dict, cited: str | None):
-    header, body = split_card(dataset_card(rows(), ClipKind.files, ["metadata.jsonl"], facts(source)))
+    header, body = split_card(dataset_card(rows(), ClipKind.files, ["metadata.jsonl"], facts(source), VERSION))
     assert {key: header[key] for key in ("license", "license_name", "license_link") if key in header} == license_fields
     assert "arXiv:2406.13807" in body and "AlanaVLM: A Multimodal Embodied AI Foundation Model" in body
     assert body.count("```bibtex") == (2 if cited else 1)
@@ -75,7 +78,7 @@ def test_the_license_terms_and_citations_are_the_sources(source: str, license_fi
 
 def test_export_params_override_the_license_and_name_the_repository():
     header, body = split_card(dataset_card(rows(), ClipKind.files, ["metadata.jsonl"], facts(
-        "windows", license="cc-by-4.0", pretty_name="My kitchen QA", repo_id="me/kitchen-qa")))
+        "windows", license="cc-by-4.0", pretty_name="My kitchen QA", repo_id="me/kitchen-qa"), VERSION))
     assert (header["license"], header["pretty_name"]) == ("cc-by-4.0", "My kitchen QA")
     assert "license_name" not in header
     assert body.lstrip().startswith("# My kitchen QA") and 'load_dataset("me/kitchen-qa", split="train")' in body
@@ -88,7 +91,7 @@ def test_an_other_license_needs_its_name_and_link():
 
 def test_the_body_says_how_it_was_made_and_counts_pairs_by_verdict():
     _, body = split_card(dataset_card(rows(("grounded", "grounded", None)), ClipKind.files, ["metadata.jsonl"],
-                                      facts()))
+                                      facts(), VERSION))
     assert "`gemini-3.8-flash`" in body and "prompt `evud`" in body
     assert "| clips (rows) | 3 |" in body and "| QA pairs | 9 |" in body
     assert "| pairs by verdict: grounded | 6 |" in body
@@ -98,8 +101,8 @@ def test_the_body_says_how_it_was_made_and_counts_pairs_by_verdict():
 
 
 def test_the_same_rows_give_the_same_card():
-    first = dataset_card(rows(), ClipKind.files, ["metadata.jsonl"], facts())
-    assert dataset_card(rows(), ClipKind.files, ["metadata.jsonl"], facts()) == first
+    first = dataset_card(rows(), ClipKind.files, ["metadata.jsonl"], facts(), VERSION)
+    assert dataset_card(rows(), ClipKind.files, ["metadata.jsonl"], facts(), VERSION) == first
 
 
 def test_every_window_source_has_what_its_card_says():

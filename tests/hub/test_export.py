@@ -13,6 +13,7 @@ from evud.hub.export import ExportInputs, build_export
 from evud.hub.inputs import ExportError
 from evud.hub.layout import ClipKind
 from tests.support.hf import assert_export_loads, export_item, manifest_clip, metadata_rows, write_export_inputs
+from tests.support.repo import PARAMS
 
 FACTS = CardFacts(source="ego4d_nlq", model="gemini-3.8-flash", prompt_name="evud", export=ExportParams())
 
@@ -49,3 +50,29 @@ def test_nothing_is_written_when_a_clip_has_neither_file_nor_uri(tmp_path: Path)
     with pytest.raises(ExportError, match=f"clip {items[1].record.id} has neither a local file"):
         build_export(inputs, tmp_path / "hf", FACTS)
     assert not (tmp_path / "hf").exists()
+
+
+def test_a_second_export_with_other_rows_loads_its_own_rows_from_a_shared_cache(tmp_path: Path):
+    """`datasets` keys its cache on the card: two exports whose cards were the same (a re-export, another project's
+    export in a folder of the same name) shared one cache entry and the second load returned the first one's rows."""
+    first = [export_item(manifest_clip(i, local=False)) for i in range(3)]
+    second = [export_item(manifest_clip(i, video="v9", local=False)) for i in range(3)]
+    cache = tmp_path / "hf-cache"  # one cache for both loads, as a user's ~/.cache/huggingface
+    for name, items in (("first", first), ("second", second)):
+        inputs = ExportInputs(*write_export_inputs(tmp_path / name / "in", items))
+        build_export(inputs, tmp_path / name / "hf", FACTS)
+        assert_export_loads(tmp_path / name / "hf", [item.record.id for item in items], cache_dir=cache)
+
+
+def test_an_export_of_no_record_exits_1_with_one_line_and_writes_no_folder(tmp_path: Path):
+    """A folder of 0 rows is one `datasets.load_dataset` cannot read: the stage refuses it, as postprocess does."""
+    from stages import export as export_stage
+
+    dataset, manifest, clips_dir = write_export_inputs(tmp_path / "in", [])
+    out = tmp_path / "hf"
+    with pytest.raises(SystemExit) as done:
+        export_stage.main(["--dataset", str(dataset), "--manifest", str(manifest), "--clips-dir", str(clips_dir),
+                           "--out", str(out), "--params", str(PARAMS)])
+    message = str(done.value.code)
+    assert message.startswith("export: ") and "no record" in message and "\n" not in message
+    assert not out.exists()

@@ -8,7 +8,8 @@ from pathlib import Path
 from evud.browse.build import SiteInputs
 from evud.core.domain import EVUD_CATEGORIES
 from evud.core.jsonl import write_jsonl
-from evud.core.records import ClipRecord, ClipStatus, GeminiResult, LlavaRecord, QAPair, QueryIds, Reject, Turn
+from evud.core.records import (ClipRecord, ClipStatus, ClipVerdicts, GeminiResult, LlavaRecord, PairCheck, QAPair,
+                               QueryIds, Reject, Turn, Verdict)
 
 
 def query_ids(n: int, video: str = "v1", clip: str = "c1") -> QueryIds:
@@ -55,3 +56,13 @@ def write_inputs(root: Path, manifest: list[ClipRecord], dataset: list[LlavaReco
     write_jsonl(inputs.rejects, rejects)
     write_jsonl(inputs.responses, responses)
     return inputs
+
+
+def blind_answerable_verdicts(ids: QueryIds, record: LlavaRecord, answer_key: str,
+                              blind_answer: str = "a stale blind answer") -> ClipVerdicts:
+    """verify's line for the clip: every pair of the record found blind-answerable, for the answer `answer_key`."""
+    pairs = [PairCheck(id=i + 1, category=p.category, question=p.question, answer=p.short_answer,
+                       blind_answer=blind_answer, blind="exact_match", verdict=Verdict.blind_answerable,
+                       reason=f"blind_exact_match: answered {blind_answer!r} without the video")
+             for i, p in enumerate(record.category_question_answer_tuples)]
+    return ClipVerdicts(**ids.model_dump(), answer_key=answer_key, pairs=pairs)

@@ -21,7 +21,7 @@ by purpose (`script("blind", 429)`).
 
 Batch jobs read their request file from GCS (the emulator, STORAGE_EMULATOR_HOST) on the second poll, apply
 the same behaviours line by line (an HTTP status becomes a line with an error `status`, "hang" a missing
-line) and write `predictions.jsonl` under the job's output prefix, as Vertex does.
+line, "malformed_line" a line cut short) and write `predictions.jsonl` under the job's output prefix, as Vertex does.
 """
 
 from __future__ import annotations
@@ -184,6 +184,10 @@ class FakeVertex:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.jobs_created = 0
         self.failing_jobs = 0  # the next N jobs end JOB_STATE_FAILED without output
+        self.create_errors: list[int] = []  # HTTP statuses answered to the next job creations, one each
+        self.poll_errors: list[int] = []  # HTTP statuses answered to the next polls of a job, one each
+        self.job_requests: list[int] = []  # request lines of each job run, in the order they ran
+        self.job_input_bytes: list[int] = []  # bytes of each job's request file, in the order they ran
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -317,13 +321,21 @@ class FakeVertex:
         if method == "POST" and (m := GENERATE.match(path)):
             return self._generate(handler, m["model"], body)
         if method == "POST" and (m := JOBS.match(path)):
+            if (code := self._scripted_error(self.create_errors)) is not None:
+                return self._send(handler, code, error_json(code, f"injected job creation failure {code}"))
             return self._send(handler, 200, self._create_job(m["project"], m["location"], body))
         if method == "GET" and (m := JOB.match(path)) and m["id"] in self.jobs:
+            if (code := self._scripted_error(self.poll_errors)) is not None:
+                return self._send(handler, code, error_json(code, f"injected poll failure {code}"))
             return self._send(handler, 200, self._poll_job(m["id"]))
         if method == "POST" and (m := CANCEL.match(path)) and m["id"] in self.jobs:
             self.jobs[m["id"]]["state"] = "JOB_STATE_CANCELLED"
             return self._send(handler, 200, {})
         self._send(handler, 404, error_json(404))
+
+    def _scripted_error(self, queue: list[int]) -> int | None:
+        with self._lock:
+            return queue.pop(0) if queue else None
 
     # --- online --------------------------------------------------------------------------------------
     def _generate(self, handler: BaseHTTPRequestHandler, model: str, body: dict[str, Any]) -> None:
@@ -395,8 +407,11 @@ class FakeVertex:
 
     def _run_job(self, job: dict[str, Any]) -> None:
         model = job["model"].rsplit("/", 1)[-1]
-        lines_in = [json.loads(line) for uri in job["inputConfig"]["gcsSource"]["uris"]
-                    for line in gcs_read(uri).splitlines() if line.strip()]
+        files = [gcs_read(uri) for uri in job["inputConfig"]["gcsSource"]["uris"]]
+        lines_in = [json.loads(line) for text in files for line in text.splitlines() if line.strip()]
+        with self._lock:
+            self.job_requests.append(len(lines_in))
+            self.job_input_bytes.append(sum(len(text.encode()) for text in files))
         lines_out, ok, failed = [], 0, 0
         for line in lines_in:
             purpose = check_purpose(line["request"])
@@ -416,6 +431,12 @@ class FakeVertex:
                 response["servingTier"] = {"name": "batch"}
                 out["status"], out["response"] = "", response
                 ok += 1
+            elif behaviour == "malformed_line":  # a line cut short: not JSON at all (its request's label is in it)
+                out["status"] = ""
+                out["response"] = self._answer("ok", line["request"], purpose, clip_id, model)
+                lines_out.append(json.dumps(out)[:-40])
+                ok += 1
+                continue
             elif behaviour == "unreadable_row":  # a response no SDK can read (a candidate that is not an object)
                 out["status"], out["response"] = "", {"candidates": ["not a candidate"], "modelVersion": model}
                 ok += 1

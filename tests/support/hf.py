@@ -92,7 +92,8 @@ def assert_export_loads(folder: Path, expected_ids: list[str], cache_dir: Path |
     assert inferred == declared and list(inferred) == list(declared), f"metadata gives {inferred}, card {declared}"
     with tempfile.TemporaryDirectory() as scratch:
         dataset = datasets.load_dataset(str(folder), split="train", cache_dir=str(cache_dir or scratch))
-        assert sorted(dataset["id"]) == sorted(expected_ids) and len(dataset) == len(expected_ids)
+        assert sorted(dataset["id"]) == sorted(expected_ids) and len(dataset) == len(expected_ids), \
+            f"load_dataset gave the rows {sorted(dataset['id'])}; the folder holds {sorted(expected_ids)}"
         assert dataset.features == declared and list(dataset.features) == list(declared)
         if isinstance(declared["video"], datasets.Video):
             for row in dataset.cast_column("video", datasets.Video(decode=False)):

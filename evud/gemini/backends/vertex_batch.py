@@ -1,6 +1,7 @@
 """Batch mode (`gemini.mode=batch`) of the vertex backend: Vertex AI batch prediction jobs, at half price.
 
-    requests.jsonl ({"request": {...}} lines, clips as gs:// fileData) -> gs://<batch_bucket>/<batch_prefix>/jobs/<run>/
+    requests.jsonl ({"request": {...}} lines, clips as gs:// fileData; one file per job, split under Vertex's per-job
+    limits) -> gs://<batch_bucket>/<batch_prefix>/jobs/<run>/
     client.batches.create -> job name, logged at once in the answer store (batch-jobs/)
     poll until done -> read predictions.jsonl back -> map each line to its request key (a label we set)
     -> answers into the answer store -> re-submit only the failed or missing requests (EVUD_BATCH_ROUNDS)
@@ -16,7 +17,9 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,12 +45,20 @@ from evud.gemini.backends.vertex_requests import (
 from evud.gemini.request import GeminiRequest
 
 JOBS_DIR = "batch-jobs"
+JOB_GONE = "JOB_NOT_FOUND"  # what the job log records for a job Vertex no longer knows
 LABEL = "evud_request"  # label on each request line; Vertex echoes the request into its prediction line
 LABEL_CHARS = 32  # label values are at most 63 characters; 128 bits of the request key are plenty
+# Vertex's limits per batch job (batch prediction docs, 2026-12): a run over them is split into several jobs.
+MAX_JOB_REQUESTS = 200_000
+MAX_JOB_INPUT_BYTES = 1_000_000_000  # 1 GB of requests.jsonl (decimal: under the limit whichever GB is meant)
 
 
 class BatchSetupError(UserError):
-    """Batch mode cannot start with these params (no bucket, replay backend)."""
+    """Batch mode cannot start with these params (no bucket, a bucket that does not exist or may not be used)."""
+
+
+class BatchJobError(UserError):
+    """Vertex refused to create or report a batch job; answers collected so far are kept, a logged job is resumed."""
 
 
 # --- request lines ---------------------------------------------------------------------------------
@@ -140,14 +151,80 @@ def upload_missing_clips(requests: list[GeminiRequest], gemini: GeminiParams, cl
     return {k: v for k, v in uris.items() if k not in failures}, failures
 
 
-def read_prediction_lines(storage: Any, directory_uri: str) -> list[dict[str, Any]]:
-    """Every line of every .jsonl file the job wrote under its output directory."""
+def bucket_problem(gemini: GeminiParams, err: Exception) -> str:
+    """What a refusal of gemini.batch_bucket means, and what to change."""
+    from google.api_core import exceptions as gexc
+
+    name = f"gemini.batch_bucket={gemini.batch_bucket}"
+    said = f"(Cloud Storage: {getattr(err, 'code', '?')} {getattr(err, 'message', err)})"
+    if isinstance(err, gexc.NotFound):
+        return (f"{name} does not exist {said}: create it (`gcloud storage buckets create gs://{gemini.batch_bucket} "
+                f"--location=LOCATION`) or name an existing bucket")
+    if isinstance(err, (gexc.Forbidden, gexc.Unauthorized)):
+        return (f"{name}: these credentials may not use it {said}: give them roles/storage.objectAdmin on the bucket "
+                "(`gcloud storage buckets add-iam-policy-binding`) or name a bucket they may use")
+    return f"{name} cannot be used {said}: check the bucket and the network, then run again"
+
+
+def check_bucket(gemini: GeminiParams, storage: Any) -> None:
+    """Before any upload or job: the bucket exists and these credentials may list it (predictions are read back by
+    listing), so a setup mistake is one line instead of a failed upload per clip."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        next(iter(storage.list_blobs(gemini.batch_bucket, prefix=f"{gemini.batch_prefix}/", max_results=1)), None)
+    except gexc.GoogleAPIError as err:
+        raise BatchSetupError(bucket_problem(gemini, err)) from None
+
+
+@dataclass(frozen=True)
+class MalformedLine:
+    """A prediction line that is not a JSON object: where it is, why, and the request it names (if one can be told)."""
+
+    where: str
+    error: str
+    key: str | None
+
+
+def parse_prediction_line(text: str) -> dict[str, Any] | None:
+    """A line as a JSON object, or None when it is not one."""
+    try:
+        line = json.loads(text)
+    except ValueError:
+        return None
+    return line if isinstance(line, dict) and isinstance(line.get("request", {}), dict) else None
+
+
+def malformed_line(text: str, where: str, record: dict[str, Any]) -> MalformedLine:
+    """The request of a line that cannot be parsed, by the label it still holds (a label is 32 hex digits of a request
+    key: one found in the text names its request)."""
+    try:
+        json.loads(text)
+        error = "not a prediction object"
+    except ValueError as err:
+        error = str(err)
+    key = next((key for label, key in record["labels"].items() if label in text), None)
+    return MalformedLine(where, error, key)
+
+
+def read_prediction_lines(storage: Any, directory_uri: str,
+                          record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[MalformedLine]]:
+    """Every line of every .jsonl file the job wrote under its output directory, and those that are not JSON objects
+    (each a failure of its request, never of the job: the other answers are paid for)."""
     bucket, prefix = split_uri(directory_uri.rstrip("/") + "/")
-    lines = []
+    lines, malformed = [], []
     for blob in storage.list_blobs(bucket, prefix=prefix):
-        if blob.name.endswith(".jsonl"):
-            lines += [json.loads(line) for line in blob.download_as_text().splitlines() if line.strip()]
-    return lines
+        if not blob.name.endswith(".jsonl"):
+            continue
+        for number, text in enumerate(blob.download_as_text().splitlines(), start=1):
+            if not text.strip():
+                continue
+            line = parse_prediction_line(text)
+            if line is None:
+                malformed.append(malformed_line(text, f"line {number} of gs://{bucket}/{blob.name}", record))
+            else:
+                lines.append(line)
+    return lines, malformed
 
 
 # --- the job log -----------------------------------------------------------------------------------
@@ -186,24 +263,72 @@ class BatchJobLog:
 # --- running jobs ----------------------------------------------------------------------------------
 
 
-def submit_job(requests: list[GeminiRequest], gemini: GeminiParams, client: Any, storage: Any,
-               uris: dict[str, str], log: BatchJobLog) -> dict[str, Any]:
+def split_jobs(requests: list[GeminiRequest], lines: dict[str, bytes]) -> list[list[GeminiRequest]]:
+    """The requests in order, cut into jobs of at most MAX_JOB_REQUESTS requests and MAX_JOB_INPUT_BYTES bytes of
+    request lines each (a single line over the byte limit goes alone: Vertex then says what is wrong with it)."""
+    jobs: list[list[GeminiRequest]] = []
+    size = 0
+    for request in requests:
+        line_bytes = len(lines[request.key])
+        if not jobs or len(jobs[-1]) >= MAX_JOB_REQUESTS or size + line_bytes > MAX_JOB_INPUT_BYTES:
+            jobs.append([])
+            size = 0
+        jobs[-1].append(request)
+        size += line_bytes
+    return jobs
+
+
+def submit_job(requests: list[GeminiRequest], lines: dict[str, bytes], gemini: GeminiParams, client: Any,
+               storage: Any, uris: dict[str, str], log: BatchJobLog) -> dict[str, Any]:
+    """Upload the requests' lines and create their job, logged at once (a crash from here on resumes it)."""
+    from google.api_core import exceptions as gexc
+
     digest = hashlib.sha256("".join(sorted(r.key for r in requests)).encode()).hexdigest()[:12]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_uri = f"gs://{gemini.batch_bucket}/{gemini.batch_prefix}/jobs/{stamp}-{digest}"
     bucket, name = split_uri(f"{run_uri}/requests.jsonl")
-    body = "".join(json.dumps(request_line(r, uris.get(r.key)), sort_keys=True) + "\n" for r in requests)
-    storage.bucket(bucket).blob(name).upload_from_string(body, content_type="application/jsonl")
-    job = client.batches.create(
-        model=gemini.model, src=f"{run_uri}/requests.jsonl",
-        config=types.CreateBatchJobConfig(display_name=f"evud-{stamp}-{digest}", dest=f"{run_uri}/predictions"))
+    body = b"".join(lines[r.key] for r in requests)
+    try:
+        storage.bucket(bucket).blob(name).upload_from_string(body, content_type="application/jsonl")
+    except gexc.GoogleAPIError as err:
+        raise BatchSetupError(bucket_problem(gemini, err)) from None
+    try:
+        job = client.batches.create(
+            model=gemini.model, src=f"{run_uri}/requests.jsonl",
+            config=types.CreateBatchJobConfig(display_name=f"evud-{stamp}-{digest}", dest=f"{run_uri}/predictions"))
+    except errors.APIError as err:
+        raise BatchJobError(creation_problem(gemini, err, run_uri)) from None
     record = {"job": job.name, "model": gemini.model, "input": f"{run_uri}/requests.jsonl",
               "dest": f"{run_uri}/predictions", "labels": {request_label(r.key): r.key for r in requests},
               "uris": {uris[r.key]: r.key for r in requests if r.key in uris}}
-    log.submitted(record)  # at once: a crash from here on resumes this job
+    log.submitted(record)
     print(f"batch: submitted {job.name} with {len(requests)} request(s); output under {record['dest']}",
           file=sys.stderr)
     return record
+
+
+def creation_problem(gemini: GeminiParams, err: errors.APIError, run_uri: str) -> str:
+    """What a refused job creation means, and what to change."""
+    said = f"(Vertex: {err.code} {err.status}: {err.message})"
+    head = f"batch: Vertex could not create a batch job for {run_uri}/requests.jsonl {said}"
+    if is_transient(err):
+        return f"{head}: Vertex is busy or failed for a moment; run again (answers collected so far are kept)"
+    if err.code in (401, 403):
+        return (f"{head}: give Vertex AI's service agent (service-PROJECT_NUMBER@gcp-sa-aiplatform.iam."
+                f"gserviceaccount.com) roles/storage.objectAdmin on gs://{gemini.batch_bucket} and these credentials "
+                f"roles/aiplatform.user on project {gemini.project}, then run again")
+    return (f"{head}: check that model {gemini.model} runs batch jobs in location {gemini.location} and that "
+            f"gs://{gemini.batch_bucket} is in a region Vertex reads from, then run again")
+
+
+class JobGone(Exception):
+    """The job is not found (deleted, or expired from Vertex's list): its requests were never answered to us."""
+
+
+def poll_problem(name: str, err: errors.APIError) -> str:
+    return (f"batch: polling {name} was refused (Vertex: {err.code} {err.status}: {err.message}): check that these "
+            "credentials may read the project's batch jobs (roles/aiplatform.user) or refresh them, then run again: "
+            "the job stays logged and the next run resumes it without paying again")
 
 
 def wait_for_job(client: Any, name: str, total: int) -> types.BatchJob:
@@ -215,8 +340,10 @@ def wait_for_job(client: Any, name: str, total: int) -> types.BatchJob:
             try:
                 job = client.batches.get(name=name)
             except errors.APIError as err:
+                if err.code == 404:
+                    raise JobGone(describe_error(err)) from None
                 if not is_transient(err):
-                    raise
+                    raise BatchJobError(poll_problem(name, err)) from None
                 print(f"batch: polling {name}: {describe_error(err)}; trying again", file=sys.stderr)
             else:
                 stats = job.completion_stats or types.CompletionStats()
@@ -252,12 +379,17 @@ def read_prediction(response: dict[str, Any]) -> types.GenerateContentResponse:
     return types.GenerateContentResponse._from_response(response=copy.deepcopy(response), kwargs={})
 
 
-def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job: types.BatchJob) -> dict[str, AnswerEntry]:
+def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job: types.BatchJob,
+                       malformed: Sequence[MalformedLine] = ()) -> dict[str, AnswerEntry]:
     """Entries for every request of a job: its answer, its error, or `batch_missing`."""
     labels: dict[str, str] = record["labels"]
     model, name = record["model"], record["job"]
     answered_at = job.end_time or datetime.now(timezone.utc)  # what the answers are priced at
     entries: dict[str, AnswerEntry] = {}
+    for bad in malformed:
+        if bad.key is not None:
+            entries[bad.key] = failed_entry(bad.key, model, "vertex", f"malformed_prediction: {bad.where}: {bad.error}",
+                                            retryable=True, batch_job=name)
     for line in lines:
         key = line_key(line, record)
         if key is None:
@@ -265,7 +397,7 @@ def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job:
         if line.get("response") and not line.get("status"):
             try:
                 response = read_prediction(line["response"])
-            except (ValidationError, TypeError, ValueError) as err:  # this row's failure, never the job's
+            except (ValidationError, TypeError, ValueError, AttributeError) as err:  # the row's failure, not the job's
                 entries[key] = failed_entry(key, model, "vertex", f"unreadable_prediction: {err}".splitlines()[0],
                                             retryable=True, batch_job=name)
                 continue
@@ -283,12 +415,26 @@ def prediction_entries(lines: list[dict[str, Any]], record: dict[str, Any], job:
     return entries
 
 
+def gone_entries(record: dict[str, Any], why: str) -> list[AnswerEntry]:
+    return [failed_entry(key, record["model"], "vertex", f"batch_missing: {record['job']}: job not found ({why})",
+                         retryable=True, batch_job=record["job"]) for key in record["labels"].values()]
+
+
 def finish_job(record: dict[str, Any], client: Any, storage: Any, store: AnswerStore,
                log: BatchJobLog) -> list[AnswerEntry]:
-    job = wait_for_job(client, record["job"], len(record["labels"]))
+    try:
+        job = wait_for_job(client, record["job"], len(record["labels"]))
+    except JobGone as gone:
+        log.collected(record, JOB_GONE)  # never polled again: its requests are asked again like missing rows
+        print(f"batch: {record['job']} is not found ({gone}); its {len(record['labels'])} request(s) are asked again",
+              file=sys.stderr)
+        return gone_entries(record, str(gone))
     directory = (job.output_info and job.output_info.gcs_output_directory) or record["dest"]
-    lines = read_prediction_lines(storage, directory)
-    entries = list(prediction_entries(lines, record, job).values())
+    lines, malformed = read_prediction_lines(storage, directory, record)
+    for bad in malformed:
+        print(f"batch: {bad.where} is not a prediction ({bad.error}); "
+              f"{'its request is asked again' if bad.key else 'no request named in it'}", file=sys.stderr)
+    entries = list(prediction_entries(lines, record, job, malformed).values())
     for entry in entries:
         if entry.is_final:
             store.put(entry)
@@ -301,7 +447,8 @@ def finish_job(record: dict[str, Any], client: Any, storage: Any, store: AnswerS
 
 def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, client: Any, credentials: Any,
               store: AnswerStore, clips_dir: Path, concurrency: int) -> BatchOutcome:
-    """Resume unfinished jobs, then submit the still-missing requests, up to EVUD_BATCH_ROUNDS jobs."""
+    """Resume unfinished jobs, then submit the still-missing requests (split under Vertex's per-job limits), in up to
+    EVUD_BATCH_ROUNDS rounds of jobs."""
     problem = batch_settings_problem(requests[0].generation) if requests else None
     if problem:
         raise BatchSetupError(problem)
@@ -309,6 +456,7 @@ def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, client: Any, 
         raise BatchSetupError("gemini.mode=batch needs a GCS bucket for requests and predictions: "
                               "-S gemini.batch_bucket=MY_BUCKET (in the project's batch region)")
     storage = storage_client(gemini, credentials)
+    check_bucket(gemini, storage)
     log = BatchJobLog(store)
     outcome = BatchOutcome()
     answered: set[str] = set()
@@ -332,12 +480,16 @@ def run_batch(requests: list[GeminiRequest], gemini: GeminiParams, client: Any, 
         pending = [r for r in pending if r.key in uris or not r.video]  # text-only requests need no clip
         if not pending:
             break
-        record = submit_job(pending, gemini, client, storage, uris, log)
-        entries = finish_job(record, client, storage, store, log)
-        outcome.entries += entries
-        outcome.rows += len(entries)
-        answered |= {e.request_key for e in entries if e.is_final}
-        outcome.jobs.append(record["job"])
+        lines = {r.key: (json.dumps(request_line(r, uris.get(r.key)), sort_keys=True) + "\n").encode()
+                 for r in pending}
+        # Every job of the round is submitted before any is waited on: Vertex runs them side by side.
+        records = [submit_job(group, lines, gemini, client, storage, uris, log) for group in split_jobs(pending, lines)]
+        for record in records:
+            entries = finish_job(record, client, storage, store, log)
+            outcome.entries += entries
+            outcome.rows += len(entries)
+            answered |= {e.request_key for e in entries if e.is_final}
+            outcome.jobs.append(record["job"])
     # A request answered in one round and failed in another: the answer counts.
     final = {e.request_key: e for e in outcome.entries if not e.is_final}
     final.update({e.request_key: e for e in outcome.entries if e.is_final})
