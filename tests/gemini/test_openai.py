@@ -22,7 +22,6 @@ import pytest
 
 from evud.core.errors import UserError
 from evud.core.params import load_section
-from evud.core.progress import StageIncomplete
 from evud.core.records import ClipRecord
 from evud.gemini.backend import BackendError
 from evud.gemini.backends.openai_compat import OpenAIBackend, OpenAISetupError
@@ -33,7 +32,7 @@ from tests.support.fake_openai import MODEL, FakeOpenAI, openai_params
 from tests.support.fake_vertex import FakeVertex
 from tests.support.numbered_video import decode_number, make_numbered_video
 from tests.support.repo import PARAMS, PRICES
-from tests.support.vertex import manifest_clips, run_generate, run_verify, vertex_params
+from tests.support.vertex import generate_main, manifest_clips, run_generate, run_verify, vertex_params
 
 
 def ok_clip_shas(repo: Path) -> set[str]:
@@ -115,17 +114,20 @@ def test_finish_reason_length_is_max_tokens_asked_once_more_and_content_filter_i
 
 
 def test_a_key_refused_mid_run_ends_the_stage_with_exit_1_and_the_next_run_asks_only_the_rest(
-        reproduced_sample: Path, tmp_path: Path, fake_openai: FakeOpenAI):
+        reproduced_sample: Path, tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("EVUD_CONCURRENCY", "1")  # one request at a time: exactly three are answered
+    server = {"backend": "openai", "base_url": fake_openai.base_url, "model": MODEL}
     shas = ok_clip_shas(reproduced_sample)
     fake_openai.refuse_key_after(3)  # the server's key was rotated after three answers
-    with pytest.raises(StageIncomplete):
-        run_generate(reproduced_sample, tmp_path, openai_params(fake_openai), concurrency=1, allow_failed=False)
+    done = generate_main(reproduced_sample, tmp_path, None, **server)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith("generate: "), done.stderr
     responses = [json.loads(line) for line in (tmp_path / "responses.jsonl").read_text().splitlines()]
     refused = [r for r in responses if r["status"] == "failed"]
-    assert len(refused) == len(shas) - 3 and all(r["error"].startswith("api_error_401") for r in refused)
+    # Refused, or (once the asking machinery stops at the first refusal, issue 25) not asked: none kept, none lost.
+    assert len(refused) == len(shas) - 3 and refused[0]["error"].startswith("api_error_401")
     fake_openai.refuse_key_after(None)
     fake_openai.reset_counts()
-    run_generate(reproduced_sample, tmp_path, openai_params(fake_openai), allow_failed=False)
+    assert generate_main(reproduced_sample, tmp_path, None, **server).returncode == 0
     assert set(fake_openai.calls) == {r["clip_sha256"] for r in refused}
 
 
