@@ -101,13 +101,21 @@ def window_seconds(request: GeminiRequest) -> float | None:
     return None
 
 
-def media_parts(request: GeminiRequest, clips_dir: Path) -> list[dict[str, Any]]:
+def media_parts(request: GeminiRequest, clips_dir: Path, inline_limit_mb: float) -> list[dict[str, Any]]:
     """The clip as content parts: one video_url, or N image_url frames (none for a text-only request)."""
     if not request.video:
         return []
-    path = clips_dir / (request.clip.clip_path or "")
+    if not request.clip.clip_path:
+        raise BackendError("clip_unreadable: the openai backend sends the clip's own bytes and this clip has no local "
+                           "file: keep clips local (clip.keep_local=true)")
+    path = clips_dir / request.clip.clip_path
     mode = (request.video_input or {}).get("mode", "video_url")
     try:
+        size = path.stat().st_size
+        if mode != "frames" and size > inline_limit_mb * 1e6:
+            raise BackendError(f"inline_too_large: the clip file is {size / 1e6:.1f} MB, over gemini.inline_limit_mb="
+                               f"{inline_limit_mb:g}; send frames instead (-S gemini.video_mode=frames) or cut "
+                               "smaller clips (clip.height, data.max_window_sec)")
         if mode == "frames":
             images = sample_frames(path, request.video_input["frames"], window_seconds(request))
             return [{"type": "image_url", "image_url": {"url": data_url("image/jpeg", image)}} for image in images]
@@ -116,12 +124,12 @@ def media_parts(request: GeminiRequest, clips_dir: Path) -> list[dict[str, Any]]
         raise BackendError(f"clip_unreadable: {err}") from None
 
 
-def chat_body(request: GeminiRequest, clips_dir: Path) -> dict[str, Any]:
+def chat_body(request: GeminiRequest, clips_dir: Path, inline_limit_mb: float = 256) -> dict[str, Any]:
     """The chat.completions.create arguments: the clip first, then the prompt (the order the recipe uses)."""
     settings = dict(request.generation)
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": "user", "content": [*media_parts(request, clips_dir),
+        "messages": [{"role": "user", "content": [*media_parts(request, clips_dir, inline_limit_mb),
                                                    {"type": "text", "text": request.prompt_text}]}],
     }
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("seed", "seed"),
@@ -222,7 +230,7 @@ class OpenAIBackend:
         return self.client.chat.completions.create(**body)
 
     def generate(self, request: GeminiRequest) -> types.GenerateContentResponse:
-        body = chat_body(request, self._clips_dir)
+        body = chat_body(request, self._clips_dir, self._gemini.inline_limit_mb)
         try:
             completion = self._retrying()(self._call, body)
         except openai.APIStatusError as err:
