@@ -314,6 +314,7 @@ def test_gemini_generates_and_an_open_model_on_another_server_judges(reproduced_
     # Each verdict's checks say which model made them.
     assert {(c["purpose"], c["model"], c["backend"]) for r in records for c in r["checks"]} == {
         ("blind", "gemini-3.1-flash-lite", "vertex"), ("judge", MODEL, "openai")}
+    assert (metrics["model"], metrics["judge_model"]) == ("gemini-3.1-flash-lite", f"{MODEL} (openai)")
     judged = [p for r in records for p in r["pairs"] if p["category"] == "object recognition"]
     assert len(judged) == n and {p["verdict"] for p in judged} == {"blind_answerable"}
     fake_vertex.reset_counts()
