@@ -144,13 +144,18 @@ def test_the_backend_says_credentials_refused_on_401_and_403(reproduced_sample: 
             backend.generate(request)
         assert refused.value.credentials_refused and refused.value.retryable and not refused.value.rejected
     fake_openai.script(clip.sha256, 400)
-    with pytest.raises(BackendError) as rejected:
+    with pytest.raises(BackendError, match="api_error_400: injected 400") as rejected:
         backend.generate(request)
     assert rejected.value.rejected and not rejected.value.credentials_refused
+    fake_openai.script(clip.sha256, 400)
+    fake_openai.flat_errors = True  # older vLLM releases and SGLang: the error's fields at the top of the body
+    with pytest.raises(BackendError, match="api_error_400: injected 400") as rejected:
+        backend.generate(request)
+    assert rejected.value.rejected
     small = OpenAIBackend(openai_params(fake_openai, inline_limit_mb=0.001), reproduced_sample / "data/clips")
     with pytest.raises(BackendError, match=r"inline_too_large: .* over gemini.inline_limit_mb=0.001; send frames"):
         small.generate(request)
-    assert fake_openai.calls[clip.sha256] == 3  # the clip too large for a request was never sent
+    assert fake_openai.calls[clip.sha256] == 4  # the clip too large for a request was never sent
 
 
 def test_preflight_stops_before_any_clip_on_a_model_the_server_does_not_serve(

@@ -44,9 +44,12 @@ MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 API_KEY = "test-openai-key"
 
 
-def vllm_error(code: int, message: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message or f"injected {code}", "type": ERROR_TYPES.get(code, "InternalServerError"),
-                      "param": param, "code": code}}
+def vllm_error(code: int, message: str | None = None, param: str | None = None, flat: bool = False) -> dict[str, Any]:
+    """vLLM's error body: {"error": {...}}; `flat`: the older one (vLLM before 0.10, SGLang) with the same fields at
+    the top and "object": "error"."""
+    error = {"message": message or f"injected {code}", "type": ERROR_TYPES.get(code, "InternalServerError"),
+             "param": param, "code": code}
+    return {"object": "error", **error} if flat else {"error": error}
 
 
 def decode_data_url(url: str) -> tuple[str, bytes]:
@@ -101,8 +104,9 @@ class Received:
 
 
 class FakeOpenAI:
-    def __init__(self, models: tuple[str, ...] = (MODEL,), api_key: str | None = API_KEY):
+    def __init__(self, models: tuple[str, ...] = (MODEL,), api_key: str | None = API_KEY, flat_errors: bool = False):
         self.models_served = list(models)
+        self.flat_errors = flat_errors  # errors as older vLLM releases and SGLang send them
         self.api_key = api_key
         self.default: Any = "ok"
         self.scripts: dict[str, list[Any]] = {}
@@ -218,9 +222,10 @@ class FakeOpenAI:
         try:
             received = Received(json.loads(raw))
         except (ValueError, KeyError, TypeError) as err:
-            return self._send(handler, 400, vllm_error(400, f"invalid request: {err}"))
+            return self._send(handler, 400, vllm_error(400, f"invalid request: {err}", flat=self.flat_errors))
         if received.model not in self.models_served:
-            return self._send(handler, 404, vllm_error(404, f"The model `{received.model}` does not exist.", "model"))
+            return self._send(handler, 404, vllm_error(404, f"The model `{received.model}` does not exist.", "model",
+                                                       self.flat_errors))
         clip_id = received.clip_id
         with self._lock:
             (self.checks if received.purpose else self.calls)[received.purpose or clip_id] += 1
@@ -229,9 +234,9 @@ class FakeOpenAI:
         behaviour = self._behaviour(clip_id)
         if behaviour == "hang":
             self._stopping.wait(30)
-            return self._send(handler, 503, vllm_error(503))
+            return self._send(handler, 503, vllm_error(503, flat=self.flat_errors))
         if isinstance(behaviour, int):
-            return self._send(handler, behaviour, vllm_error(behaviour))
+            return self._send(handler, behaviour, vllm_error(behaviour, flat=self.flat_errors))
         with self._lock:
             self.answered += 1
         self._send(handler, 200, self._completion(received, behaviour))
