@@ -249,6 +249,12 @@ def test_the_sample_in_frames_mode_sends_images_only(reproduced_sample: Path, tm
     assert len(requests) == len(ok_clip_shas(reproduced_sample))
     assert all(not r.videos and len(r.images) == 6 for r in requests)
     assert all(jpeg_frame(image).shape[0] > 0 for r in requests for image in r.images)
+    # A server started for fewer images a prompt refuses the request: rejected, with what the server said.
+    fake_openai.limit_mm_per_prompt = {"image": 4}
+    metrics, responses = run_generate(reproduced_sample, tmp_path / "limited",
+                                      openai_params(fake_openai, video_mode="frames", video_frames=8))
+    assert {r["status"] for r in responses.values()} == {"rejected"}
+    assert all("At most 4 image(s) may be provided in one prompt" in r["error"] for r in responses.values())
 
 
 def test_the_estimate_counts_the_frames_the_server_sees(reproduced_sample: Path, fake_openai: FakeOpenAI):

@@ -107,6 +107,7 @@ class FakeOpenAI:
     def __init__(self, models: tuple[str, ...] = (MODEL,), api_key: str | None = API_KEY, flat_errors: bool = False):
         self.models_served = list(models)
         self.flat_errors = flat_errors  # errors as older vLLM releases and SGLang send them
+        self.limit_mm_per_prompt: dict[str, int] = {}  # vllm serve --limit-mm-per-prompt '{"image": N, "video": M}'
         self.api_key = api_key
         self.default: Any = "ok"
         self.scripts: dict[str, list[Any]] = {}
@@ -226,6 +227,11 @@ class FakeOpenAI:
         if received.model not in self.models_served:
             return self._send(handler, 404, vllm_error(404, f"The model `{received.model}` does not exist.", "model",
                                                        self.flat_errors))
+        for modality, items in (("image", received.images), ("video", received.videos)):
+            limit = self.limit_mm_per_prompt.get(modality)
+            if limit is not None and len(items) > limit:
+                return self._send(handler, 400, vllm_error(400, f"At most {limit} {modality}(s) may be provided in "
+                                                                f"one prompt.", flat=self.flat_errors))
         clip_id = received.clip_id
         with self._lock:
             (self.checks if received.purpose else self.calls)[received.purpose or clip_id] += 1
