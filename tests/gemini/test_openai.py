@@ -9,7 +9,6 @@ Gemini's answers.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from datetime import date
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 
 from evud.core.errors import UserError
-from evud.core.params import load_section
+from evud.core.params import compose_params, load_section
 from evud.core.records import ClipRecord
 from evud.gemini.backend import BackendError
 from evud.gemini.backends.openai_compat import OpenAIBackend, OpenAISetupError
@@ -31,7 +30,7 @@ from evud.gemini.request import build_request
 from tests.support.fake_openai import MODEL, FakeOpenAI, openai_params
 from tests.support.fake_vertex import FakeVertex
 from tests.support.numbered_video import decode_number, make_numbered_video
-from tests.support.repo import PARAMS, PRICES
+from tests.support.repo import PARAMS, PRICES, PROJECT_ROOT
 from tests.support.vertex import generate_main, manifest_clips, run_generate, run_verify, vertex_params
 
 
@@ -74,17 +73,29 @@ def test_a_model_change_asks_every_clip_again_and_going_back_asks_none(reproduce
     assert fake_openai.all_calls == 0
 
 
-def test_429_500_and_timeout_storms_are_retried_then_succeed(reproduced_sample: Path, tmp_path: Path,
-                                                             fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("EVUD_REQUEST_TIMEOUT_S", "1")  # the hung request is given up after a second
+def test_429_5xx_and_dropped_connection_storms_are_retried_then_succeed(reproduced_sample: Path, tmp_path: Path,
+                                                                       fake_openai: FakeOpenAI):
     clips = sorted(ok_clip_shas(reproduced_sample))
     fake_openai.script(clips[0], 429, 429, 500, "ok")
     fake_openai.script(clips[1], 503, 502, "ok")
-    fake_openai.script(clips[2], "hang", "ok")
+    fake_openai.script(clips[2], "drop", "drop", "ok")
     metrics, responses = run_generate(reproduced_sample, tmp_path, openai_params(fake_openai), allow_failed=False)
     assert {r["status"] for r in responses.values()} == {"ok"}
-    assert (fake_openai.calls[clips[0]], fake_openai.calls[clips[1]], fake_openai.calls[clips[2]]) == (4, 3, 2)
-    assert metrics["retries"] == 6
+    assert (fake_openai.calls[clips[0]], fake_openai.calls[clips[1]], fake_openai.calls[clips[2]]) == (4, 3, 3)
+    assert metrics["retries"] == 7
+
+
+def test_a_request_that_times_out_is_asked_again(reproduced_sample: Path, fake_openai: FakeOpenAI,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    """One request in flight, so that only the hung one can reach the (short) timeout."""
+    monkeypatch.setenv("EVUD_REQUEST_TIMEOUT_S", "2")
+    clip = ClipRecord.model_validate(manifest_clips(reproduced_sample)[0])
+    gemini = openai_params(fake_openai)
+    backend = OpenAIBackend(gemini, reproduced_sample / "data/clips")
+    fake_openai.script(clip.sha256, "hang", "ok")
+    answer = backend.generate(build_request(clip, gemini, load_section("prompt", PARAMS)))
+    assert answer.candidates[0].finish_reason.value == "STOP" and fake_openai.calls[clip.sha256] == 2
+    assert dict(backend.retries.by_reason) == {"timeout": 1}
 
 
 def test_a_clip_that_keeps_failing_is_asked_again_next_run_and_a_400_is_rejected_once(
@@ -178,9 +189,6 @@ def test_preflight_stops_before_any_clip_on_a_model_the_server_does_not_serve(
 
 def test_structured_output_asks_with_the_prompts_json_schema(reproduced_sample: Path, tmp_path: Path,
                                                              fake_openai: FakeOpenAI):
-    from tests.support.repo import PROJECT_ROOT
-    from evud.core.params import compose_params
-
     composed = tmp_path / "json.yaml"
     compose_params(composed, PROJECT_ROOT / "conf", ["prompt=evud_json"])
     prompt = load_section("prompt", composed)

@@ -16,8 +16,8 @@ checks is answered with JSON that follows it, as the local Vertex server does; a
 with the seven items as JSON), `max_tokens` (an answer longer than it ends with finish_reason `length`).
 
 What each clip (or check purpose) gets is scripted like the Vertex server's: a list of behaviours consumed one per
-request, then `default`: "ok", "length", "content_filter", "empty", "hang" (no answer until the server stops), or an
-HTTP status.
+request, then `default`: "ok", "length", "content_filter", "empty", "hang" (no answer until the server stops), "drop"
+(the connection closed without an answer), or an HTTP status.
 """
 
 from __future__ import annotations
@@ -241,6 +241,9 @@ class FakeOpenAI:
         if behaviour == "hang":
             self._stopping.wait(30)
             return self._send(handler, 503, vllm_error(503, flat=self.flat_errors))
+        if behaviour == "drop":  # the connection closes with no answer (a server restarted, a proxy gave up)
+            handler.close_connection = True
+            return None
         if isinstance(behaviour, int):
             return self._send(handler, behaviour, vllm_error(behaviour, flat=self.flat_errors))
         with self._lock:
