@@ -39,6 +39,7 @@ CREDENTIALS_STATUS = frozenset({401, 403})
 REJECTED_STATUS = frozenset({400, 413, 422})  # the request itself is wrong (too long, bad media, bad params)
 # finish_reason -> generateContent's finishReason; anything else (tool_calls, abort, ...) is OTHER.
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
+_EMPTY_COMPLETION = {"id": "", "object": "chat.completion", "created": 0, "model": "", "choices": []}
 
 
 class OpenAISetupError(UserError):
@@ -186,6 +187,9 @@ class OpenAIBackend:
         self._attempts = runtime_int("EVUD_RETRY_ATTEMPTS", 8)
         self._wait = tenacity.wait_random_exponential(multiplier=runtime_float("EVUD_RETRY_INITIAL_S", 1.0),
                                                       max=runtime_float("EVUD_RETRY_MAX_S", 60.0))
+        # Built here, in one thread: pydantic finishes building a model on first use, which worker threads must not
+        # do at once (as for the Gen AI SDK's models, evud.gemini.backends.make_backend).
+        openai.types.chat.ChatCompletion.model_validate(_EMPTY_COMPLETION)
 
     @property
     def client(self) -> openai.OpenAI:
