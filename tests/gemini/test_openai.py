@@ -27,6 +27,7 @@ from evud.gemini.backends.openai_compat import OpenAIBackend, OpenAISetupError
 from evud.gemini.cost import estimate_cost
 from evud.gemini.prices import load_prices
 from evud.gemini.request import build_request
+from evud.verify.checks import Pair, blind_request, check_params
 from tests.support.fake_openai import MODEL, FakeOpenAI, openai_params
 from tests.support.fake_vertex import FakeVertex
 from tests.support.numbered_video import decode_number, make_numbered_video
@@ -340,3 +341,16 @@ def test_gemini_generates_and_an_open_model_on_another_server_judges(reproduced_
     fake_openai.reset_counts()
     run_verify(reproduced_sample, tmp_path, gemini, allow_failed=False, **judge)
     assert fake_vertex.all_calls == 0 and fake_openai.all_calls == 0
+
+
+def test_an_answer_of_the_chat_api_is_never_served_for_a_vertex_request_of_the_same_model_and_text(
+        fake_openai: FakeOpenAI):
+    """Text-only checks carry no clip: the API is in their key, so a Vertex answer and a server's never collide."""
+    clip = ClipRecord.model_validate({**manifest_clip_fields(), "sha256": "0" * 64})
+    verify = load_section("verify", PARAMS)
+    pairs = [Pair(1, "object recognition", "What is held?", "a cup")]
+    on_server = openai_params(fake_openai, model="gemini-3.1-flash-lite", extra_body={}, generation={"seed": 0})
+    on_vertex = on_server.model_copy(update={"backend": "vertex"})
+    keys = {blind_request(clip, pairs, check_params(g, verify, "gemini-3.1-flash-lite").model_copy(
+        update={"generation": {"seed": 0}}), verify).key for g in (on_server, on_vertex)}
+    assert len(keys) == 2
