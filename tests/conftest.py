@@ -2,6 +2,7 @@
 
 from tests.support.browser import browser  # noqa: F401  (the Chromium of the page tests)
 from tests.support.fixtures import (  # noqa: F401  fixtures pytest finds by name
+    fake_openai,
     fake_vertex,
     gcs_emulator,
     golden_sample,

@@ -78,7 +78,9 @@ class GcsParams(_Section):
 
 
 class GeminiParams(_Section):
-    backend: Literal["replay", "vertex"]
+    # replay: bundled examples; vertex: Gemini on Vertex AI; openai: any OpenAI-compatible chat-completions server
+    # (vLLM, SGLang) at base_url, its key from OPENAI_API_KEY (evud.gemini.backends.openai_compat).
+    backend: Literal["replay", "vertex", "openai"]
     model: str
     mode: Literal["online", "batch"] = "online"
     base_url: str | None = None
@@ -96,6 +98,14 @@ class GeminiParams(_Section):
     inline_limit_mb: float = 256  # largest clip sent as inline bytes (the model page's inline part limit)
     # Frames a second Gemini looks at (videoMetadata.fps; Vertex accepts (0, 24]); null: the model's default, 1.
     video_fps: float | None = None
+    # openai backend only. How the clip goes to the server: video_url (the clip's bytes as a data:video/mp4 URL: vLLM
+    # and SGLang serving a video model, e.g. Qwen2.5-VL) or frames (video_frames JPEG images sampled uniformly from the
+    # window: any server of an image model). Both are in the request key.
+    video_mode: Literal["video_url", "frames"] = "video_url"
+    video_frames: int = Field(16, ge=1, le=256)
+    # openai backend only: sampling params the server takes beyond OpenAI's (vLLM: repetition_penalty, min_p, ...),
+    # sent as they are and held in the request key.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
     # Prices are not params: they live in conf/prices.yaml (a dep of generate), dated (evud.gemini.prices).
 
 
@@ -142,6 +152,16 @@ class VerifyParams(_Section):
     grounded: bool = False  # the clip and its pairs to a model: does the video support each answer (costs ~generate)
     model: str | None = None  # the blind check's and the judge's model (null: gemini.model)
     ground_model: str | None = None  # the grounding check's model (null: gemini.model)
+    # Each check's own model, backend and server, so that another family can check (e.g. Gemini generates, an open
+    # model on vLLM judges). null: the blind and judge models are `model`; the backends and base_url are gemini's.
+    blind_model: str | None = None
+    judge_model: str | None = None
+    blind_backend: Literal["replay", "vertex", "openai"] | None = None
+    judge_backend: Literal["replay", "vertex", "openai"] | None = None
+    ground_backend: Literal["replay", "vertex", "openai"] | None = None
+    blind_base_url: str | None = None
+    judge_base_url: str | None = None
+    ground_base_url: str | None = None
     max_cost_usd: float | None = None  # refuse to start above this estimate (null: no limit)
     replay_file: str | None = None  # the replay backend's verify answers (hand-written for the sample)
     generation: dict[str, Any] = Field(default_factory=dict)  # GenerateContentConfig fields, as gemini.generation

@@ -66,6 +66,15 @@ def clip_seconds(request: GeminiRequest) -> float:
     return clip.duration or 0.0
 
 
+def fixed_frames(request: GeminiRequest, price: ModelPrice) -> int | None:
+    """Frames the model sees of this clip when their number does not follow its length: the images sent (frames mode
+    of the openai backend) or a server's fixed count per video; None: one a second (gemini.video_fps)."""
+    if not request.video:
+        return None
+    sent = request.video_input or {}
+    return sent["frames"] if sent.get("mode") == "frames" else price.frames_per_video
+
+
 def frame_tokens(price: ModelPrice, media_resolution: str | None) -> float:
     """Tokens per video frame at this media resolution (Gemini samples one frame a second)."""
     rates = price.frame_tokens
@@ -90,7 +99,10 @@ def estimate_cost(requests: list[GeminiRequest], gemini: GeminiParams, price: Mo
         return CostEstimate(len(requests), seconds, prompt_tokens, 0, None)
     resolution = gemini.generation.get("media_resolution")
     audio_tokens = math.ceil(seconds * price.audio_tokens_per_s)
-    frames = seconds * (gemini.video_fps or 1.0)  # Gemini samples 1 frame a second unless video_fps says otherwise
+    counted = [(r, fixed_frames(r, price)) for r in requests]
+    per_second = sum(clip_seconds(r) for r, fixed in counted if fixed is None)
+    # Gemini samples 1 frame a second unless video_fps says otherwise; an open model's server a fixed number
+    frames = per_second * (gemini.video_fps or 1.0) + sum(fixed or 0 for _, fixed in counted)
     input_tokens = prompt_tokens + math.ceil(frames * frame_tokens(price, resolution)) + audio_tokens
     output_tokens = len(requests) * (price.expected_output_tokens if output_tokens is None else output_tokens)
     return CostEstimate(len(requests), seconds, input_tokens, output_tokens,

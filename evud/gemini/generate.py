@@ -54,6 +54,11 @@ def not_ok_reason(result: GeminiResult) -> str:
     return f"{result.status.value}:{result.block_reason or result.finish_reason or 'unknown'}"
 
 
+def served_at(gemini: GeminiParams) -> str:
+    """Where the model answers: a server of the openai backend, else Vertex's location."""
+    return f"at {gemini.base_url}" if gemini.backend == "openai" else f"in {gemini.location}"
+
+
 def result_record(request: GeminiRequest, entry: AnswerEntry) -> GeminiResult:
     fields = entry.model_dump(exclude={"batch_job"})
     return GeminiResult(**request.clip.ids().model_dump(), clip_sha256=request.clip.sha256 or "", **fields)
@@ -182,7 +187,7 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
                              prices.price_on(gemini.model, today))
     if backend.billed:
         print(f"generate: {len(requests)} clips, {sum(r.key in known for r in requests)} answered before"
-              f" ({store.url}); {gemini.backend} {gemini.mode} model {gemini.model} in {gemini.location}:"
+              f" ({store.url}); {gemini.backend} {gemini.mode} model {gemini.model} {served_at(gemini)}:"
               f" {estimate.describe()}", file=sys.stderr)
     else:
         print(f"generate: {len(requests)} clips; answers from the replay file {gemini.replay_file} (examples "

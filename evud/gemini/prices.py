@@ -41,6 +41,9 @@ class ModelRates(_Strict):
     frame_tokens: dict[str, float]  # tokens per video frame by media resolution; `default` when it is not set
     audio_tokens_per_s: float = Field(32.0, ge=0)
     expected_output_tokens: int = Field(500, ge=0)  # answer + thinking, for the estimate before a run
+    # A server that samples a fixed number of frames from any video (vLLM: 32 unless --media-io-kwargs says
+    # otherwise); null: one frame a second, as Gemini does (gemini.video_fps).
+    frames_per_video: int | None = Field(None, ge=1)
     prices: list[PriceRow] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -61,6 +64,7 @@ class ModelPrice(_Strict):
     frame_tokens: dict[str, float]
     audio_tokens_per_s: float = 32.0
     expected_output_tokens: int = 500
+    frames_per_video: int | None = None
 
 
 class PriceTable(_Strict):
@@ -79,7 +83,8 @@ class PriceTable(_Strict):
                 return ModelPrice(input_per_1m=row.input_per_1m, audio_input_per_1m=row.audio_input_per_1m,
                                   output_per_1m=row.output_per_1m, batch_discount=rates.batch_discount,
                                   frame_tokens=rates.frame_tokens, audio_tokens_per_s=rates.audio_tokens_per_s,
-                                  expected_output_tokens=rates.expected_output_tokens)
+                                  expected_output_tokens=rates.expected_output_tokens,
+                                  frames_per_video=rates.frames_per_video)
         return None
 
 

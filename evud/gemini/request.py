@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from evud.core.params import GeminiParams, ParamsError, PromptParams
 from evud.core.records import ClipRecord
+from evud.gemini.frames import FRAME_SAMPLING
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class GeminiRequest:
     video_fps: float | None = None  # frames a second Gemini looks at (None: the model's default, 1)
     video: bool = True  # False: a text-only request about the clip (verify's blind and judge checks): no video part
     purpose: str = "qa"  # what the request is for (qa, blind, judge, ground): how the replay backend finds its answer
+    # openai backend: how the clip is sent (video_url, or frames with their count and sampling); None for Vertex
+    video_input: dict[str, Any] | None = None
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -153,7 +156,43 @@ def _checked_generation(settings_json: str) -> str:
 def generation_config(gemini: GeminiParams) -> dict[str, Any]:
     """gemini.generation, checked by google-genai's own GenerateContentConfig: nulls dropped, in the SDK's
     snake_case names and canonical values (`low` -> `LOW`). What is sent, and what the request key holds."""
-    return json.loads(_checked_generation(json.dumps(gemini.generation, sort_keys=True)))
+    checked = json.loads(_checked_generation(json.dumps(gemini.generation, sort_keys=True)))
+    return chat_generation(checked, gemini.extra_body) if gemini.backend == "openai" else checked
+
+
+# The settings of gemini.generation a chat-completions server takes (sent under its own names by the openai backend).
+# The rest (thinking_config, media_resolution, ...) are Gemini's: not sent to such a server, so not in its keys.
+CHAT_SETTINGS = frozenset({"temperature", "top_p", "top_k", "max_output_tokens", "seed", "presence_penalty",
+                           "frequency_penalty", "stop_sequences"})
+# Body fields the openai backend sets itself: gemini.extra_body may not replace them.
+_CHAT_REQUEST_FIELDS = frozenset({"model", "messages", "response_format", "stream", "n", "max_tokens",
+                                  "max_completion_tokens", "temperature", "top_p", "seed", "stop", "top_k"})
+
+
+def chat_generation(checked: dict[str, Any], extra_body: dict[str, Any]) -> dict[str, Any]:
+    """The settings an OpenAI-compatible server is sent: the chat-completions ones of gemini.generation, and
+    gemini.extra_body (the server's own sampling params) under `extra_body`."""
+    taken = set(extra_body) & _CHAT_REQUEST_FIELDS
+    if taken:
+        raise ParamsError(f"gemini.extra_body.{sorted(taken)[0]}: set by the backend or by gemini.generation "
+                          "(max_output_tokens, temperature, top_p, top_k, seed, stop_sequences), not here")
+    settings = {k: v for k, v in checked.items() if k in CHAT_SETTINGS}
+    if extra_body:
+        settings["extra_body"] = json.loads(json.dumps(drop_nulls(extra_body), sort_keys=True))
+    return settings
+
+
+def video_input(gemini: GeminiParams) -> dict[str, Any] | None:
+    """How the openai backend sends a clip (None for the others): what the request key holds of it."""
+    if gemini.backend != "openai":
+        return None
+    if gemini.video_fps is not None:
+        raise ParamsError(f"gemini.video_fps={gemini.video_fps:g} is Gemini's videoMetadata.fps: an OpenAI-compatible "
+                          "server samples a video_url itself (vLLM: --media-io-kwargs), and frames mode sends "
+                          "gemini.video_frames images; set gemini.video_fps=null")
+    if gemini.video_mode == "frames":
+        return {"mode": "frames", "frames": gemini.video_frames, **FRAME_SAMPLING}
+    return {"mode": "video_url"}
 
 
 VERTEX_MAX_VIDEO_FPS = 24.0  # videoMetadata.fps: "(0.0, 24.0]" (Vertex VideoMetadata reference)
@@ -204,6 +243,12 @@ def request_key(request: GeminiRequest) -> str:
     if not request.video:  # a text-only request: its text decides its answer, whatever clip it is about
         del material["clip_sha256"]
         material["video"] = False
+    if request.backend == "openai":
+        # Another API: its answers are never served for a Vertex request of the same model name and text, and the way
+        # the clip was shown (a video, or which frames) decides what the model saw.
+        material["api"] = "openai_chat_completions"
+        if request.video:
+            material["video_input"] = request.video_input
     if request.backend == "replay":
         # Replay answers are examples looked up by the clip's ids: keep them apart from real answers, and per clip.
         material["backend"] = "replay"
@@ -229,4 +274,5 @@ def prompt_for(clip: ClipRecord, prompt_text: str) -> str:
 def build_request(clip: ClipRecord, gemini: GeminiParams, prompt: PromptParams) -> GeminiRequest:
     return GeminiRequest(clip=clip, model=gemini.model, prompt_text=prompt_for(clip, prompt.text),
                          generation=generation_config(gemini), backend=gemini.backend,
-                         response_schema=prompt.response_schema, video_fps=check_video_fps(gemini.video_fps))
+                         response_schema=prompt.response_schema, video_fps=check_video_fps(gemini.video_fps),
+                         video_input=video_input(gemini))

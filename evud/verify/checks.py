@@ -24,7 +24,7 @@ from evud.core.domain import EVUD_CATEGORIES
 from evud.core.params import GeminiParams, VerifyParams
 from evud.core.records import ClipRecord, GeminiResult, ResponseStatus
 from evud.dataset.answers import parse_answer, strip_code_fence
-from evud.gemini.request import GeminiRequest, check_video_fps, generation_config
+from evud.gemini.request import GeminiRequest, check_video_fps, generation_config, video_input
 
 BLIND, JUDGE, GROUND = "blind", "judge", "ground"
 ITEMS = "{items}"  # where a prompt takes its items
@@ -86,10 +86,28 @@ def answer_pairs(result: GeminiResult, answer_format: str) -> tuple[list[Pair], 
 # --- requests --------------------------------------------------------------------------------------
 
 
-def check_params(gemini: GeminiParams, verify: VerifyParams, model: str) -> GeminiParams:
-    """gemini's backend settings (project, location, mode, ...) with the check's model, budget and generation."""
+def check_params(gemini: GeminiParams, verify: VerifyParams, model: str, backend: str | None = None,
+                 base_url: str | None = None) -> GeminiParams:
+    """gemini's backend settings (project, location, mode, ...) with the check's model, budget and generation, and
+    its own backend and server when it names them (a server of another backend is never gemini's)."""
+    where = {} if backend is None or backend == gemini.backend else {"backend": backend, "base_url": None}
+    if base_url is not None:
+        where["base_url"] = base_url
     return gemini.model_copy(update={"model": model, "generation": verify.generation, "replay_file": verify.replay_file,
-                                     "max_cost_usd": verify.max_cost_usd, "retry_truncated": False})
+                                     "max_cost_usd": verify.max_cost_usd, "retry_truncated": False, **where})
+
+
+def purpose_params(gemini: GeminiParams, verify: VerifyParams, purpose: str) -> GeminiParams:
+    """The model, backend and server of one check: verify.<purpose>_model/_backend/_base_url, else verify.model (the
+    blind check and the judge) and gemini's.
+
+    verify.model names a model of Vertex's catalogue (a cheap Gemini); an OpenAI-compatible server serves the models
+    it was started with, so a check asked there without a model of its own asks gemini.model."""
+    backend = getattr(verify, f"{purpose}_backend") or gemini.backend
+    own = {BLIND: verify.blind_model, JUDGE: verify.judge_model, GROUND: verify.ground_model}[purpose]
+    shared = verify.model if purpose in (BLIND, JUDGE) and backend != "openai" else None
+    return check_params(gemini, verify, own or shared or gemini.model, getattr(verify, f"{purpose}_backend"),
+                        getattr(verify, f"{purpose}_base_url"))
 
 
 def items_text(items: Sequence[dict[str, Any]]) -> str:
@@ -105,7 +123,8 @@ def check_request(clip: ClipRecord, params: GeminiParams, purpose: str, prompt: 
                   schema: dict[str, Any], video: bool) -> GeminiRequest:
     return GeminiRequest(clip=clip, model=params.model, prompt_text=prompt_with(prompt, items),
                          generation=generation_config(params), backend=params.backend, response_schema=schema,
-                         video_fps=check_video_fps(params.video_fps) if video else None, video=video, purpose=purpose)
+                         video_fps=check_video_fps(params.video_fps) if video else None, video=video, purpose=purpose,
+                         video_input=video_input(params) if video else None)
 
 
 def blind_request(clip: ClipRecord, pairs: Sequence[Pair], params: GeminiParams, verify: VerifyParams) -> GeminiRequest:

@@ -40,6 +40,10 @@ def verify_metrics(records: list[ClipVerdicts], verify: VerifyParams, params: di
         "grounded": verify.grounded,
         "model": params["blind"].model if verify.blind else None,
         "ground_model": params["ground"].model if verify.grounded else None,
+        # A judge of another model or server (verify.judge_*): which one, for `dvc exp show` (absent when it is the
+        # blind check's, so a run with the defaults reports what it always did).
+        **({"judge_model": f"{params['judge'].model} ({params['judge'].backend})"} if verify.blind and (
+            params["judge"].model, params["judge"].backend) != (params["blind"].model, params["blind"].backend) else {}),
         "clips": len(records),
         "clips_checked": sum(bool(r.pairs) for r in records),
         "clips_skipped_by_reason": dict(sorted(Counter((r.skipped or "").split(":", 1)[0]

@@ -46,9 +46,9 @@ from evud.verify.checks import (
     Pair,
     answer_pairs,
     blind_request,
-    check_params,
     ground_request,
     judge_request,
+    purpose_params,
 )
 from evud.verify.report import verify_metrics, verdict_plot
 from evud.verify.verdicts import CheckOutcome, check_outcome, needs_judge, pair_checks
@@ -100,31 +100,39 @@ class Checkers:
 
     def __init__(self, gemini: GeminiParams, verify: VerifyParams, clips_dir: Path, cached: CachedReader,
                  concurrency: int, backend: Backend | None):
-        self.params = {BLIND: check_params(gemini, verify, verify.model or gemini.model),
-                       GROUND: check_params(gemini, verify, verify.ground_model or gemini.model)}
-        self.params[JUDGE] = self.params[BLIND]
+        self.params = {purpose: purpose_params(gemini, verify, purpose) for purpose in (BLIND, JUDGE, GROUND)}
+        self._used = [BLIND, JUDGE] * verify.blind + [GROUND] * verify.grounded
         self._given_backend = backend
-        self._backends: dict[str, Backend] = {}
-        self._by_model: dict[str, Generation] = {}
+        self._backends: dict[tuple[str, str | None, str], Backend] = {}
+        self._by_model: dict[tuple[str, str | None, str], Generation] = {}
         self.store: AnswerStore | None = None  # set by run() once it knows a paid backend has something to ask
         self.clips_dir, self.cached, self.concurrency = clips_dir, cached, concurrency
 
     def backend_for(self, params: GeminiParams) -> Backend:
-        if params.model not in self._backends:
-            self._backends[params.model] = stage_backend(params, self.clips_dir, self._given_backend)
-        return self._backends[params.model]
+        where = (params.backend, params.base_url, params.model)  # a model of one server (checks may use several)
+        if where not in self._backends:
+            self._backends[where] = stage_backend(params, self.clips_dir, self._given_backend)
+        return self._backends[where]
 
     def generation(self, purpose: str) -> Generation:
         """The model's Generation, made on first use: after `store` is set (it keeps what is paid for)."""
         params = self.params[purpose]
-        if params.model not in self._by_model:
-            self._by_model[params.model] = Generation(params, self.backend_for(params), self.store, self.clips_dir,
-                                                      self.cached, self.concurrency, stage="verify")
-        return self._by_model[params.model]
+        where = (params.backend, params.base_url, params.model)
+        if where not in self._by_model:
+            self._by_model[where] = Generation(params, self.backend_for(params), self.store, self.clips_dir,
+                                               self.cached, self.concurrency, stage="verify")
+        return self._by_model[where]
+
+    def describe_blind_and_judge(self) -> str:
+        blind, judge = self.params[BLIND], self.params[JUDGE]
+        if (judge.backend, judge.model) == (blind.backend, blind.model):
+            return f"blind and judge ({blind.model})"
+        return f"blind ({blind.model}) and judge ({judge.model}, {judge.backend})"
 
     @property
     def billed(self) -> bool:
-        return self.backend_for(self.params[BLIND]).billed
+        """A check is asked of a paid backend: what it answers is kept in the answer store."""
+        return any(self.backend_for(self.params[purpose]).billed for purpose in self._used or [BLIND])
 
 
 def first_requests(work: list[ClipWork], checkers: Checkers, verify: VerifyParams) -> None:
@@ -257,7 +265,7 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
         print(f"verify: {rescued} answer(s) an earlier run could not keep are in the answer store now", file=sys.stderr)
     known = known_answers(first, store, cached)
     pairs = sum(len(item.pairs) for item in work)
-    checks = ", ".join([f"blind and judge ({checkers.params[BLIND].model})"] * verify.blind
+    checks = ", ".join([checkers.describe_blind_and_judge()] * verify.blind
                        + [f"grounding ({checkers.params[GROUND].model})"] * verify.grounded) or "none (both off)"
     if checkers.billed and first:
         estimate = estimate_checks(work, known, checkers, verify, prices)

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import cloud
+from tests.support.fake_openai import FAST_ENV as OPENAI_FAST_ENV
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_vertex import BATCH_BUCKET, FAST_ENV, FakeVertex
 from tests.support.pipeline import write_many_clips
 from tests.support.repo import copy_repo, git_commit_all, make_repo_copy, run
@@ -123,6 +125,18 @@ def fake_vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertex]:
     for name, value in FAST_ENV.items():
         monkeypatch.setenv(name, value)
     fake = FakeVertex(hang_s=5.0)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    """A local OpenAI-compatible server (vLLM's protocol) serving Qwen2.5-VL-7B-Instruct, OPENAI_API_KEY set to its
+    key."""
+    for name, value in OPENAI_FAST_ENV.items():
+        monkeypatch.setenv(name, value)
+    fake = FakeOpenAI()
     fake.start()
     yield fake
     fake.stop()

@@ -78,7 +78,7 @@ def generate_main(reproduced: Path, work: Path, fake: FakeVertex | None, **gemin
 
     params = yaml.safe_load(PARAMS.read_text())
     vertex = {"backend": "vertex", "project": "test-project"} | ({"base_url": fake.base_url} if fake else {})
-    params["gemini"].update(**vertex, **gemini_updates)
+    params["gemini"].update(vertex | gemini_updates)  # an update may name another backend
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     argv = generate_command(reproduced, work, work / "params.yaml")[3:]  # after `python -m stages.generate`
     stderr = io.StringIO()

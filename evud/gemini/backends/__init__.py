@@ -19,6 +19,10 @@ def make_backend(gemini: GeminiParams, clips_dir: Path) -> Backend:
         if not gemini.replay_file:
             raise ParamsError("gemini.backend=replay needs gemini.replay_file")
         return ReplayBackend(Path(gemini.replay_file))
+    if gemini.backend == "openai":
+        from evud.gemini.backends.openai_compat import OpenAIBackend  # lazily: only this backend needs the client
+
+        return OpenAIBackend(gemini, clips_dir)
     from evud.gemini.backends.vertex import VertexBackend  # imported lazily: the replay path needs no Google auth
 
     return VertexBackend(gemini, clips_dir)
