@@ -43,7 +43,7 @@ from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import ClipParams, DataParams, GcsParams
 from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
 from evud.core.records import ClipRecord, ClipStatus
-from evud.core.store import locked_directory, locked_file, store_root
+from evud.core.store import ClaimWaits, locked_directory, locked_file, store_root
 
 WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as soon as it is cut
 
@@ -180,8 +180,10 @@ def finish_stored(plans: list[ClipPlan], keys: dict[str, str], dest: Destination
 def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
     """Worker task: finish the windows of one source already in the store, cut the others. Never raises.
 
-    A clip another live run is cutting right now (its claim in the store) is waited for and linked, not cut twice.
+    A clip another live run is cutting right now (its claim in the store) is waited for and linked, not cut twice;
+    the wait is said on stderr and given up after EVUD_CLAIM_WAIT_S (the window is then `failed`: a re-run cuts it).
     """
+    waits = ClaimWaits(dest.store.claims, "prepare")
     outcomes, pending = finish_stored(plans, keys, dest)
     while pending:
         claimed = claim_clips(pending, keys, dest.store)
@@ -200,8 +202,22 @@ def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) ->
         finished, pending = finish_stored([p for p in pending if p.clip_path not in handled], keys, dest)
         outcomes += finished
         if pending and not mine:
-            time.sleep(_CLAIM_POLL_S)  # another run is cutting these: its clips appear in the store
+            given_up = waited_too_long(pending, keys, waits)
+            outcomes += given_up
+            pending = [p for p in pending if p.clip_path not in {o.clip_path for o in given_up}]
+            if pending:
+                time.sleep(_CLAIM_POLL_S)  # another run is cutting these: its clips appear in the store
     return outcomes
+
+
+def waited_too_long(pending: list[ClipPlan], keys: dict[str, str], waits: ClaimWaits) -> list[ClipOutcome]:
+    """The windows whose clips another run has been cutting for longer than the cap: failed, with who holds them."""
+    given_up = []
+    for plan in pending:
+        reason = waits.give_up(keys[plan.clip_path], f"clip {plan.clip_path}")
+        if reason is not None:
+            given_up.append(ClipOutcome(plan.clip_path, error=CutError(reason)))
+    return given_up
 
 
 def claim_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore) -> list[ClipPlan]:

@@ -6,9 +6,9 @@ same paid answer). Failed requests are never stored: they can never shadow an an
 asks them again. The location is `evud.core.store.answer_store_url()`: a local directory shared by the
 workspace and its queued and temp experiments, or an `s3://` / `gs://` prefix shared by a team.
 
-On a local store, a run claims each key it is about to ask (an O_EXCL file naming its process), so two
-experiments running at once (`dvc queue start -j 2`) do not both pay for the same answer: the second
-waits for the first's answer. Claims of a dead process are taken over. Remote stores have no claims:
+On a local store, a run claims each key it is about to ask (a flock the kernel releases when its process dies), so
+two experiments running at once (`dvc queue start -j 2`) do not both pay for the same answer: the second
+waits for the first's answer. Claims of a dead process are free at once. Remote stores have no claims:
 two runs on different machines asking the same key at the same instant can both pay for it.
 """
 

@@ -21,6 +21,7 @@ from evud.core.progress import StageIncomplete
 from evud.core.records import ClipRecord
 from evud.core.store import store_root
 from tests.support import cloud
+from tests.support.claims import claim_holder
 from tests.support.cloud import gcs_emulator, moto_s3
 from tests.support.fixtures import made_once
 from tests.support.http_source import source_server
@@ -426,3 +427,29 @@ def test_two_http_videos_of_the_same_size_without_a_checksum_are_never_the_same_
     with source_server(served) as server:
         a, b = (source_fingerprint(f"{server.url}/{name}.mp4", {}) for name in ("a", "b"))
     assert a != b
+
+
+def test_a_clip_another_live_run_is_cutting_is_waited_for_saying_so_and_failed_after_the_cap(source: Path,
+                                                                                            tmp_path: Path, capfd,
+                                                                                            monkeypatch):
+    """A live run holding a clip's claim: this run says which clip it waits for and who holds it, gives up after
+    EVUD_CLAIM_WAIT_S with a retryable `failed` (the stage exits 1), and cuts it once the holder is gone."""
+    data = data_params(tmp_path / "meta", {"videos": [one_annotation([window(4, 6)])]},
+                       [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    (first,) = prepare_records(tmp_path / "a", data).values()
+    store = ClipStore(store_root() / "clips")
+    store.clip_file(first["cut_key"]).unlink()  # the store lost it: it must be cut again, but another run cuts it
+    monkeypatch.setenv("EVUD_CLAIM_WAIT_S", "0")
+    with claim_holder(store.root / "claims", first["cut_key"]) as holder:
+        capfd.readouterr()
+        with pytest.raises(StageIncomplete, match=r"1 of 1 clip\(s\) failed .*claim_wait x1"):
+            prepare.run(data, ClipParams(), GcsParams(), tmp_path / "b/clips", tmp_path / "b/clips.jsonl",
+                        tmp_path / "b/metrics.json", 1)
+        said = capfd.readouterr().err
+        assert f"prepare: waiting for clip {first['clip_path']}: another run (pid {holder.pid} on " in said
+        (record,) = read_jsonl(tmp_path / "b/clips.jsonl")
+        assert record["status"] == "failed"
+        assert record["reason"].startswith(f"claim_wait: clip {first['clip_path']} was still being done by another "
+                                           f"run (pid {holder.pid} on ")
+    (again,) = prepare_records(tmp_path / "c", data).values()  # the holder is gone (killed): cut here at once
+    assert again["status"] == "ok" and again["sha256"] == first["sha256"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from evud.core.records import AnswerEntry, ResponseStatus, Usage
 from evud.gemini.answer_store import AnswerStore
+from tests.support.claims import claim_holder
 from tests.support.cloud import moto_s3
 
 
@@ -23,12 +22,6 @@ def entry(key: str, text: str = "Category: world knowledge\nQuestion: q\nShort a
 
 def key(n: int) -> str:
     return f"{n:064x}"
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 def test_an_answer_put_is_read_back_whole_and_listed(tmp_path: Path):
@@ -74,15 +67,13 @@ def test_writers_racing_on_one_key_leave_one_whole_answer(tmp_path: Path):
 
 def test_a_claim_held_by_a_live_run_makes_others_wait_and_a_dead_runs_claim_is_taken_over(tmp_path: Path):
     store = AnswerStore(str(tmp_path / "answers"))
-    claim = Path(store.root) / "claims" / f"{key(1)}.claim"
-    claim.parent.mkdir(parents=True)
-    claim.write_text(f"{os.getppid()} {store._host} 0\n")  # another live process on this machine
-    assert not store.claim(key(1)) and store.claimed_elsewhere(key(1))
-    claim.write_text(f"{dead_pid()} {store._host} 0\n")  # its run was killed
-    assert not store.claimed_elsewhere(key(1)) and store.claim(key(1))
-    assert claim.read_text().split()[0] == str(os.getpid())
+    with claim_holder(Path(store.root) / "claims", key(1)) as other_run:  # another live process on this machine
+        assert not store.claim(key(1)) and store.claimed_elsewhere(key(1))
+        other_run.kill()  # its run was killed: the kernel released its lock
+        other_run.wait()
+        assert not store.claimed_elsewhere(key(1)) and store.claim(key(1))
     store.release(key(1))
-    assert not claim.exists()
+    assert not (Path(store.root) / "claims" / f"{key(1)}.lock").exists()
 
 
 def test_an_s3_prefix_is_a_store_a_team_shares(tmp_path: Path):
