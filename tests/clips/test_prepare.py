@@ -24,7 +24,7 @@ from tests.support import cloud
 from tests.support.claims import claim_holder
 from tests.support.cloud import gcs_emulator, moto_s3
 from tests.support.fixtures import made_once
-from tests.support.http_source import source_server
+from tests.support.http_source import silent_server, source_server
 from tests.support.numbered_video import make_numbered_video, presented_frame_numbers
 
 FPS = 10
@@ -453,3 +453,24 @@ def test_a_clip_another_live_run_is_cutting_is_waited_for_saying_so_and_failed_a
                                            f"run (pid {holder.pid} on ")
     (again,) = prepare_records(tmp_path / "c", data).values()  # the holder is gone (killed): cut here at once
     assert again["status"] == "ok" and again["sha256"] == first["sha256"]
+
+
+@pytest.mark.parametrize("answer", ["never", "headers only"])
+def test_a_source_that_stops_answering_fails_its_windows_with_the_reason_instead_of_hanging(source: Path,
+                                                                                            tmp_path: Path, answer: str,
+                                                                                            monkeypatch):
+    """A URL that accepts the connection and never answers (or answers HEAD and then never sends the bytes) is
+    given up after the source read timeout (EVUD_SOURCE_TIMEOUT_S, lowered here): `failed` with the reason, exit 1."""
+    monkeypatch.setenv("EVUD_SOURCE_TIMEOUT_S", "0.5")
+    with silent_server() as silent, source_server(source.parent) as served:
+        served.stalled = {source.name}
+        base = silent if answer == "never" else served.url
+        data = data_params(tmp_path / "meta", {"videos": [one_annotation([window(4, 6)])]},
+                           [{"video_uid": VIDEO, "duration_sec": 40.0}], f"{base}/{{video_uid}}.mp4")
+        with pytest.raises(StageIncomplete, match=r"1 of 1 clip\(s\) failed for a reason a retry can fix"):
+            prepare.run(data, ClipParams(), GcsParams(), tmp_path / "clips", tmp_path / "clips.jsonl",
+                        tmp_path / "metrics.json", 1)
+    (record,) = read_jsonl(tmp_path / "clips.jsonl")
+    assert record["status"] == "failed", record
+    assert record["reason"].startswith(f"source_unreadable: {base}/{VIDEO}.mp4: "), record["reason"]
+    assert "no answer within 0.5 s" in record["reason"], record["reason"]
