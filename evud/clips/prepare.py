@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evud.clips.clip_store import ClipStore, StoredClip, link_file
+from evud.clips.clip_store import Checked, ClipStore, StoredClip, link_file
 from evud.clips.ego4d import ClipPlan
 from evud.clips.selection import plan_clips
 from evud.clips.sources import SourceLookup, storage_options
@@ -43,7 +43,7 @@ from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import ClipParams, DataParams, GcsParams
 from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
 from evud.core.records import ClipRecord, ClipStatus
-from evud.core.store import ClaimWaits, locked_directory, locked_file, store_root
+from evud.core.store import ClaimWaits, dvc_cache_file, locked_directory, locked_file, store_root
 
 WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as soon as it is cut
 
@@ -119,6 +119,7 @@ def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: 
                 stored = store.drop_file(stored)
         if dest.keep_local:
             link_file(store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
+            stored = store.refresh(stored)
     except UploadError as err:
         outcome.error = CutError(str(err))
         return outcome
@@ -287,8 +288,40 @@ def link_reused(plans: list[ClipPlan], verified: dict[str, StoredClip], dest: De
     for plan in plans:
         stored = verified[plan.clip_path]
         link_file(dest.store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
-        outcomes.append(ClipOutcome(plan.clip_path, stored=stored))
+        outcomes.append(ClipOutcome(plan.clip_path, stored=dest.store.refresh(stored)))
     return outcomes
+
+
+def check_store(keys: dict[str, str], store: ClipStore) -> tuple[dict[str, StoredClip | None], dict[str, Checked]]:
+    """Each window's stored clip, checked against its file (entry or None); and the windows whose clip was found
+    edited in place, each said on stderr (it is cut again, into a new file)."""
+    checks = {key: store.check(key) for key in sorted(set(keys.values()))}
+    edited = {path: checks[key] for path, key in sorted(keys.items()) if checks[key].edited_inode is not None}
+    for path in edited:
+        print(f"prepare: clip {path} was edited in place: the clip store's file {store.clip_file(keys[path])} no "
+              "longer holds the bytes cut for it (its other names, in data/clips or DVC's cache, hold the same "
+              "edited file); cutting it again into a new file", file=sys.stderr)
+    return {path: checks[key].entry for path, key in keys.items()}, edited
+
+
+def evict_edited_cache_objects(edited: dict[str, Checked], outcomes: dict[str, ClipOutcome], store: ClipStore) -> None:
+    """Remove from DVC's cache the objects that are the edited files (hard links share the inode): DVC never
+    re-checks an object it has, so it would link the edited bytes back over the clip cut now at its next commit
+    or checkout. The next commit stores the clip cut now in its place."""
+    for path, checked in edited.items():
+        stored = outcomes[path].stored
+        if stored is None or not stored.has_file:
+            continue
+        with open(store.clip_file(stored.cut_key), "rb") as f:
+            md5 = hashlib.file_digest(f, "md5").hexdigest()
+        cached = dvc_cache_file(md5)
+        if cached is None:
+            continue
+        found = cached.stat()
+        if (found.st_dev, found.st_ino) == checked.edited_inode:
+            cached.unlink()
+            print(f"prepare: removed {cached} from DVC's cache: it was the edited file of clip {path} (DVC stores "
+                  "the clip cut now in its place at the stage's commit)", file=sys.stderr)
 
 
 def reuse_locked_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore, clips_dir: Path,
@@ -374,7 +407,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     keys = {p.clip_path: cut_key(p, fingerprints[p.source_url].fingerprint, dest.settings)
             for p in plans if p.clip_path not in outcomes}
     from_lock = reuse_locked_clips(plans, keys, store, clips_dir, manifest)
-    verified = {path: store.verified(key) for path, key in keys.items()}
+    verified, edited = check_store(keys, store)
     stored = {path for path, entry in verified.items() if entry is not None}
     linkable = [p for p in plans if not gcs.bucket and verified.get(p.clip_path) and verified[p.clip_path].has_file]
     others = [p for p in plans if p.clip_path in keys and p not in linkable]
@@ -385,6 +418,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     if others:
         done += run_tasks(make_tasks(others), keys, dest, workers, len(others))
     outcomes.update({o.clip_path: o for o in done})
+    evict_edited_cache_objects(edited, outcomes, store)
     records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path], settings.mode) for p in plans]
     records.sort(key=lambda r: r.order)
     prune_clips_dir(clips_dir, {r.clip_path for r in records if r.clip_path and clip.keep_local})

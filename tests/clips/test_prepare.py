@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from tests.support.cloud import gcs_emulator, moto_s3
 from tests.support.fixtures import made_once
 from tests.support.http_source import silent_server, source_server
 from tests.support.numbered_video import make_numbered_video, presented_frame_numbers
+from tests.support.repo import make_repo_copy, run
 
 FPS = 10
 VIDEO = "0f1e2d3c-0000-4000-8000-000000000001"
@@ -474,3 +476,67 @@ def test_a_source_that_stops_answering_fails_its_windows_with_the_reason_instead
     assert record["status"] == "failed", record
     assert record["reason"].startswith(f"source_unreadable: {base}/{VIDEO}.mp4: "), record["reason"]
     assert "no answer within 0.5 s" in record["reason"], record["reason"]
+
+
+def edit_in_place(path: Path, keep_size_and_mtime: bool) -> None:
+    """What root (who ignores the 0444 mode) does with an editor: the file's own inode is written, so every hard
+    link to it (the clip store's, DVC's cache object) changes too. A careful tool keeps the size and the mtime."""
+    before = path.stat()
+    with open(path, "r+b") as f:
+        if keep_size_and_mtime:
+            f.seek(before.st_size // 2)
+            f.write(b"edited")
+        else:
+            f.seek(0, os.SEEK_END)
+            f.write(b"edited")
+    if keep_size_and_mtime:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@pytest.mark.parametrize("keep_size_and_mtime", [False, True], ids=["appended", "same size and mtime"])
+def test_a_clip_edited_in_place_is_noticed_named_and_cut_again_into_a_new_file(source: Path, tmp_path: Path, capfd,
+                                                                               keep_size_and_mtime: bool):
+    data = data_params(tmp_path / "meta", {"videos": [one_annotation([window(4, 6), window(10, 12)])]},
+                       [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    first = {r.clip_path: r for r in prepare_run(tmp_path, data).records}
+    victim_path = sorted(first)[0]
+    victim = tmp_path / "clips" / victim_path
+    stored = ClipStore(store_root() / "clips").clip_file(first[victim_path].cut_key)
+    assert victim.stat().st_ino == stored.stat().st_ino  # one file, two names (a hard link on this file system)
+    edit_in_place(victim, keep_size_and_mtime)
+    edited_inode = victim.stat().st_ino
+    capfd.readouterr()
+    again = prepare_run(tmp_path, data)
+    said = capfd.readouterr().err
+    assert f"clip {victim_path} was edited in place" in said, said
+    assert again.facts["cut"] == 1 and again.facts["reused"] == 1
+    records = {r.clip_path: r for r in again.records}
+    for clip_path, record in records.items():
+        assert record.sha256 == first[clip_path].sha256
+        assert hashlib.sha256((tmp_path / "clips" / clip_path).read_bytes()).hexdigest() == record.sha256, clip_path
+    assert victim.stat().st_ino != edited_inode and stored.stat().st_ino != edited_inode, "never written into the edited file"
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == records[victim_path].sha256
+
+
+def test_under_dvc_a_clip_edited_in_place_is_healed_in_the_store_the_workspace_and_dvcs_cache(tmp_path: Path):
+    """The three names of one file (data/clips, the clip store, DVC's cache object): DVC cannot see an edit that kept
+    the size and mtime, and never re-checks an object it has; a re-run of prepare cuts the clip again and takes the
+    edited object out of DVC's cache, so the commit stores the clip cut now and `dvc checkout --force` restores it."""
+    repo = make_repo_copy(tmp_path / "repo")
+    run(["dvc", "repro", "prepare"], repo)
+    record = next(r for r in read_jsonl(repo / "data/clips.jsonl") if r["status"] == "ok")
+    victim = repo / "data/clips" / record["clip_path"]
+    md5 = hashlib.md5(victim.read_bytes()).hexdigest()
+    cached = repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    assert victim.stat().st_ino == cached.stat().st_ino  # hard links (the cache type this test is about)
+    edit_in_place(victim, keep_size_and_mtime=True)
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "prepare"], repo).stdout  # what DVC's state says
+    healed = run(["dvc", "repro", "--force", "--single-item", "prepare"], repo)
+    assert f"clip {record['clip_path']} was edited in place" in healed.stderr, healed.stderr
+    for how in ("repro", "checkout"):
+        for clip in (r for r in read_jsonl(repo / "data/clips.jsonl") if r["status"] == "ok"):
+            data = (repo / "data/clips" / clip["clip_path"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == clip["sha256"], (how, clip["clip_path"])
+        assert hashlib.md5(cached.read_bytes()).hexdigest() == md5, how
+        run(["dvc", "checkout", "--force", "prepare"], repo)
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "prepare"], repo).stdout
