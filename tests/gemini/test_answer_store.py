@@ -13,6 +13,8 @@ from evud.core.records import AnswerEntry, ResponseStatus, Usage
 from evud.gemini.answer_store import AnswerStore
 from tests.support.claims import claim_holder
 from tests.support.cloud import moto_s3
+from tests.support.fake_vertex import FakeVertex
+from tests.support.vertex import run_generate, vertex_params
 
 
 def entry(key: str, text: str = "Category: world knowledge\nQuestion: q\nShort answer: a", **fields) -> AnswerEntry:
@@ -102,3 +104,25 @@ def test_an_entry_file_holding_another_requests_answer_is_ignored_with_a_warning
     assert store.get_many([key(1), key(2)]) == {key(1): entry(key(1), text="the answer of request 1")}
     warning = capsys.readouterr().err
     assert f"{key(2)}.json holds the answer of request {key(1)[:12]}" in warning and "ignoring it" in warning
+
+
+def test_an_answer_another_live_run_is_asking_for_is_waited_for_saying_so_and_failed_after_the_cap(
+        reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex, monkeypatch: pytest.MonkeyPatch, capfd):
+    """A live run holding a request's claim: this run says which answer it waits for and who holds it, gives up
+    after EVUD_CLAIM_WAIT_S with a retryable failure (generate exits 1), and nothing is paid twice meanwhile."""
+    run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    store = AnswerStore(str(tmp_path / "answers"))
+    waited = sorted(store.keys())[0]
+    Path(store._path(waited)).unlink()  # this answer must be asked again, and another run is asking for it now
+    fake_vertex.reset_counts()
+    monkeypatch.setenv("EVUD_CLAIM_WAIT_S", "0")
+    with claim_holder(Path(store.root) / "claims", waited) as holder:
+        capfd.readouterr()
+        _, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+        said = capfd.readouterr().err
+    assert f"generate: waiting for the answer to request {waited[:12]}: another run (pid {holder.pid} on " in said
+    (failed,) = [r for r in responses.values() if r["status"] != "ok"]
+    assert failed["request_key"] == waited and failed["status"] == "failed"
+    assert failed["error"].startswith(f"claim_wait: the answer to request {waited[:12]} was still being done by "
+                                      f"another run (pid {holder.pid} on ")
+    assert fake_vertex.total_calls == 0
