@@ -9,6 +9,7 @@ from pathlib import Path
 
 from evud.clips.clip_store import ClipStore, StoredClip, link_file
 from evud.core.checksums import file_digests
+from tests.support.edits import after_a_ctime_tick
 
 
 def stored(store: ClipStore, key: str, data: bytes) -> StoredClip:
@@ -35,6 +36,7 @@ def test_a_linked_or_touched_but_identical_clip_is_kept_and_an_edited_one_is_nev
     assert again is not None and again.stat_fingerprint != entry.stat_fingerprint
     assert store.check(entry.cut_key).edited_inode is None
     before = path.stat()
+    after_a_ctime_tick(path)
     with open(tmp_path / "data-clips-name.mp4", "r+b") as f:  # edited through the other name: same size and mtime
         f.write(b"CLIP")
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))

@@ -25,6 +25,7 @@ from tests.support import cloud
 from tests.support.claims import claim_holder
 from tests.support.cloud import gcs_emulator, moto_s3
 from tests.support.fixtures import made_once
+from tests.support.edits import edit_in_place
 from tests.support.http_source import silent_server, source_server
 from tests.support.numbered_video import make_numbered_video, presented_frame_numbers
 from tests.support.repo import make_repo_copy, run
@@ -476,21 +477,6 @@ def test_a_source_that_stops_answering_fails_its_windows_with_the_reason_instead
     assert record["status"] == "failed", record
     assert record["reason"].startswith(f"source_unreadable: {base}/{VIDEO}.mp4: "), record["reason"]
     assert "no answer within 0.5 s" in record["reason"], record["reason"]
-
-
-def edit_in_place(path: Path, keep_size_and_mtime: bool) -> None:
-    """What root (who ignores the 0444 mode) does with an editor: the file's own inode is written, so every hard
-    link to it (the clip store's, DVC's cache object) changes too. A careful tool keeps the size and the mtime."""
-    before = path.stat()
-    with open(path, "r+b") as f:
-        if keep_size_and_mtime:
-            f.seek(before.st_size // 2)
-            f.write(b"edited")
-        else:
-            f.seek(0, os.SEEK_END)
-            f.write(b"edited")
-    if keep_size_and_mtime:
-        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 @pytest.mark.parametrize("keep_size_and_mtime", [False, True], ids=["appended", "same size and mtime"])
