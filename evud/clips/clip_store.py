@@ -81,7 +81,8 @@ class ClipStore:
         """Record a clip whose file holds its bytes (just cut, or just hashed); returns the entry with the file's
         stat fingerprint."""
         if entry.has_file:
-            entry = entry.model_copy(update={"stat_fingerprint": file_fingerprint(self.clip_file(entry.cut_key).stat())})
+            stat = self.clip_file(entry.cut_key).stat()
+            entry = entry.model_copy(update={"stat_fingerprint": file_fingerprint(stat)})
         write_atomic(self._entry_path(entry.cut_key), entry.model_dump_json().encode())
         return entry
 
