@@ -104,6 +104,12 @@ def claim_wait_s() -> float:
         raise ValueError(f"{CLAIM_WAIT_ENV}={configured!r} is not a number of seconds: set it to e.g. 600") from None
 
 
+# The claims this process holds, by lock file: one registry for every view of a claims folder (a worker reaches the
+# store through a new object per task), so a release through any view closes the file the claim holds open.
+_HELD: dict[Path, int] = {}
+_HELD_GUARD = threading.Lock()
+
+
 class Claims:
     """Who is doing a piece of paid work right now, so that two runs sharing a store (queued experiments, `--temp`)
     do it once: an exclusive `flock` on a per-key lock file, held while the work is done.
@@ -116,8 +122,6 @@ class Claims:
     def __init__(self, root: Path):
         self.root = root
         self._host = socket.gethostname()
-        self._held: dict[str, int] = {}  # key -> the open file whose lock this process holds
-        self._guard = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root / f"{key}.lock"
@@ -142,14 +146,14 @@ class Claims:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {self._host} since {stamp}\n".encode(), 0)
-        with self._guard:
-            self._held[key] = fd
+        with _HELD_GUARD:
+            _HELD[path] = fd
         return True
 
     def claimed_elsewhere(self, key: str) -> bool:
         """True while another process (or another claim of this one) holds this key."""
-        with self._guard:
-            if key in self._held:
+        with _HELD_GUARD:
+            if self._path(key) in _HELD:
                 return False
         try:
             fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
@@ -171,8 +175,8 @@ class Claims:
             return "a process that just finished"
 
     def release(self, key: str) -> None:
-        with self._guard:
-            fd = self._held.pop(key, None)
+        with _HELD_GUARD:
+            fd = _HELD.pop(self._path(key), None)
         if fd is None:
             return
         try:
