@@ -35,6 +35,7 @@ from evud.clips.video import (
     WindowJob,
     cut_windows,
     open_source,
+    source_timeout_s,
 )
 from evud.clips.workers import process_pool, stop_now
 from evud.core.checksums import file_digests
@@ -43,7 +44,7 @@ from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import ClipParams, DataParams, GcsParams
 from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
 from evud.core.records import ClipRecord, ClipStatus
-from evud.core.store import ClaimWaits, dvc_cache_file, locked_directory, locked_file, store_root
+from evud.core.store import ClaimWaits, claim_wait_s, dvc_cache_file, locked_directory, locked_file, store_root
 
 WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as soon as it is cut
 
@@ -393,6 +394,7 @@ class PrepareRun:
 def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path, metrics: Path,
         workers: int, store_dir: Path | None = None) -> PrepareRun:
     started = time.monotonic()
+    source_timeout_s(), claim_wait_s()  # a bad setting stops the run here, in one line, not in every worker
     clips_dir.mkdir(parents=True, exist_ok=True)
     store = ClipStore(store_dir or store_root() / "clips")
     store.sweep_partials()

@@ -31,6 +31,7 @@ import fsspec
 import numpy as np
 
 from evud.core.checksums import file_digests
+from evud.core.store import env_seconds
 
 # Part of every cut key: bump it whenever a change to this module changes the bytes of a clip, so clips
 # cut by older code are cut again (tests/pipeline/test_reproducible.py pins the sample's clip hashes to it).
@@ -153,11 +154,7 @@ _CONNECT_TIMEOUT_S = 10.0
 
 def source_timeout_s() -> float:
     """How long a source read waits for its next bytes before it fails (EVUD_SOURCE_TIMEOUT_S)."""
-    configured = os.environ.get(SOURCE_TIMEOUT_ENV, "").strip()
-    try:
-        return float(configured) if configured else _DEFAULT_SOURCE_TIMEOUT_S
-    except ValueError:
-        raise ValueError(f"{SOURCE_TIMEOUT_ENV}={configured!r} is not a number of seconds: set it to e.g. 60") from None
+    return env_seconds(SOURCE_TIMEOUT_ENV, _DEFAULT_SOURCE_TIMEOUT_S, least=0.001)
 
 
 def with_timeouts(url: str, options: dict[str, Any]) -> dict[str, Any]:

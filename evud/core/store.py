@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from evud.core.errors import UserError
+
 STORE_DIRNAME = ".evud"
 
 
@@ -95,13 +97,28 @@ CLAIM_WAIT_ENV = "EVUD_CLAIM_WAIT_S"
 _DEFAULT_CLAIM_WAIT_S = 1800.0  # longer than any one clip cut or answer with its retries takes
 
 
+class SettingError(UserError):
+    """An environment setting holds a value the run cannot use; the message names it and what to set."""
+
+
+def env_seconds(name: str, default: float, least: float = 0.0) -> float:
+    """A number of seconds from the environment (at least `least`), or the default when it is unset."""
+    configured = os.environ.get(name, "").strip()
+    if not configured:
+        return default
+    try:
+        seconds = float(configured)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= least or seconds == float("inf"):
+        raise SettingError(f"{name}={configured!r} is not a number of seconds of at least {least:g}: set it to e.g. "
+                           f"{default:g}, or unset it")
+    return seconds
+
+
 def claim_wait_s() -> float:
     """How long a run waits for work another live run has claimed before it gives up on it (EVUD_CLAIM_WAIT_S)."""
-    configured = os.environ.get(CLAIM_WAIT_ENV, "").strip()
-    try:
-        return float(configured) if configured else _DEFAULT_CLAIM_WAIT_S
-    except ValueError:
-        raise ValueError(f"{CLAIM_WAIT_ENV}={configured!r} is not a number of seconds: set it to e.g. 600") from None
+    return env_seconds(CLAIM_WAIT_ENV, _DEFAULT_CLAIM_WAIT_S)
 
 
 # The claims this process holds, by lock file: one registry for every view of a claims folder (a worker reaches the

@@ -98,3 +98,14 @@ def test_a_claim_is_released_through_any_view_of_the_same_claims_folder(tmp_path
     assert len(os.listdir("/proc/self/fd")) == open_before - 1
     with claim_holder(tmp_path / "claims", "k" * 64):  # another process can take it now
         pass
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
+def test_a_wait_setting_that_is_no_number_of_seconds_stops_the_run_naming_it(monkeypatch, value: str):
+    monkeypatch.setenv("EVUD_CLAIM_WAIT_S", value)
+    with pytest.raises(store.SettingError, match=rf"EVUD_CLAIM_WAIT_S='{value}' is not a number of seconds"):
+        store.claim_wait_s()
+    monkeypatch.setenv("EVUD_CLAIM_WAIT_S", "0")
+    assert store.claim_wait_s() == 0.0
+    monkeypatch.delenv("EVUD_CLAIM_WAIT_S")
+    assert store.claim_wait_s() == 1800.0
