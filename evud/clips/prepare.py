@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evud.clips.clip_store import ClipStore, StoredClip, link_file
+from evud.clips.clip_store import Checked, ClipStore, StoredClip, link_file
 from evud.clips.ego4d import ClipPlan
 from evud.clips.selection import plan_clips
 from evud.clips.sources import SourceLookup, storage_options
@@ -35,6 +35,7 @@ from evud.clips.video import (
     WindowJob,
     cut_windows,
     open_source,
+    source_timeout_s,
 )
 from evud.clips.workers import process_pool, stop_now
 from evud.core.checksums import file_digests
@@ -43,7 +44,7 @@ from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import ClipParams, DataParams, GcsParams
 from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
 from evud.core.records import ClipRecord, ClipStatus
-from evud.core.store import locked_directory, locked_file, store_root
+from evud.core.store import ClaimWaits, claim_wait_s, dvc_cache_file, locked_directory, locked_file, store_root
 
 WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as soon as it is cut
 
@@ -119,6 +120,7 @@ def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: 
                 stored = store.drop_file(stored)
         if dest.keep_local:
             link_file(store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
+            stored = store.refresh(stored)
     except UploadError as err:
         outcome.error = CutError(str(err))
         return outcome
@@ -180,8 +182,10 @@ def finish_stored(plans: list[ClipPlan], keys: dict[str, str], dest: Destination
 def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) -> list[ClipOutcome]:
     """Worker task: finish the windows of one source already in the store, cut the others. Never raises.
 
-    A clip another live run is cutting right now (its claim in the store) is waited for and linked, not cut twice.
+    A clip another live run is cutting right now (its claim in the store) is waited for and linked, not cut twice;
+    the wait is said on stderr and given up after EVUD_CLAIM_WAIT_S (the window is then `failed`: a re-run cuts it).
     """
+    waits = ClaimWaits(dest.store.claims, "prepare")
     outcomes, pending = finish_stored(plans, keys, dest)
     while pending:
         claimed = claim_clips(pending, keys, dest.store)
@@ -200,8 +204,22 @@ def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) ->
         finished, pending = finish_stored([p for p in pending if p.clip_path not in handled], keys, dest)
         outcomes += finished
         if pending and not mine:
-            time.sleep(_CLAIM_POLL_S)  # another run is cutting these: its clips appear in the store
+            given_up = waited_too_long(pending, keys, waits)
+            outcomes += given_up
+            pending = [p for p in pending if p.clip_path not in {o.clip_path for o in given_up}]
+            if pending:
+                time.sleep(_CLAIM_POLL_S)  # another run is cutting these: its clips appear in the store
     return outcomes
+
+
+def waited_too_long(pending: list[ClipPlan], keys: dict[str, str], waits: ClaimWaits) -> list[ClipOutcome]:
+    """The windows whose clips another run has been cutting for longer than the cap: failed, with who holds them."""
+    given_up = []
+    for plan in pending:
+        reason = waits.give_up(keys[plan.clip_path], f"clip {plan.clip_path}")
+        if reason is not None:
+            given_up.append(ClipOutcome(plan.clip_path, error=CutError(reason)))
+    return given_up
 
 
 def claim_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore) -> list[ClipPlan]:
@@ -271,8 +289,40 @@ def link_reused(plans: list[ClipPlan], verified: dict[str, StoredClip], dest: De
     for plan in plans:
         stored = verified[plan.clip_path]
         link_file(dest.store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
-        outcomes.append(ClipOutcome(plan.clip_path, stored=stored))
+        outcomes.append(ClipOutcome(plan.clip_path, stored=dest.store.refresh(stored)))
     return outcomes
+
+
+def check_store(keys: dict[str, str], store: ClipStore) -> tuple[dict[str, StoredClip | None], dict[str, Checked]]:
+    """Each window's stored clip, checked against its file (entry or None); and the windows whose clip was found
+    edited in place, each said on stderr (it is cut again, into a new file)."""
+    checks = {key: store.check(key) for key in sorted(set(keys.values()))}
+    edited = {path: checks[key] for path, key in sorted(keys.items()) if checks[key].edited_inode is not None}
+    for path in edited:
+        print(f"prepare: clip {path} was edited in place: the clip store's file {store.clip_file(keys[path])} no "
+              "longer holds the bytes cut for it (its other names, in data/clips or DVC's cache, hold the same "
+              "edited file); cutting it again into a new file", file=sys.stderr)
+    return {path: checks[key].entry for path, key in keys.items()}, edited
+
+
+def evict_edited_cache_objects(edited: dict[str, Checked], outcomes: dict[str, ClipOutcome], store: ClipStore) -> None:
+    """Remove from DVC's cache the objects that are the edited files (hard links share the inode): DVC never
+    re-checks an object it has, so it would link the edited bytes back over the clip cut now at its next commit
+    or checkout. The next commit stores the clip cut now in its place."""
+    for path, checked in edited.items():
+        stored = outcomes[path].stored
+        if stored is None or not stored.has_file:
+            continue
+        with open(store.clip_file(stored.cut_key), "rb") as f:
+            md5 = hashlib.file_digest(f, "md5").hexdigest()
+        cached = dvc_cache_file(md5)
+        if cached is None:
+            continue
+        found = cached.stat()
+        if (found.st_dev, found.st_ino) == checked.edited_inode:
+            cached.unlink()
+            print(f"prepare: removed {cached} from DVC's cache: it was the edited file of clip {path} (DVC stores "
+                  "the clip cut now in its place at the stage's commit)", file=sys.stderr)
 
 
 def reuse_locked_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore, clips_dir: Path,
@@ -344,6 +394,7 @@ class PrepareRun:
 def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path, metrics: Path,
         workers: int, store_dir: Path | None = None) -> PrepareRun:
     started = time.monotonic()
+    source_timeout_s(), claim_wait_s()  # a bad setting stops the run here, in one line, not in every worker
     clips_dir.mkdir(parents=True, exist_ok=True)
     store = ClipStore(store_dir or store_root() / "clips")
     store.sweep_partials()
@@ -358,7 +409,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     keys = {p.clip_path: cut_key(p, fingerprints[p.source_url].fingerprint, dest.settings)
             for p in plans if p.clip_path not in outcomes}
     from_lock = reuse_locked_clips(plans, keys, store, clips_dir, manifest)
-    verified = {path: store.verified(key) for path, key in keys.items()}
+    verified, edited = check_store(keys, store)
     stored = {path for path, entry in verified.items() if entry is not None}
     linkable = [p for p in plans if not gcs.bucket and verified.get(p.clip_path) and verified[p.clip_path].has_file]
     others = [p for p in plans if p.clip_path in keys and p not in linkable]
@@ -369,6 +420,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     if others:
         done += run_tasks(make_tasks(others), keys, dest, workers, len(others))
     outcomes.update({o.clip_path: o for o in done})
+    evict_edited_cache_objects(edited, outcomes, store)
     records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path], settings.mode) for p in plans]
     records.sort(key=lambda r: r.order)
     prune_clips_dir(clips_dir, {r.clip_path for r in records if r.clip_path and clip.keep_local})

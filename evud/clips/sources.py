@@ -16,15 +16,16 @@ from typing import Any
 
 import fsspec
 
-from evud.clips.video import CutError, source_failure, video_duration
+from evud.clips.video import CutError, source_failure, video_duration, with_timeouts
 from evud.core.store import read_json_file, write_atomic
 
 
 def storage_options(url: str, s3_endpoint_url: str | None) -> dict[str, Any]:
-    """fsspec options for a source URL; credentials are never here (standard chains only)."""
+    """fsspec options for a source URL, with connect and read timeouts; credentials are never here (standard chains
+    only)."""
     if url.startswith("s3://") and s3_endpoint_url:
-        return {"endpoint_url": s3_endpoint_url}
-    return {}
+        return with_timeouts(url, {"endpoint_url": s3_endpoint_url})
+    return with_timeouts(url, {})
 
 
 @dataclass(frozen=True)

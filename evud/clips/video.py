@@ -31,6 +31,7 @@ import fsspec
 import numpy as np
 
 from evud.core.checksums import file_digests
+from evud.core.store import env_seconds
 
 # Part of every cut key: bump it whenever a change to this module changes the bytes of a clip, so clips
 # cut by older code are cut again (tests/pipeline/test_reproducible.py pins the sample's clip hashes to it).
@@ -146,9 +147,57 @@ _GONE_STATUS = {404, 410}
 _DENIED_STATUS = {401, 403}
 
 
+SOURCE_TIMEOUT_ENV = "EVUD_SOURCE_TIMEOUT_S"
+_DEFAULT_SOURCE_TIMEOUT_S = 60.0  # a store or CDN that sends nothing for a minute is not going to
+_CONNECT_TIMEOUT_S = 10.0
+
+
+def source_timeout_s() -> float:
+    """How long a source read waits for its next bytes before it fails (EVUD_SOURCE_TIMEOUT_S)."""
+    return env_seconds(SOURCE_TIMEOUT_ENV, _DEFAULT_SOURCE_TIMEOUT_S, least=0.001)
+
+
+def with_timeouts(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """fsspec options with connect and read timeouts on every request to the source (http(s), S3, GCS): a server
+    that accepts the connection and never answers fails the read instead of hanging the run."""
+    read = source_timeout_s()
+    connect = min(_CONNECT_TIMEOUT_S, read)
+    if url.startswith(("http://", "https://", "gs://", "gcs://")):
+        import aiohttp  # fsspec's and gcsfs's HTTP client
+
+        # sock_read bounds each wait for bytes (headers included), not a whole long read.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
+        if url.startswith(("gs://", "gcs://")):
+            return {"requests_timeout": timeout, **options}
+        return {**options, "client_kwargs": {**options.get("client_kwargs", {}), "timeout": timeout}}
+    if url.startswith("s3://"):
+        # s3fs retries a failed request 5 times itself: botocore's own retries under each would multiply the wait.
+        limits = {"connect_timeout": connect, "read_timeout": read, "retries": {"total_max_attempts": 1}}
+        return {**options, "config_kwargs": {**limits, **options.get("config_kwargs", {})}}
+    return options
+
+
+def _timed_out(err: BaseException | None) -> bool:
+    """Whether a timeout is anywhere in the error's chain (aiohttp's and asyncio's are TimeoutErrors, botocore's are
+    named so)."""
+    while err is not None:
+        if isinstance(err, TimeoutError) or "Timeout" in type(err).__name__:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def timeout_failure(url: str, err: BaseException) -> CutError:
+    cause = err.__cause__ or err.__context__ or err
+    return CutError(f"source_unreadable: {url}: no answer within {source_timeout_s():g} s ({type(cause).__name__}); "
+                    f"a re-run asks it again ({SOURCE_TIMEOUT_ENV} sets the wait)")
+
+
 def source_failure(url: str, err: BaseException) -> CutError:
     """The reason a source could not be opened. fsspec reports any HTTP failure as FileNotFoundError; the response or
     connection error it wraps says which it was: only 404 and 410 mean the video is not there."""
+    if _timed_out(err):
+        return timeout_failure(url, err)
     cause = err.__cause__ or err.__context__
     status = getattr(cause, "status", None)
     if isinstance(err, FileNotFoundError) and isinstance(status, int):
@@ -180,9 +229,9 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Iter
             yield CountingReader(raw)
         return
     try:
-        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs, path = fsspec.core.url_to_fs(url, **with_timeouts(url, storage_options or {}))
         raw = fs.open(path, "rb", block_size=_MIN_READAHEAD, cache_type="readahead")
-    except (FileNotFoundError, PermissionError) as err:
+    except (FileNotFoundError, PermissionError, TimeoutError) as err:
         raise source_failure(url, err) from None
     try:
         yield CountingReader(raw)
@@ -236,6 +285,8 @@ def cut_windows(source: CountingReader, source_url: str, jobs: list[WindowJob],
 
 def _read_error(source_url: str, err: Exception) -> CutError:
     """FFmpeg rejecting the bytes is a corrupt file (permanent); anything else is the store failing (retry)."""
+    if _timed_out(err):
+        return timeout_failure(source_url, err)
     if isinstance(err, (av.error.FFmpegError, ValueError, IndexError, EOFError)):
         return CutError(f"unreadable_video: {source_url}: {type(err).__name__}: {err}", permanent=True)
     return CutError(f"source_unreadable: {source_url}: {type(err).__name__}: {err}")

@@ -14,10 +14,12 @@ outside every out, shared by the workspace and its queued and temp experiments:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from evud.core.errors import UserError
 
 STORE_DIRNAME = ".evud"
 
@@ -89,60 +93,151 @@ def pid_alive(pid: int) -> bool:
 
 # --- claims between live runs -------------------------------------------------------------------------
 
+CLAIM_WAIT_ENV = "EVUD_CLAIM_WAIT_S"
+_DEFAULT_CLAIM_WAIT_S = 1800.0  # longer than any one clip cut or answer with its retries takes
 
-_FOREIGN_CLAIM_TTL_S = 6 * 3600  # a claim from another host is trusted this long (its work may retry for hours)
+
+class SettingError(UserError):
+    """An environment setting holds a value the run cannot use; the message names it and what to set."""
+
+
+def env_seconds(name: str, default: float, least: float = 0.0) -> float:
+    """A number of seconds from the environment (at least `least`), or the default when it is unset."""
+    configured = os.environ.get(name, "").strip()
+    if not configured:
+        return default
+    try:
+        seconds = float(configured)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= least or seconds == float("inf"):
+        raise SettingError(f"{name}={configured!r} is not a number of seconds of at least {least:g}: set it to e.g. "
+                           f"{default:g}, or unset it")
+    return seconds
+
+
+def claim_wait_s() -> float:
+    """How long a run waits for work another live run has claimed before it gives up on it (EVUD_CLAIM_WAIT_S)."""
+    return env_seconds(CLAIM_WAIT_ENV, _DEFAULT_CLAIM_WAIT_S)
+
+
+# The claims this process holds, by lock file: one registry for every view of a claims folder (a worker reaches the
+# store through a new object per task), so a release through any view closes the file the claim holds open.
+_HELD: dict[Path, int] = {}
+_HELD_GUARD = threading.Lock()
 
 
 class Claims:
     """Who is doing a piece of paid work right now, so that two runs sharing a store (queued experiments, `--temp`)
-    do it once: an O_EXCL file per key naming its process. A claim of a dead process is taken over; one of another
-    host is trusted for hours. Local directories only (a file system's link() is what makes a claim exclusive)."""
+    do it once: an exclusive `flock` on a per-key lock file, held while the work is done.
+
+    The kernel drops a flock when its holder's process dies (kill -9 and OOM included), so a claim is never stale
+    and nothing is guessed from a PID or an age (containers restart with new hostnames and reused small PIDs).
+    Taking a claim is one atomic call: no check-then-act. The file also names its holder, for messages only.
+    Local directories (and NFS, which maps flock to its own locks) only: object stores cannot lock."""
 
     def __init__(self, root: Path):
         self.root = root
         self._host = socket.gethostname()
 
     def _path(self, key: str) -> Path:
-        return self.root / f"{key}.claim"
-
-    def _is_live(self, path: Path) -> bool:
-        try:
-            pid_text, host, stamp = path.read_text().split()
-        except (OSError, ValueError):
-            return False  # gone, or torn by a kill between create and write: take it over
-        if host == self._host:
-            return int(pid_text) != os.getpid() and pid_alive(int(pid_text))
-        return time.time() - float(stamp) < _FOREIGN_CLAIM_TTL_S
+        return self.root / f"{key}.lock"
 
     def claim(self, key: str) -> bool:
-        """Take the right to do this key's work now; False while another live process does it."""
+        """Take the right to do this key's work now; False while another process (or thread) does it."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)  # a full or read-only disk raises here: nothing is done
-        # Written whole, then linked into place: link() fails if the claim exists, and a reader never sees an
-        # empty claim (which it would take for a torn one and take over).
-        mine = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
-        mine.write_text(f"{os.getpid()} {self._host} {time.time():.0f}\n")
-        try:
-            for _ in range(2):
-                try:
-                    os.link(mine, path)
-                    return True
-                except FileExistsError:
-                    if self._is_live(path):
-                        return False
-                    path.unlink(missing_ok=True)  # its process died (kill -9): take it over
-            return False
-        finally:
-            mine.unlink(missing_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            if _names_this_file(path, fd):
+                break
+            os.close(fd)  # its holder released (and removed) it between our open and lock: lock the new file
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {self._host} since {stamp}\n".encode(), 0)
+        with _HELD_GUARD:
+            _HELD[path] = fd
+        return True
 
     def claimed_elsewhere(self, key: str) -> bool:
-        return self._is_live(self._path(key))
+        """True while another process (or another claim of this one) holds this key."""
+        with _HELD_GUARD:
+            if self._path(key) in _HELD:
+                return False
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def holder(self, key: str) -> str:
+        """Who holds the claim, as its holder wrote it (for messages: the lock, not this text, decides)."""
+        try:
+            return self._path(key).read_text().strip() or "a process that is starting"
+        except OSError:
+            return "a process that just finished"
 
     def release(self, key: str) -> None:
+        with _HELD_GUARD:
+            fd = _HELD.pop(self._path(key), None)
+        if fd is None:
+            return
         try:
+            # Removed while still locked: a waiter that opened this file sees it is gone and locks a new one.
             self._path(key).unlink(missing_ok=True)
-        except OSError:  # the store is failing: the claim dies with this process (a dead one's is taken over)
+        except OSError:  # the store is failing: closing the file below releases the claim all the same
             pass
+        finally:
+            os.close(fd)
+
+
+def _names_this_file(path: Path, fd: int) -> bool:
+    try:
+        on_disk = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+
+class ClaimWaits:
+    """A run's waits for work other live runs have claimed: each said once on stderr (what, held by whom, until
+    when), and given up after the cap (EVUD_CLAIM_WAIT_S), so a run never waits silently or for ever."""
+
+    def __init__(self, claims: Claims, stage: str, cap_s: float | None = None):
+        self.claims, self.stage = claims, stage
+        self.cap_s = claim_wait_s() if cap_s is None else cap_s
+        self._since: dict[str, float] = {}
+
+    def give_up(self, key: str, what: str) -> str | None:
+        """Called at each look at a key another run holds: None while this run waits on (the first look says what
+        it waits for); once the cap has passed, the reason it gives up."""
+        now = time.monotonic()
+        if key not in self._since:
+            self._since[key] = now
+            print(f"{self.stage}: waiting for {what}: another run ({self.claims.holder(key)}) is doing it; giving up "
+                  f"after {self.cap_s:g} s ({CLAIM_WAIT_ENV})", file=sys.stderr, flush=True)
+        if now - self._since[key] < self.cap_s:
+            return None
+        return (f"claim_wait: {what} was still being done by another run ({self.claims.holder(key)}) after "
+                f"{self.cap_s:g} s; run again once that run has finished (or raise {CLAIM_WAIT_ENV})")
+
+    def done(self, key: str) -> None:
+        self._since.pop(key, None)
 
 
 # --- outs DVC already locked -------------------------------------------------------------------------

@@ -6,9 +6,9 @@ same paid answer). Failed requests are never stored: they can never shadow an an
 asks them again. The location is `evud.core.store.answer_store_url()`: a local directory shared by the
 workspace and its queued and temp experiments, or an `s3://` / `gs://` prefix shared by a team.
 
-On a local store, a run claims each key it is about to ask (an O_EXCL file naming its process), so two
-experiments running at once (`dvc queue start -j 2`) do not both pay for the same answer: the second
-waits for the first's answer. Claims of a dead process are taken over. Remote stores have no claims:
+On a local store, a run claims each key it is about to ask (a flock the kernel releases when its process dies), so
+two experiments running at once (`dvc queue start -j 2`) do not both pay for the same answer: the second
+waits for the first's answer. Claims of a dead process are free at once. Remote stores have no claims:
 two runs on different machines asking the same key at the same instant can both pay for it.
 """
 
@@ -58,7 +58,7 @@ class AnswerStore:
         self.local = isinstance(self.fs, LocalFileSystem)
         self._host = socket.gethostname()
         # Remote stores have no claims: two machines asking the same key at the same instant can both pay.
-        self._claims = Claims(Path(self.root) / "claims") if self.local else None
+        self.claims = Claims(Path(self.root) / "claims") if self.local else None
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key[:2]}/{key}.json"
@@ -131,14 +131,14 @@ class AnswerStore:
 
     def claim(self, key: str) -> bool:
         """Take the right to ask this key now; False while another live run asks it."""
-        return self._claims.claim(key) if self._claims is not None else True
+        return self.claims.claim(key) if self.claims is not None else True
 
     def claimed_elsewhere(self, key: str) -> bool:
-        return self._claims is not None and self._claims.claimed_elsewhere(key)
+        return self.claims is not None and self.claims.claimed_elsewhere(key)
 
     def release(self, key: str) -> None:
-        if self._claims is not None:
-            self._claims.release(key)
+        if self.claims is not None:
+            self.claims.release(key)
 
 
 # --- answers the store could not keep ------------------------------------------------------------------------

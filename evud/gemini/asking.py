@@ -22,7 +22,7 @@ from evud.core.jsonl import read_jsonl
 from evud.core.params import GeminiParams
 from evud.core.progress import progress_bar
 from evud.core.records import AnswerEntry, GeminiResult, ResponseStatus
-from evud.core.store import cached_versions
+from evud.core.store import ClaimWaits, cached_versions
 from evud.gemini.answer_store import STORE_WHAT_TO_DO, AnswerStore, AnswerStoreError, describe_os_error, rescue_answers
 from evud.gemini.backend import Backend, BackendError, failed_entry, rejected_entry, response_entry
 from evud.gemini.request import GeminiRequest
@@ -118,6 +118,7 @@ class Asker:
     def __init__(self, backend: Backend, store: AnswerStore | None, concurrency: int, stage: str = "generate"):
         self.backend, self.stage = backend, stage
         self.store = store if backend.billed else None
+        self.waits = ClaimWaits(self.store.claims, stage) if self.store is not None and self.store.claims else None
         self.pool = ThreadPoolExecutor(max_workers=concurrency)
         # The first store error stops every request not yet sent: an answer that cannot be kept is never paid for.
         self.store_failure: BaseException | None = None
@@ -202,7 +203,12 @@ class Asker:
                     elif self.store_failure is not None:
                         arrived.append(self.not_asked(request))
                     elif self.store is not None and self.store.claimed_elsewhere(request.key):
-                        still_aside.append(request)
+                        gave_up = self.waits.give_up(request.key, f"the answer to request {request.key[:12]}")
+                        if gave_up is None:
+                            still_aside.append(request)
+                        else:  # said and capped: a live run that holds a request this long is stuck
+                            entry = failed_entry(request.key, request.model, self.backend.name, gave_up, retryable=True)
+                            arrived.append(Answered(entry, 0.0, asked=False))
                     else:  # its run died or failed to answer: ask here
                         futures[self.pool.submit(self.ask, request)] = request
                 set_aside = still_aside

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from evud.clips.clip_store import ClipStore, StoredClip, link_file
 from evud.core.checksums import file_digests
+from tests.support.edits import after_a_ctime_tick
 
 
 def stored(store: ClipStore, key: str, data: bytes) -> StoredClip:
@@ -22,18 +23,35 @@ def stored(store: ClipStore, key: str, data: bytes) -> StoredClip:
 def test_an_unchanged_clip_is_reused_without_hashing_it_again(tmp_path: Path):
     store = ClipStore(tmp_path)
     entry = stored(store, "a" * 64, b"clip bytes")
-    assert store.verified("a" * 64) == entry and entry.mtime_ns is not None
+    assert store.verified("a" * 64) == entry and entry.stat_fingerprint is not None
 
 
-def test_a_touched_but_identical_clip_is_kept_and_an_edited_one_is_not(tmp_path: Path):
+def test_a_linked_or_touched_but_identical_clip_is_kept_and_an_edited_one_is_never_served(tmp_path: Path):
     store = ClipStore(tmp_path)
     entry = stored(store, "a" * 64, b"clip bytes")
-    os.utime(store.clip_file(entry.cut_key), ns=(1, 1))  # same bytes, new mtime: re-hashed, kept
+    path = store.clip_file(entry.cut_key)
+    os.link(path, tmp_path / "data-clips-name.mp4")  # a new name changes the ctime, not the bytes: re-hashed, kept
+    os.utime(path, ns=(1, 1))
     again = store.verified(entry.cut_key)
-    assert again is not None and again.mtime_ns == 1
-    store.clip_file(entry.cut_key).write_bytes(b"clip bytez")  # same size, other bytes
+    assert again is not None and again.stat_fingerprint != entry.stat_fingerprint
+    assert store.check(entry.cut_key).edited_inode is None
+    before = path.stat()
+    after_a_ctime_tick(path)
+    with open(tmp_path / "data-clips-name.mp4", "r+b") as f:  # edited through the other name: same size and mtime
+        f.write(b"CLIP")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    checked = store.check(entry.cut_key)
+    assert checked.entry is None and checked.edited_inode == (before.st_dev, before.st_ino)
+    assert not path.exists(), "the store's name for the edited file is gone: nothing can serve it"
+    assert (tmp_path / "data-clips-name.mp4").read_bytes() == b"CLIP bytes"  # its other names keep it
     assert store.verified(entry.cut_key) is None
-    store.clip_file(entry.cut_key).unlink()
+
+
+def test_a_clip_whose_size_changed_or_that_is_gone_is_not_served(tmp_path: Path):
+    store = ClipStore(tmp_path)
+    entry = stored(store, "a" * 64, b"clip bytes")
+    store.clip_file(entry.cut_key).write_bytes(b"clip bytes, longer")
+    assert store.check(entry.cut_key).edited_inode is not None
     assert store.verified(entry.cut_key) is None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,10 +22,13 @@ from evud.core.progress import StageIncomplete
 from evud.core.records import ClipRecord
 from evud.core.store import store_root
 from tests.support import cloud
+from tests.support.claims import claim_holder
 from tests.support.cloud import gcs_emulator, moto_s3
 from tests.support.fixtures import made_once
-from tests.support.http_source import source_server
+from tests.support.edits import edit_in_place
+from tests.support.http_source import silent_server, source_server
 from tests.support.numbered_video import make_numbered_video, presented_frame_numbers
+from tests.support.repo import make_repo_copy, run
 
 FPS = 10
 VIDEO = "0f1e2d3c-0000-4000-8000-000000000001"
@@ -426,3 +430,100 @@ def test_two_http_videos_of_the_same_size_without_a_checksum_are_never_the_same_
     with source_server(served) as server:
         a, b = (source_fingerprint(f"{server.url}/{name}.mp4", {}) for name in ("a", "b"))
     assert a != b
+
+
+def test_a_clip_another_live_run_is_cutting_is_waited_for_saying_so_and_failed_after_the_cap(source: Path,
+                                                                                            tmp_path: Path, capfd,
+                                                                                            monkeypatch):
+    """A live run holding a clip's claim: this run says which clip it waits for and who holds it, gives up after
+    EVUD_CLAIM_WAIT_S with a retryable `failed` (the stage exits 1), and cuts it once the holder is gone."""
+    data = data_params(tmp_path / "meta", {"videos": [one_annotation([window(4, 6)])]},
+                       [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    (first,) = prepare_records(tmp_path / "a", data).values()
+    store = ClipStore(store_root() / "clips")
+    store.clip_file(first["cut_key"]).unlink()  # the store lost it: it must be cut again, but another run cuts it
+    monkeypatch.setenv("EVUD_CLAIM_WAIT_S", "0")
+    with claim_holder(store.root / "claims", first["cut_key"]) as holder:
+        capfd.readouterr()
+        with pytest.raises(StageIncomplete, match=r"1 of 1 clip\(s\) failed .*claim_wait x1"):
+            prepare.run(data, ClipParams(), GcsParams(), tmp_path / "b/clips", tmp_path / "b/clips.jsonl",
+                        tmp_path / "b/metrics.json", 1)
+        said = capfd.readouterr().err
+        assert f"prepare: waiting for clip {first['clip_path']}: another run (pid {holder.pid} on " in said
+        (record,) = read_jsonl(tmp_path / "b/clips.jsonl")
+        assert record["status"] == "failed"
+        assert record["reason"].startswith(f"claim_wait: clip {first['clip_path']} was still being done by another "
+                                           f"run (pid {holder.pid} on ")
+    (again,) = prepare_records(tmp_path / "c", data).values()  # the holder is gone (killed): cut here at once
+    assert again["status"] == "ok" and again["sha256"] == first["sha256"]
+
+
+@pytest.mark.parametrize("answer", ["never", "headers only"])
+def test_a_source_that_stops_answering_fails_its_windows_with_the_reason_instead_of_hanging(source: Path,
+                                                                                            tmp_path: Path, answer: str,
+                                                                                            monkeypatch):
+    """A URL that accepts the connection and never answers (or answers HEAD and then never sends the bytes) is
+    given up after the source read timeout (EVUD_SOURCE_TIMEOUT_S, lowered here): `failed` with the reason, exit 1."""
+    monkeypatch.setenv("EVUD_SOURCE_TIMEOUT_S", "0.5")
+    with silent_server() as silent, source_server(source.parent) as served:
+        served.stalled = {source.name}
+        base = silent if answer == "never" else served.url
+        data = data_params(tmp_path / "meta", {"videos": [one_annotation([window(4, 6)])]},
+                           [{"video_uid": VIDEO, "duration_sec": 40.0}], f"{base}/{{video_uid}}.mp4")
+        with pytest.raises(StageIncomplete, match=r"1 of 1 clip\(s\) failed for a reason a retry can fix"):
+            prepare.run(data, ClipParams(), GcsParams(), tmp_path / "clips", tmp_path / "clips.jsonl",
+                        tmp_path / "metrics.json", 1)
+    (record,) = read_jsonl(tmp_path / "clips.jsonl")
+    assert record["status"] == "failed", record
+    assert record["reason"].startswith(f"source_unreadable: {base}/{VIDEO}.mp4: "), record["reason"]
+    assert "no answer within 0.5 s" in record["reason"], record["reason"]
+
+
+@pytest.mark.parametrize("keep_size_and_mtime", [False, True], ids=["appended", "same size and mtime"])
+def test_a_clip_edited_in_place_is_noticed_named_and_cut_again_into_a_new_file(source: Path, tmp_path: Path, capfd,
+                                                                               keep_size_and_mtime: bool):
+    data = data_params(tmp_path / "meta", {"videos": [one_annotation([window(4, 6), window(10, 12)])]},
+                       [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    first = {r.clip_path: r for r in prepare_run(tmp_path, data).records}
+    victim_path = sorted(first)[0]
+    victim = tmp_path / "clips" / victim_path
+    stored = ClipStore(store_root() / "clips").clip_file(first[victim_path].cut_key)
+    assert victim.stat().st_ino == stored.stat().st_ino  # one file, two names (a hard link on this file system)
+    edit_in_place(victim, keep_size_and_mtime)
+    edited_inode = victim.stat().st_ino
+    capfd.readouterr()
+    again = prepare_run(tmp_path, data)
+    said = capfd.readouterr().err
+    assert f"clip {victim_path} was edited in place" in said, said
+    assert again.facts["cut"] == 1 and again.facts["reused"] == 1
+    records = {r.clip_path: r for r in again.records}
+    for clip_path, record in records.items():
+        assert record.sha256 == first[clip_path].sha256
+        assert hashlib.sha256((tmp_path / "clips" / clip_path).read_bytes()).hexdigest() == record.sha256, clip_path
+    assert edited_inode not in (victim.stat().st_ino, stored.stat().st_ino), "never written into the edited file"
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == records[victim_path].sha256
+
+
+def test_under_dvc_a_clip_edited_in_place_is_healed_in_the_store_the_workspace_and_dvcs_cache(tmp_path: Path):
+    """The three names of one file (data/clips, the clip store, DVC's cache object): DVC cannot see an edit that kept
+    the size and mtime, and never re-checks an object it has; a re-run of prepare cuts the clip again and takes the
+    edited object out of DVC's cache, so the commit stores the clip cut now and `dvc checkout --force` restores it."""
+    repo = make_repo_copy(tmp_path / "repo")
+    run(["dvc", "repro", "prepare"], repo)
+    record = next(r for r in read_jsonl(repo / "data/clips.jsonl") if r["status"] == "ok")
+    victim = repo / "data/clips" / record["clip_path"]
+    md5 = hashlib.md5(victim.read_bytes()).hexdigest()
+    cached = repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    assert victim.stat().st_ino == cached.stat().st_ino  # hard links (the cache type this test is about)
+    edit_in_place(victim, keep_size_and_mtime=True)
+    # What DVC's state says: it keys a file's hash on its inode, mtime and size.
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "prepare"], repo).stdout
+    healed = run(["dvc", "repro", "--force", "--single-item", "prepare"], repo)
+    assert f"clip {record['clip_path']} was edited in place" in healed.stderr, healed.stderr
+    for how in ("repro", "checkout"):
+        for clip in (r for r in read_jsonl(repo / "data/clips.jsonl") if r["status"] == "ok"):
+            data = (repo / "data/clips" / clip["clip_path"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == clip["sha256"], (how, clip["clip_path"])
+        assert hashlib.md5(cached.read_bytes()).hexdigest() == md5, how
+        run(["dvc", "checkout", "--force", "prepare"], repo)
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "prepare"], repo).stdout

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from evud.core.store import answer_store_url, locked_directory, locked_file, store_root, write_atomic
+from evud.core import store
+from evud.core.store import Claims, answer_store_url, locked_directory, locked_file, store_root, write_atomic
+from tests.support.claims import claim_holder
 from tests.support.repo import run
 
 
@@ -51,3 +55,57 @@ def test_outs_the_lock_recorded_are_read_from_dvcs_cache(reproduced_sample: Path
     assert set(clips) == {r["clip_path"] for r in manifest if r["status"] == "ok"}
     assert locked_file("generate", "data/nothing.jsonl") is None
     assert "Data and pipelines are up to date" in run(["dvc", "status"], reproduced_sample).stdout
+
+
+@pytest.mark.parametrize("hostname", [None, "a-container-since-restarted"])
+def test_a_claim_held_by_a_killed_process_is_taken_at_once(tmp_path: Path, hostname: str | None):
+    """No PID or age is guessed: the kernel drops the lock of a process that dies, on this host or in a container
+    whose hostname is gone (a claim of another hostname used to be trusted for 6 h)."""
+    claims = Claims(tmp_path / "claims")
+    with claim_holder(tmp_path / "claims", "k" * 64, hostname) as holder:
+        assert not claims.claim("k" * 64) and claims.claimed_elsewhere("k" * 64)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert not claims.claimed_elsewhere("k" * 64)
+        assert claims.claim("k" * 64)
+    assert not claims.claim("k" * 64), "a claim this process holds is not taken twice (another thread asks)"
+    claims.release("k" * 64)
+    assert claims.claim("k" * 64)
+
+
+def test_a_claim_held_by_a_live_process_is_waited_for_saying_what_and_given_up_after_the_cap(tmp_path: Path, capfd):
+    claims = Claims(tmp_path / "claims")
+    with claim_holder(tmp_path / "claims", "k" * 64) as holder:
+        waits = store.ClaimWaits(claims, "prepare", cap_s=0.0)
+        assert not claims.claim("k" * 64)
+        reason = waits.give_up("k" * 64, "clip v/c/a/0.mp4")
+        said = capfd.readouterr().err
+        assert f"prepare: waiting for clip v/c/a/0.mp4: another run (pid {holder.pid} on " in said
+        assert "giving up after 0 s (EVUD_CLAIM_WAIT_S)" in said
+        assert reason is not None and reason.startswith("claim_wait: clip v/c/a/0.mp4 was still being done by "
+                                                        f"another run (pid {holder.pid} on ")
+        assert waits.give_up("k" * 64, "clip v/c/a/0.mp4") == reason and capfd.readouterr().err == "", "said once"
+        patient = store.ClaimWaits(claims, "prepare", cap_s=3600.0)
+        assert patient.give_up("k" * 64, "clip v/c/a/0.mp4") is None  # within the cap: waits on
+
+
+def test_a_claim_is_released_through_any_view_of_the_same_claims_folder(tmp_path: Path):
+    """A worker takes a claim through one view of the store and releases it through another (each `dest.store` is a
+    new object): the lock goes, and no file stays open (14,000 clips would exhaust the process's files)."""
+    Claims(tmp_path / "claims").claim("k" * 64)
+    open_before = len(os.listdir("/proc/self/fd"))
+    Claims(tmp_path / "claims").release("k" * 64)
+    assert len(os.listdir("/proc/self/fd")) == open_before - 1
+    with claim_holder(tmp_path / "claims", "k" * 64):  # another process can take it now
+        pass
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
+def test_a_wait_setting_that_is_no_number_of_seconds_stops_the_run_naming_it(monkeypatch, value: str):
+    monkeypatch.setenv("EVUD_CLAIM_WAIT_S", value)
+    with pytest.raises(store.SettingError, match=rf"EVUD_CLAIM_WAIT_S='{value}' is not a number of seconds"):
+        store.claim_wait_s()
+    monkeypatch.setenv("EVUD_CLAIM_WAIT_S", "0")
+    assert store.claim_wait_s() == 0.0
+    monkeypatch.delenv("EVUD_CLAIM_WAIT_S")
+    assert store.claim_wait_s() == 1800.0

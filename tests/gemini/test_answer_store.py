@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -13,7 +11,10 @@ import pytest
 
 from evud.core.records import AnswerEntry, ResponseStatus, Usage
 from evud.gemini.answer_store import AnswerStore
+from tests.support.claims import claim_holder
 from tests.support.cloud import moto_s3
+from tests.support.fake_vertex import FakeVertex
+from tests.support.vertex import run_generate, vertex_params
 
 
 def entry(key: str, text: str = "Category: world knowledge\nQuestion: q\nShort answer: a", **fields) -> AnswerEntry:
@@ -23,12 +24,6 @@ def entry(key: str, text: str = "Category: world knowledge\nQuestion: q\nShort a
 
 def key(n: int) -> str:
     return f"{n:064x}"
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 def test_an_answer_put_is_read_back_whole_and_listed(tmp_path: Path):
@@ -74,15 +69,13 @@ def test_writers_racing_on_one_key_leave_one_whole_answer(tmp_path: Path):
 
 def test_a_claim_held_by_a_live_run_makes_others_wait_and_a_dead_runs_claim_is_taken_over(tmp_path: Path):
     store = AnswerStore(str(tmp_path / "answers"))
-    claim = Path(store.root) / "claims" / f"{key(1)}.claim"
-    claim.parent.mkdir(parents=True)
-    claim.write_text(f"{os.getppid()} {store._host} 0\n")  # another live process on this machine
-    assert not store.claim(key(1)) and store.claimed_elsewhere(key(1))
-    claim.write_text(f"{dead_pid()} {store._host} 0\n")  # its run was killed
-    assert not store.claimed_elsewhere(key(1)) and store.claim(key(1))
-    assert claim.read_text().split()[0] == str(os.getpid())
+    with claim_holder(Path(store.root) / "claims", key(1)) as other_run:  # another live process on this machine
+        assert not store.claim(key(1)) and store.claimed_elsewhere(key(1))
+        other_run.kill()  # its run was killed: the kernel released its lock
+        other_run.wait()
+        assert not store.claimed_elsewhere(key(1)) and store.claim(key(1))
     store.release(key(1))
-    assert not claim.exists()
+    assert not (Path(store.root) / "claims" / f"{key(1)}.lock").exists()
 
 
 def test_an_s3_prefix_is_a_store_a_team_shares(tmp_path: Path):
@@ -111,3 +104,25 @@ def test_an_entry_file_holding_another_requests_answer_is_ignored_with_a_warning
     assert store.get_many([key(1), key(2)]) == {key(1): entry(key(1), text="the answer of request 1")}
     warning = capsys.readouterr().err
     assert f"{key(2)}.json holds the answer of request {key(1)[:12]}" in warning and "ignoring it" in warning
+
+
+def test_an_answer_another_live_run_is_asking_for_is_waited_for_saying_so_and_failed_after_the_cap(
+        reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex, monkeypatch: pytest.MonkeyPatch, capfd):
+    """A live run holding a request's claim: this run says which answer it waits for and who holds it, gives up
+    after EVUD_CLAIM_WAIT_S with a retryable failure (generate exits 1), and nothing is paid twice meanwhile."""
+    run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+    store = AnswerStore(str(tmp_path / "answers"))
+    waited = sorted(store.keys())[0]
+    Path(store._path(waited)).unlink()  # this answer must be asked again, and another run is asking for it now
+    fake_vertex.reset_counts()
+    monkeypatch.setenv("EVUD_CLAIM_WAIT_S", "0")
+    with claim_holder(Path(store.root) / "claims", waited) as holder:
+        capfd.readouterr()
+        _, responses = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
+        said = capfd.readouterr().err
+    assert f"generate: waiting for the answer to request {waited[:12]}: another run (pid {holder.pid} on " in said
+    (failed,) = [r for r in responses.values() if r["status"] != "ok"]
+    assert failed["request_key"] == waited and failed["status"] == "failed"
+    assert failed["error"].startswith(f"claim_wait: the answer to request {waited[:12]} was still being done by "
+                                      f"another run (pid {holder.pid} on ")
+    assert fake_vertex.total_calls == 0
