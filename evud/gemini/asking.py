@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from evud.core.errors import UserError
 from evud.core.jsonl import read_jsonl
 from evud.core.params import GeminiParams
 from evud.core.progress import progress_bar
@@ -33,6 +34,11 @@ _WAIT_FOR_OTHER_RUN_S = 0.25  # how often to look for an answer another run is a
 CachedReader = Callable[[set[str]], Iterable[AnswerEntry]]
 
 
+class CredentialsRefused(UserError):
+    """The service refused the credentials mid-run (a token that expired after the preflight passed): nothing more
+    was asked, every answer received is kept; refresh the credentials and run again."""
+
+
 @dataclass(frozen=True)
 class Answered:
     """An answer (or failure) received by this run, with how long it took."""
@@ -40,7 +46,13 @@ class Answered:
     entry: AnswerEntry
     latency_s: float
     elsewhere: bool = False  # asked and stored by another run at the same time: not paid by this one
-    asked: bool = True  # False: never sent (the answer store stopped working first)
+    asked: bool = True  # False: never sent (the answer store stopped working, or the credentials were refused, first)
+    refused: bool = False  # the service refused the credentials: every later request would be refused too
+
+    @property
+    def received(self) -> bool:
+        """An answer this run paid for and kept (not another run's, not a failure)."""
+        return self.asked and not self.elsewhere and self.entry.is_final
 
 
 def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
@@ -51,6 +63,9 @@ def answer_entry(request: GeminiRequest, backend: Backend) -> Answered:
         answered_at = datetime.now(timezone.utc).replace(microsecond=0) if backend.billed else None
         entry = response_entry(request.key, request.model, backend.name, response, answered_at=answered_at)
     except BackendError as err:
+        if err.credentials_refused:  # not this request's fault: asked again once the credentials are refreshed
+            entry = failed_entry(request.key, request.model, backend.name, str(err), retryable=True)
+            return Answered(entry, round(time.monotonic() - started, 3), refused=True)
         entry = (rejected_entry(request.key, request.model, backend.name, str(err)) if err.rejected else
                  failed_entry(request.key, request.model, backend.name, str(err), retryable=err.retryable))
     except Exception as err:  # noqa: BLE001  an answer the SDK cannot read must not stop 13,000 paid calls
@@ -121,6 +136,8 @@ class Asker:
         self.pool = ThreadPoolExecutor(max_workers=concurrency)
         # The first store error stops every request not yet sent: an answer that cannot be kept is never paid for.
         self.store_failure: BaseException | None = None
+        # The first refusal of the credentials stops every request not yet sent: each would be refused too.
+        self.refusal: str | None = None
         self.unsaved: list[AnswerEntry] = []  # answers received that the store could not keep
         self._lock = threading.Lock()
 
@@ -130,14 +147,25 @@ class Asker:
             if unsaved is not None:
                 self.unsaved.append(unsaved)
 
+    @property
+    def stopped(self) -> bool:
+        """Nothing more is sent: the store cannot keep an answer, or the service refuses the credentials."""
+        return self.store_failure is not None or self.refusal is not None
+
+    def _refused(self, answered: Answered) -> None:
+        with self._lock:
+            self.refusal = self.refusal or answered.entry.error
+
     def not_asked(self, request: GeminiRequest) -> Answered:
-        entry = failed_entry(request.key, request.model, self.backend.name, "store_unwritable: not asked: the answer "
-                             "store stopped working before this request was sent", retryable=True)
+        why = ("credentials_refused: not asked: the service refused the credentials before this request was sent"
+               if self.store_failure is None else
+               "store_unwritable: not asked: the answer store stopped working before this request was sent")
+        entry = failed_entry(request.key, request.model, self.backend.name, why, retryable=True)
         return Answered(entry, 0.0, asked=False)
 
     def ask(self, request: GeminiRequest) -> Answered | None:
         """Worker: None if another run holds the claim on this request."""
-        if self.store_failure is not None:
+        if self.stopped:
             return self.not_asked(request)
         if self.store is not None:
             try:
@@ -151,9 +179,11 @@ class Asker:
             stored = self.answered_elsewhere(request)
             if stored is not None:
                 return stored
-            if self.store_failure is not None:  # failed while this one was being claimed
+            if self.stopped:  # failed while this one was being claimed
                 return self.not_asked(request)
             answered = answer_entry(request, self.backend)
+            if answered.refused:
+                self._refused(answered)
             if self.store is not None and answered.entry.is_final:
                 try:
                     self.store.put(answered.entry)
@@ -199,7 +229,7 @@ class Asker:
                     answered = self.answered_elsewhere(request)
                     if answered is not None:
                         arrived.append(answered)
-                    elif self.store_failure is not None:
+                    elif self.stopped:
                         arrived.append(self.not_asked(request))
                     elif self.store is not None and self.store.claimed_elsewhere(request.key):
                         still_aside.append(request)
@@ -239,6 +269,13 @@ def store_failure_error(store: AnswerStore, err: BaseException, unsaved: list[An
                             f"stopped asking at once; {kept}; {STORE_WHAT_TO_DO}")
 
 
+def credentials_refused_error(stage: str, refusal: str, received: int) -> CredentialsRefused:
+    """The one line a run ends with when the service refused its credentials mid-run (a token that expired)."""
+    return CredentialsRefused(f"{stage}: credentials refused after {received} answers: refresh them and re-run "
+                              f"(every answer received is kept; the next run asks only the rest). The service "
+                              f"said: {refusal}")
+
+
 
 @dataclass
 class Fetched:
@@ -249,6 +286,7 @@ class Fetched:
     retries: int = 0
     store_failure: BaseException | None = None
     unsaved: list[AnswerEntry] = field(default_factory=list)
+    refusal: str | None = None  # the service refused the credentials: nothing was asked after it
 
 
 def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: Backend, store: AnswerStore | None,
@@ -263,7 +301,7 @@ def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: B
     asker = Asker(backend, store, concurrency, stage)
     answers = asker.ask_all(missing)
     return Fetched(answers, sum(a.asked and not a.elsewhere for a in answers),
-                   backend.retries_made() - retries_before, asker.store_failure, asker.unsaved)
+                   backend.retries_made() - retries_before, asker.store_failure, asker.unsaved, asker.refusal)
 
 
 
@@ -277,6 +315,17 @@ class Round:
     retries: int = 0
     store_failure: BaseException | None = None
     unsaved: list[AnswerEntry] = field(default_factory=list)
+    refusal: str | None = None  # the service refused the credentials: nothing was asked after it
+
+    @property
+    def stopped(self) -> bool:
+        """Nothing more may be asked in this run."""
+        return self.store_failure is not None or self.refusal is not None
+
+    @property
+    def received(self) -> int:
+        """Answers this round paid for and kept."""
+        return sum(a.received for a in self.fresh)
 
     @property
     def answers(self) -> dict[str, AnswerEntry]:
@@ -306,4 +355,5 @@ class Generation:
             self._checked = True
         fetched = fetch_answers(missing, self.gemini, self.backend, self.store, self.clips_dir, self.concurrency,
                                 self.stage)
-        return Round(known, fetched.answers, fetched.calls, fetched.retries, fetched.store_failure, fetched.unsaved)
+        return Round(known, fetched.answers, fetched.calls, fetched.retries, fetched.store_failure, fetched.unsaved,
+                     fetched.refusal)

@@ -28,7 +28,15 @@ from evud.core.progress import check_complete, summarise_failures, write_run_rep
 from evud.core.records import AnswerEntry, ClipRecord, ClipStatus, GeminiResult, ResponseStatus
 from evud.core.store import answer_store_url
 from evud.gemini.answer_store import AnswerStore, import_rescued
-from evud.gemini.asking import Answered, Generation, Round, cached_responses, known_answers, store_failure_error
+from evud.gemini.asking import (
+    Answered,
+    Generation,
+    Round,
+    cached_responses,
+    credentials_refused_error,
+    known_answers,
+    store_failure_error,
+)
 from evud.gemini.backend import Backend, failed_entry
 from evud.gemini.backends import stage_backend
 from evud.gemini.cost import CostEstimate, check_budget, estimate_cost, usage_cost
@@ -195,8 +203,8 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     again = {r.key: retry for r in requests if gemini.retry_truncated
              and (entry := first.answers.get(r.key)) is not None and entry.status is ResponseStatus.truncated
              and (retry := reasked(r)) is not None}
-    if first.store_failure is not None:
-        again = {}  # nothing more is asked once the store cannot keep an answer
+    if first.stopped:
+        again = {}  # nothing more is asked once the store cannot keep an answer or the credentials are refused
     second = generation.ask(list(again.values())) if again else Round({}, [])
     elapsed = time.monotonic() - started
     store_failure = first.store_failure or second.store_failure
@@ -220,6 +228,8 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     print(summarise_failures("generate", not_ok), file=sys.stderr)
     if store_failure is not None and store is not None:
         raise store_failure_error(store, store_failure, first.unsaved + second.unsaved)
+    if refusal := first.refusal or second.refusal:
+        raise credentials_refused_error("generate", refusal, first.received + second.received)
     retryable = [(r.key, not_ok_reason(r)) for r in results if r.retryable]
     retryable += [(key, f"reask:{(e.error or '').split(':', 1)[0]}") for key, retry in again.items()
                   if (e := second.answers.get(retry.key)) is not None and e.retryable]

@@ -33,7 +33,15 @@ from evud.core.records import (
 )
 from evud.core.store import answer_store_url
 from evud.gemini.answer_store import AnswerStore, import_rescued
-from evud.gemini.asking import CachedReader, Generation, Round, cached_entries, known_answers, store_failure_error
+from evud.gemini.asking import (
+    CachedReader,
+    Generation,
+    Round,
+    cached_entries,
+    credentials_refused_error,
+    known_answers,
+    store_failure_error,
+)
 from evud.gemini.backend import Backend
 from evud.gemini.backends import stage_backend
 from evud.gemini.cost import CostEstimate, answers_cost, estimate_cost, refuse_above, usd
@@ -276,7 +284,7 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
     started = time.monotonic()
     rounds = ask_first_round(work, checkers, known)
     store_failure = next((r.store_failure for r in rounds if r.store_failure is not None), None)
-    if store_failure is None and verify.blind:
+    if not any(r.stopped for r in rounds) and verify.blind:
         judge_requests(work, {key: entry for r in rounds for key, entry in r.answers.items()}, checkers, verify)
         judges = [item.requests[JUDGE] for item in work if JUDGE in item.requests]
         if judges:
@@ -305,6 +313,8 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
     if store_failure is not None and store is not None:
         unsaved = [e for r in rounds for e in r.unsaved]
         raise store_failure_error(store, store_failure, unsaved, stage="verify")
+    if refusal := next((r.refusal for r in rounds if r.refusal is not None), None):
+        raise credentials_refused_error("verify", refusal, sum(r.received for r in rounds))
     retryable = [(key, f"{(e.error or 'failed').split(':', 1)[0]}") for key, e in answers.items() if e.retryable]
     check_complete("verify", retryable, sum(e.is_final for e in answers.values()), len(answers), "check request",
                    "asks")
@@ -319,7 +329,7 @@ def ask_first_round(work: list[ClipWork], checkers: Checkers, known: dict[str, A
         if requests:
             rounds.append(checkers.generation(purpose).ask(requests, {r.key: known[r.key] for r in requests
                                                                         if r.key in known}))
-            if rounds[-1].store_failure is not None:
+            if rounds[-1].stopped:
                 break
     return rounds
 

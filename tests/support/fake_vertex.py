@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import PurePosixPath
 from typing import Any
 
-ERROR_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+ERROR_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED", 408: "DEADLINE_EXCEEDED"}
 _LOCATION = r"/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 GENERATE = re.compile(_LOCATION + r"/publishers/google/models/(?P<model>[^/:]+):generateContent$")
@@ -193,6 +193,7 @@ class FakeVertex:
         self.denied_projects: set[str] = set()  # projects whose credentials lack permission
         self.targets: Counter[tuple[str, str, str]] = Counter()  # (method, model, location) of every model request
         self._hold_after: int | None = None  # after this many answers, requests hang until release()
+        self._refuse_after: int | None = None  # after this many answers, every generateContent gets a 401
         self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
@@ -214,6 +215,11 @@ class FakeVertex:
         """Answer `answers` requests, then hold every further one (a run that is killed mid-flight)."""
         self._hold_after = answers
         self._released.clear()
+
+    def refuse_credentials_after(self, answers: int | None) -> None:
+        """Answer `answers` requests, then refuse every further one with 401 UNAUTHENTICATED (a token that expired
+        mid-run, after the preflight passed); None: accept them again (the token was refreshed)."""
+        self._refuse_after = answers
 
     def release(self) -> None:
         self._hold_after = None
@@ -337,6 +343,11 @@ class FakeVertex:
             self.models[model] += 1
             if self.keep_bodies:
                 self.bodies.append(body)
+        with self._lock:
+            refused = self._refuse_after is not None and self.answered >= self._refuse_after
+        if refused:
+            return self._send(handler, 401, error_json(401, "Request had invalid authentication credentials. "
+                                                            "Expected OAuth 2 access token."))
         with self._lock:
             held = self._hold_after is not None and self.answered >= self._hold_after
             if not held:

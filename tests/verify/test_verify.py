@@ -13,6 +13,7 @@ from evud.core.params import load_section
 from evud.core.records import ClipRecord, GeminiResult, RejectScope
 from evud.dataset.gold import index_gold_answers
 from evud.dataset.postprocess import build_dataset, read_verdicts
+from evud.gemini.asking import CredentialsRefused
 from evud.gemini.cost import CostLimitExceeded
 from tests.support.fake_vertex import BATCH_BUCKET, FakeVertex, check_purpose
 from tests.support.repo import PARAMS
@@ -148,6 +149,20 @@ def test_a_second_run_pays_nothing_and_a_failed_check_leaves_its_pairs_unverifie
     fake_vertex.reset_counts()
     again, same = run_verify(reproduced_sample, answered, gemini, allow_failed=False)
     assert fake_vertex.all_calls == 0 and same == records and again["calls"] == 0
+
+
+def test_credentials_refused_mid_run_stop_the_checks_keep_every_answer_and_the_next_run_asks_the_rest(
+        reproduced_sample: Path, answered: Path, fake_vertex: FakeVertex):
+    gemini = vertex_params(fake_vertex)
+    fake_vertex.refuse_credentials_after(2)  # the token expires after 2 checks (the preflight passed)
+    with pytest.raises(CredentialsRefused, match=r"^verify: credentials refused after 2 answers: refresh them and "
+                                                 r"re-run"):
+        run_verify(reproduced_sample, answered, gemini, concurrency=1, allow_failed=False)
+    assert fake_vertex.checks == {"blind": 3}  # 2 answered, 1 refused, none asked after it
+    fake_vertex.refuse_credentials_after(None)
+    fake_vertex.reset_counts()
+    run_verify(reproduced_sample, answered, gemini, allow_failed=False)
+    assert fake_vertex.checks == {"blind": len(manifest_clips(reproduced_sample)) - 2}
 
 
 def test_the_budget_refuses_before_any_check_is_asked(reproduced_sample: Path, answered: Path,
