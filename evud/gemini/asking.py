@@ -30,8 +30,10 @@ from evud.gemini.request import GeminiRequest
 
 _WAIT_FOR_OTHER_RUN_S = 0.25  # how often to look for an answer another run is asking for
 
-# The final answers for some keys that a stage's outputs in DVC's cache hold (each key at most once).
-CachedReader = Callable[[set[str]], Iterable[AnswerEntry]]
+# Whether a run may use an answer paid for instead of asking again.
+Usable = Callable[[AnswerEntry], bool]
+# The usable answers for some keys that a stage's outputs in DVC's cache hold (each key at most once).
+CachedReader = Callable[[set[str], Usable], Iterable[AnswerEntry]]
 
 
 class CredentialsRefused(UserError):
@@ -80,13 +82,19 @@ def reask_rejected() -> bool:
     return os.environ.get("EVUD_REASK_REJECTED", "").strip().lower() in ("1", "true", "yes")
 
 
-def cached_entries(out: Path, wanted: set[str], entries_of: Callable[[dict], Iterable[AnswerEntry]]):
-    """The final answers for these keys that any version of `out` in DVC's cache holds (the last locked one first;
+def reusable(entry: AnswerEntry) -> bool:
+    """A final answer, and not a rejection while EVUD_REASK_REJECTED asks rejections again."""
+    return entry.is_final and not (entry.status is ResponseStatus.rejected and reask_rejected())
+
+
+def cached_entries(out: Path, wanted: set[str], entries_of: Callable[[dict], Iterable[AnswerEntry]],
+                   usable: Usable = reusable):
+    """The usable answers for these keys that any version of `out` in DVC's cache holds (the last locked one first;
     DVC deletes the file itself before a re-run), each key once; `entries_of` reads the answers of one record."""
     for version in cached_versions(out.as_posix()):
         for record in read_jsonl(version):
             for entry in entries_of(record):
-                if entry.request_key in wanted and entry.is_final:
+                if entry.request_key in wanted and usable(entry):
                     wanted = wanted - {entry.request_key}
                     yield entry
         if not wanted:
@@ -100,7 +108,7 @@ def result_entries(record: dict) -> list[AnswerEntry]:
 
 def cached_responses(out: Path) -> CachedReader:
     """Answers in any responses.jsonl (generate's out) DVC's cache holds."""
-    return lambda wanted: cached_entries(out, wanted, result_entries)
+    return lambda wanted, usable: cached_entries(out, wanted, result_entries, usable)
 
 
 def known_answers(requests: list[GeminiRequest], store: AnswerStore | None,
@@ -112,12 +120,11 @@ def known_answers(requests: list[GeminiRequest], store: AnswerStore | None,
     if store is None:
         return {}
     keys = {r.key for r in requests}
-    known = store.get_many(keys)
-    if reask_rejected():  # the cause of the rejections was fixed: ask them again (their answers replace them)
-        known = {key: entry for key, entry in known.items() if entry.status is not ResponseStatus.rejected}
+    # EVUD_REASK_REJECTED: the cause of the rejections was fixed: no copy of one is used (their answers replace them)
+    known = {key: entry for key, entry in store.get_many(keys).items() if reusable(entry)}
     if keys <= known.keys():
         return known
-    for entry in cached(keys - known.keys()):
+    for entry in cached(keys - known.keys(), reusable):
         known[entry.request_key] = entry
         store.put(entry)  # the answer was paid for: keep it
     return known
@@ -199,8 +206,8 @@ class Asker:
             entry = self.store.get(request.key) if self.store is not None else None
         except Exception:  # noqa: BLE001  a store that cannot be read is no answer: asked here (or stopped)
             entry = None
-        if entry is not None and entry.status is ResponseStatus.rejected and reask_rejected():
-            entry = None  # asked again on demand, here
+        if entry is not None and not reusable(entry):
+            entry = None  # a rejection asked again on demand: asked here
         return Answered(entry, 0.0, elsewhere=True) if entry is not None else None
 
     def ask_all(self, requests: list[GeminiRequest]) -> list[Answered]:

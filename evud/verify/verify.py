@@ -85,7 +85,7 @@ def verdict_entries(record: dict[str, Any]) -> list[AnswerEntry]:
 
 def cached_verdicts(out: Path) -> CachedReader:
     """Check answers in any verdicts.jsonl (verify's out) DVC's cache holds."""
-    return lambda wanted: cached_entries(out, wanted, verdict_entries)
+    return lambda wanted, usable: cached_entries(out, wanted, verdict_entries, usable)
 
 
 def read_work(manifest: Path, responses: Path, answer_format: str) -> list[ClipWork]:

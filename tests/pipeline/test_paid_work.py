@@ -126,6 +126,20 @@ def test_failures_can_be_accepted_to_build_the_dataset_from_what_succeeded(verte
     assert len(dataset) == SAMPLE_CLIPS - 1
 
 
+def test_reask_rejected_asks_again_a_rejection_that_dvc_cache_holds(vertex_repo: Path, fake_vertex: FakeVertex):
+    """EVUD_REASK_REJECTED=1 asks a rejected request again even though the responses.jsonl dvc.lock recorded (in
+    DVC's cache) holds the rejection too: no cached version serves a rejection when a re-ask is asked for."""
+    clips = [json.loads(line) for line in (vertex_repo / "data/clips.jsonl").read_text().splitlines()]
+    invalid = next(c["sha256"] for c in clips if c["status"] == "ok")
+    fake_vertex.script(invalid, 400)
+    dvc(vertex_repo, "repro", "generate")  # the rejection is final: generate is locked with it
+    fake_vertex.reset_counts()
+    dvc(vertex_repo, "repro", "-f", "-s", "generate", EVUD_REASK_REJECTED="1")
+    assert dict(fake_vertex.calls) == {invalid: 1}
+    responses = [json.loads(line) for line in (vertex_repo / "data/responses.jsonl").read_text().splitlines()]
+    assert {r["status"] for r in responses} == {"ok"}
+
+
 def test_kill_9_of_generate_then_exp_run_asks_only_the_unanswered(many_clips_copy: Path, fake_vertex: FakeVertex):
     repo = many_clips_copy
     use_fake_vertex(repo, fake_vertex, data_group="many")
