@@ -39,8 +39,8 @@ from evud.gemini.asking import (
 )
 from evud.gemini.backend import Backend, failed_entry
 from evud.gemini.backends import stage_backend
-from evud.gemini.cost import CostEstimate, check_budget, estimate_cost, usage_cost
-from evud.gemini.prices import PriceTable, today_utc
+from evud.gemini.cost import CostEstimate, CostLimitExceeded, check_budget, estimate_cost, usage_cost, usd
+from evud.gemini.prices import ModelPrice, PriceTable, today_utc
 from evud.gemini.request import GeminiRequest, build_request
 
 
@@ -149,6 +149,44 @@ def reasked(request: GeminiRequest) -> GeminiRequest | None:
     return dataclasses.replace(request, generation={**request.generation, "max_output_tokens": larger})
 
 
+def reasks(requests: list[GeminiRequest], answers: dict[str, AnswerEntry],
+           gemini: GeminiParams) -> dict[str, GeminiRequest]:
+    """first request key -> its re-ask, for every answer cut at MAX_TOKENS (when gemini.retry_truncated)."""
+    if not gemini.retry_truncated:
+        return {}
+    return {r.key: retry for r in requests
+            if (entry := answers.get(r.key)) is not None and entry.status is ResponseStatus.truncated
+            and (retry := reasked(r)) is not None}
+
+
+def reask_estimate(again: dict[str, GeminiRequest], cut: dict[str, AnswerEntry], gemini: GeminiParams,
+                   price: ModelPrice | None) -> CostEstimate:
+    """What re-asking these should cost: each at least the output its cut answer spent (it ran out of budget)."""
+    total = CostEstimate(0, 0.0, 0, 0, 0.0)
+    for key, retry in again.items():
+        used = cut[key].usage.output_tokens + cut[key].usage.thoughts_tokens
+        total = total + estimate_cost([retry], gemini, price, max(used, price.expected_output_tokens) if price else None)
+    return total
+
+
+def reasks_over_budget(again: dict[str, GeminiRequest], first: Round, gemini: GeminiParams, prices: PriceTable,
+                       today: date) -> CostLimitExceeded | None:
+    """Refusal of the re-asks of answers cut in this run when, with what the run spent, they exceed the budget
+    (the estimate before the run could not know these answers would be cut)."""
+    if gemini.max_cost_usd is None or not again:
+        return None
+    spent = usage_cost([(a.entry.usage, a.entry.answered_at) for a in first.fresh if a.received], gemini.model,
+                       prices, gemini.mode == "batch", today) or 0.0
+    estimate = reask_estimate(again, first.answers, gemini, prices.price_on(gemini.model, today))
+    if estimate.cost_usd is None or spent + estimate.cost_usd <= gemini.max_cost_usd:
+        return None
+    return CostLimitExceeded(
+        f"generate: refusing the re-asks: {len(again)} answer(s) cut at MAX_TOKENS would be asked again with a larger "
+        f"output budget ({estimate.describe('re-ask(s)')}); with {usd(spent)} spent in this run that is above "
+        f"gemini.max_cost_usd={usd(gemini.max_cost_usd)}. Every answer received is kept. Raise the limit "
+        "(-S gemini.max_cost_usd=...) or keep the cut answers (-S gemini.retry_truncated=false), then run again")
+
+
 def better_answer(first: AnswerEntry, again: AnswerEntry | None) -> tuple[AnswerEntry, bool]:
     """The answer the dataset uses, and whether it is the re-asked one: complete beats cut, longer beats shorter."""
     if again is None or not again.is_final:
@@ -186,12 +224,18 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     if store is not None and (rescued := import_rescued(store)):
         print(f"generate: {rescued} answer(s) an earlier run could not keep are in the answer store now", file=sys.stderr)
     known = known_answers(requests, store, cached)
-    estimate = estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini,
-                             prices.price_on(gemini.model, today))
+    # Answers cut at MAX_TOKENS already stored are asked again (their own keys): calls the estimate counts.
+    stored_again = reasks(requests, known, gemini)
+    known_again = known_answers(list(stored_again.values()), store, cached) if stored_again else {}
+    pending_again = {key: retry for key, retry in stored_again.items() if retry.key not in known_again}
+    price = prices.price_on(gemini.model, today)
+    estimate = (estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini, price)
+                + reask_estimate(pending_again, known, gemini, price))
     if backend.billed:
+        reasking = f" ({len(pending_again)} of them re-ask answers cut at MAX_TOKENS)" if pending_again else ""
         print(f"generate: {len(requests)} clips, {sum(r.key in known for r in requests)} answered before"
               f" ({store.url}); {gemini.backend} {gemini.mode} model {gemini.model} in {gemini.location}:"
-              f" {estimate.describe()}", file=sys.stderr)
+              f" {estimate.describe()}{reasking}", file=sys.stderr)
     else:
         print(f"generate: {len(requests)} clips; answers from the replay file {gemini.replay_file} (examples "
               "written by hand: free, offline, never stored)", file=sys.stderr)
@@ -200,12 +244,18 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     started = time.monotonic()
     first = generation.ask(requests, known)  # the store is listed and read once, not once per estimate and round
     # Answers cut at MAX_TOKENS: asked once more with a larger budget (their own keys), not the whole run.
-    again = {r.key: retry for r in requests if gemini.retry_truncated
-             and (entry := first.answers.get(r.key)) is not None and entry.status is ResponseStatus.truncated
-             and (retry := reasked(r)) is not None}
+    again = reasks(requests, first.answers, gemini)
     if first.stopped:
         again = {}  # nothing more is asked once the store cannot keep an answer or the credentials are refused
-    second = generation.ask(list(again.values())) if again else Round({}, [])
+    # Answers cut in this run: their re-asks were not in the estimate; within the budget with what was spent?
+    cut_now = [key for key in again if key not in stored_again]
+    unanswered = {key: retry for key, retry in again.items() if retry.key not in known_again}
+    over_budget = (reasks_over_budget(unanswered, first, gemini, prices, today) if backend.billed and cut_now
+                   else None)
+    if over_budget is not None:
+        again = {}
+    second = (generation.ask(list(again.values()), {r.key: known_again[r.key] for r in again.values()
+                                                    if r.key in known_again}) if again else Round({}, []))
     elapsed = time.monotonic() - started
     store_failure = first.store_failure or second.store_failure
     not_asked = failed_entry("", gemini.model, backend.name, "not_requested: the run ended before asking", retryable=True)
@@ -230,6 +280,8 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
         raise store_failure_error(store, store_failure, first.unsaved + second.unsaved)
     if refusal := first.refusal or second.refusal:
         raise credentials_refused_error("generate", refusal, first.received + second.received)
+    if over_budget is not None:
+        raise over_budget
     retryable = [(r.key, not_ok_reason(r)) for r in results if r.retryable]
     retryable += [(key, f"reask:{(e.error or '').split(':', 1)[0]}") for key, retry in again.items()
                   if (e := second.answers.get(retry.key)) is not None and e.retryable]
