@@ -22,7 +22,7 @@ from evud.core.errors import UserError
 from evud.core.jsonl import read_jsonl
 from evud.core.params import GeminiParams
 from evud.core.progress import progress_bar
-from evud.core.records import AnswerEntry, GeminiResult, ResponseStatus
+from evud.core.records import AnswerEntry, GeminiResult, ResponseStatus, Usage
 from evud.core.store import cached_versions
 from evud.gemini.answer_store import STORE_WHAT_TO_DO, AnswerStore, AnswerStoreError, describe_os_error, rescue_answers
 from evud.gemini.backend import Backend, BackendError, failed_entry, rejected_entry, response_entry
@@ -32,6 +32,11 @@ _WAIT_FOR_OTHER_RUN_S = 0.25  # how often to look for an answer another run is a
 
 # Whether a run may use an answer paid for instead of asking again.
 Usable = Callable[[AnswerEntry], bool]
+# Why an `ok` answer is not what its request asked for (verify's JSON), or None: a stage's own reading of answers.
+Unreadable = Callable[[AnswerEntry], str | None]
+# Attempts in one run at a request whose answers are unreadable; then it is recorded failed (retryable) with why.
+UNREADABLE_ATTEMPTS = 3
+UNREADABLE_ANSWER = "unreadable_answer"  # the error code such a request is recorded with
 # The usable answers for some keys that a stage's outputs in DVC's cache hold (each key at most once).
 CachedReader = Callable[[set[str], Usable], Iterable[AnswerEntry]]
 
@@ -87,6 +92,23 @@ def reusable(entry: AnswerEntry) -> bool:
     return entry.is_final and not (entry.status is ResponseStatus.rejected and reask_rejected())
 
 
+def usable_with(unreadable: Unreadable | None) -> Usable:
+    """Reusable, and readable when the stage reads its answers (an unreadable one is asked again, never served)."""
+    if unreadable is None:
+        return reusable
+    return lambda entry: reusable(entry) and (entry.status is not ResponseStatus.ok or unreadable(entry) is None)
+
+
+def unreadable_failure(answers: list[AnswerEntry], problem: str) -> AnswerEntry:
+    """The record of a request answered unreadably at every attempt: failed (retryable, never stored), with why, the
+    last text, and the tokens of every attempt (each was paid)."""
+    last = answers[-1]
+    usage = Usage(**{name: sum(getattr(a.usage, name) for a in answers) for name in Usage.model_fields})
+    error = f"{UNREADABLE_ANSWER}: {problem} ({len(answers)} attempt(s))"
+    return last.model_copy(update={"status": ResponseStatus.failed, "error": error, "retryable": True,
+                                   "usage": usage, "response": None})
+
+
 def cached_entries(out: Path, wanted: set[str], entries_of: Callable[[dict], Iterable[AnswerEntry]],
                    usable: Usable = reusable):
     """The usable answers for these keys that any version of `out` in DVC's cache holds (the last locked one first;
@@ -111,8 +133,8 @@ def cached_responses(out: Path) -> CachedReader:
     return lambda wanted, usable: cached_entries(out, wanted, result_entries, usable)
 
 
-def known_answers(requests: list[GeminiRequest], store: AnswerStore | None,
-                  cached: CachedReader) -> dict[str, AnswerEntry]:
+def known_answers(requests: list[GeminiRequest], store: AnswerStore | None, cached: CachedReader,
+                  unreadable: Unreadable | None = None) -> dict[str, AnswerEntry]:
     """Answers already paid for: the answer store, then the stage's outputs in DVC's cache (copied into the store).
 
     Without a store (a free backend: nothing was paid), nothing is looked up; DVC's cache is read only when the
@@ -121,10 +143,11 @@ def known_answers(requests: list[GeminiRequest], store: AnswerStore | None,
         return {}
     keys = {r.key for r in requests}
     # EVUD_REASK_REJECTED: the cause of the rejections was fixed: no copy of one is used (their answers replace them)
-    known = {key: entry for key, entry in store.get_many(keys).items() if reusable(entry)}
+    usable = usable_with(unreadable)
+    known = {key: entry for key, entry in store.get_many(keys).items() if usable(entry)}
     if keys <= known.keys():
         return known
-    for entry in cached(keys - known.keys(), reusable):
+    for entry in cached(keys - known.keys(), usable):
         known[entry.request_key] = entry
         store.put(entry)  # the answer was paid for: keep it
     return known
@@ -137,8 +160,10 @@ class Asker:
     set aside and its answer taken from the store once that run stored it (or asked here if it died).
     """
 
-    def __init__(self, backend: Backend, store: AnswerStore | None, concurrency: int, stage: str = "generate"):
-        self.backend, self.stage = backend, stage
+    def __init__(self, backend: Backend, store: AnswerStore | None, concurrency: int, stage: str = "generate",
+                 unreadable: Unreadable | None = None):
+        self.backend, self.stage, self.unreadable = backend, stage, unreadable
+        self.usable = usable_with(unreadable)
         self.store = store if backend.billed else None
         self.pool = ThreadPoolExecutor(max_workers=concurrency)
         # The first store error stops every request not yet sent: an answer that cannot be kept is never paid for.
@@ -188,7 +213,7 @@ class Asker:
                 return stored
             if self.stopped:  # failed while this one was being claimed
                 return self.not_asked(request)
-            answered = answer_entry(request, self.backend)
+            answered = self.readable_answer(request)
             if answered.refused:
                 self._refused(answered)
             if self.store is not None and answered.entry.is_final:
@@ -201,13 +226,27 @@ class Asker:
             if self.store is not None:
                 self.store.release(request.key)
 
+    def readable_answer(self, request: GeminiRequest) -> Answered:
+        """Ask; an `ok` answer the stage cannot read is asked again, UNREADABLE_ATTEMPTS times in all, then recorded
+        failed with why (retryable: the stage exits non-zero and the next run asks it again)."""
+        unreadable: list[AnswerEntry] = []
+        while True:
+            answered = answer_entry(request, self.backend)
+            entry = answered.entry
+            problem = self.unreadable(entry) if self.unreadable and entry.status is ResponseStatus.ok else None
+            if problem is None:
+                return answered
+            unreadable.append(entry)
+            if len(unreadable) >= UNREADABLE_ATTEMPTS or self.stopped:
+                return Answered(unreadable_failure(unreadable, problem), answered.latency_s)
+
     def answered_elsewhere(self, request: GeminiRequest) -> Answered | None:
         try:
             entry = self.store.get(request.key) if self.store is not None else None
         except Exception:  # noqa: BLE001  a store that cannot be read is no answer: asked here (or stopped)
             entry = None
-        if entry is not None and not reusable(entry):
-            entry = None  # a rejection asked again on demand: asked here
+        if entry is not None and not self.usable(entry):
+            entry = None  # a rejection asked again on demand, or an unreadable answer: asked here
         return Answered(entry, 0.0, elsewhere=True) if entry is not None else None
 
     def ask_all(self, requests: list[GeminiRequest]) -> list[Answered]:
@@ -296,16 +335,24 @@ class Fetched:
     refusal: str | None = None  # the service refused the credentials: nothing was asked after it
 
 
+def readable_entry(entry: AnswerEntry, unreadable: Unreadable | None) -> AnswerEntry:
+    """A batch job's answer, or its failure when the stage cannot read it (the next run asks it again)."""
+    problem = unreadable(entry) if unreadable and entry.status is ResponseStatus.ok else None
+    return entry if problem is None else unreadable_failure([entry], problem)
+
+
 def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: Backend, store: AnswerStore | None,
-                  clips_dir: Path, concurrency: int, stage: str = "generate") -> Fetched:
+                  clips_dir: Path, concurrency: int, stage: str = "generate",
+                  unreadable: Unreadable | None = None) -> Fetched:
     """Ask for every missing request, online or in batch jobs."""
     if not missing:
         return Fetched()
     if gemini.mode == "batch":
         outcome = backend.ask_batch(missing, store, clips_dir, concurrency)
-        return Fetched([Answered(e, 0.0) for e in outcome.entries], outcome.rows, outcome.resubmitted)
+        return Fetched([Answered(readable_entry(e, unreadable), 0.0) for e in outcome.entries], outcome.rows,
+                       outcome.resubmitted)
     retries_before = backend.retries_made()  # the backend counts across rounds; report this round's
-    asker = Asker(backend, store, concurrency, stage)
+    asker = Asker(backend, store, concurrency, stage, unreadable)
     answers = asker.ask_all(missing)
     return Fetched(answers, sum(a.asked and not a.elsewhere for a in answers),
                    backend.retries_made() - retries_before, asker.store_failure, asker.unsaved, asker.refusal)
@@ -344,14 +391,15 @@ class Generation:
     the first call."""
 
     def __init__(self, gemini: GeminiParams, backend: Backend, store: AnswerStore | None, clips_dir: Path,
-                 cached: CachedReader, concurrency: int, stage: str = "generate"):
+                 cached: CachedReader, concurrency: int, stage: str = "generate", unreadable: Unreadable | None = None):
         self.gemini, self.backend, self.store = gemini, backend, store
         self.clips_dir, self.cached, self.concurrency, self.stage = clips_dir, cached, concurrency, stage
+        self.unreadable = unreadable
         self._checked = False
 
     def ask(self, requests: list[GeminiRequest], known: dict[str, AnswerEntry] | None = None) -> Round:
         """Ask what is not already known (looked up here unless the caller already did)."""
-        known = known_answers(requests, self.store, self.cached) if known is None else known
+        known = known_answers(requests, self.store, self.cached, self.unreadable) if known is None else known
         missing = list({r.key: r for r in requests if r.key not in known}.values())
         if not missing:
             return Round(known, [])
@@ -361,6 +409,6 @@ class Generation:
             self.backend.check_ready()  # a setup mistake stops here, before any clip is asked
             self._checked = True
         fetched = fetch_answers(missing, self.gemini, self.backend, self.store, self.clips_dir, self.concurrency,
-                                self.stage)
+                                self.stage, self.unreadable)
         return Round(known, fetched.answers, fetched.calls, fetched.retries, fetched.store_failure, fetched.unsaved,
                      fetched.refusal)

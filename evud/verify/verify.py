@@ -52,11 +52,13 @@ from evud.verify.checks import (
     GROUND,
     JUDGE,
     Pair,
+    UnreadableAnswer,
     answer_pairs,
     blind_request,
     check_params,
     ground_request,
     judge_request,
+    read_items,
 )
 from evud.verify.report import verify_metrics, verdict_plot
 from evud.verify.verdicts import CheckOutcome, check_outcome, needs_judge, pair_checks
@@ -116,6 +118,22 @@ class Checkers:
         self._by_model: dict[str, Generation] = {}
         self.store: AnswerStore | None = None  # set by run() once it knows a paid backend has something to ask
         self.clips_dir, self.cached, self.concurrency = clips_dir, cached, concurrency
+        self.purposes: dict[str, str] = {}  # request key -> the check it asks (to read its answer)
+
+    def add(self, work: list[ClipWork]) -> None:
+        """Remember the check each request of these clips asks."""
+        self.purposes.update({request.key: purpose for item in work for purpose, request in item.requests.items()})
+
+    def unreadable(self, entry: AnswerEntry) -> str | None:
+        """Why a check's answer is not the JSON its schema asks for (invalid JSON, the wrong schema), or None."""
+        purpose = self.purposes.get(entry.request_key)
+        if purpose is None:
+            return None
+        try:
+            read_items(purpose, entry.text)
+        except UnreadableAnswer as err:
+            return f"the answer is not the JSON asked for ({err})"
+        return None
 
     def backend_for(self, params: GeminiParams) -> Backend:
         if params.model not in self._backends:
@@ -127,7 +145,8 @@ class Checkers:
         params = self.params[purpose]
         if params.model not in self._by_model:
             self._by_model[params.model] = Generation(params, self.backend_for(params), self.store, self.clips_dir,
-                                                      self.cached, self.concurrency, stage="verify")
+                                                      self.cached, self.concurrency, stage="verify",
+                                                      unreadable=self.unreadable)
         return self._by_model[params.model]
 
     @property
@@ -257,13 +276,14 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
     cached = cached_verdicts(out)
     checkers = Checkers(gemini, verify, clips_dir, cached, concurrency, backend)
     first_requests(work, checkers, verify)
+    checkers.add(work)
     first = [r for item in work for p, r in sorted(item.requests.items())]
     if first and checkers.billed:  # what a paid backend answers is kept (a free one's is never stored)
         checkers.store = store or AnswerStore(answer_store_url())
     store = checkers.store
     if store is not None and (rescued := import_rescued(store)):
         print(f"verify: {rescued} answer(s) an earlier run could not keep are in the answer store now", file=sys.stderr)
-    known = known_answers(first, store, cached)
+    known = known_answers(first, store, cached, checkers.unreadable)
     pairs = sum(len(item.pairs) for item in work)
     checks = ", ".join([f"blind and judge ({checkers.params[BLIND].model})"] * verify.blind
                        + [f"grounding ({checkers.params[GROUND].model})"] * verify.grounded) or "none (both off)"
@@ -286,6 +306,7 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
     store_failure = next((r.store_failure for r in rounds if r.store_failure is not None), None)
     if not any(r.stopped for r in rounds) and verify.blind:
         judge_requests(work, {key: entry for r in rounds for key, entry in r.answers.items()}, checkers, verify)
+        checkers.add(work)
         judges = [item.requests[JUDGE] for item in work if JUDGE in item.requests]
         if judges:
             rounds.append(checkers.generation(JUDGE).ask(judges))

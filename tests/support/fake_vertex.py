@@ -10,7 +10,7 @@ A request is attributed to a clip id: the sha256 of its inline bytes, or the ste
 mode uploads clips as `<sha256>.mp4`, so both name a clip by its content). What each clip gets is scripted:
 a list of behaviours consumed one per request, then `default`. Behaviours: "ok", "blocked" (prompt blocked),
 "safety" and "recitation" (finishReason), "truncated" (MAX_TOKENS), "empty", "no_candidates", "garbage" (a 200 that is not
-JSON), "hang" (no answer for `hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random
+JSON), "invalid_json" and "wrong_schema" (a check answered with text that is not the JSON asked for), "hang" (no answer for `hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random
 429/500/503 on top.
 
 verify's check requests (a JSON schema of evud.verify.checks in generationConfig) are answered with JSON that
@@ -158,6 +158,10 @@ def check_answer_json(purpose: str, items: list[dict[str, Any]], model: str, bli
              "totalTokenCount": 400 if purpose != "ground" else 2400}
     return {"candidates": [{"content": {"role": "model", "parts": [{"text": json.dumps(document)}]},
                             "finishReason": "STOP"}], "usageMetadata": usage, "modelVersion": model}
+
+
+# A check answered with text that is not the JSON its schema asks for (Gemini does not always follow it).
+UNREADABLE_CHECKS = {"invalid_json": '{"answers": [{"id": 1, "answer": "a pan"', "wrong_schema": '{"items": []}'}
 
 
 def error_json(code: int, message: str | None = None) -> dict[str, Any]:
@@ -372,6 +376,11 @@ class FakeVertex:
         if purpose and behaviour == "ok":
             return check_answer_json(purpose, prompt_items(body), model, self.blind_answers, self.judge_agrees,
                                      self.support)
+        if purpose and behaviour in UNREADABLE_CHECKS:
+            return {"candidates": [{"content": {"role": "model", "parts": [{"text": UNREADABLE_CHECKS[behaviour]}]},
+                                    "finishReason": "STOP"}],
+                    "usageMetadata": {"promptTokenCount": 300, "candidatesTokenCount": 20, "totalTokenCount": 320},
+                    "modelVersion": model}
         config = body.get("generationConfig") or {}
         return answer_json(behaviour, clip_id, model, self.thinking_tokens, config.get("maxOutputTokens"))
 
