@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -133,22 +134,34 @@ def cached_responses(out: Path) -> CachedReader:
     return lambda wanted, usable: cached_entries(out, wanted, result_entries, usable)
 
 
+class KnownAnswers(dict[str, AnswerEntry]):
+    """Answers already paid for, by request key, and which of them DVC's cache served (the rest: the answer store)."""
+
+    def __init__(self, entries: dict[str, AnswerEntry] | None = None, from_dvc_cache: Iterable[str] = ()):
+        super().__init__(entries or {})
+        self.from_dvc_cache = set(from_dvc_cache) & self.keys()
+
+    def only(self, keys: Iterable[str]) -> KnownAnswers:
+        return KnownAnswers({key: self[key] for key in keys if key in self}, self.from_dvc_cache)
+
+
 def known_answers(requests: list[GeminiRequest], store: AnswerStore | None, cached: CachedReader,
-                  unreadable: Unreadable | None = None) -> dict[str, AnswerEntry]:
+                  unreadable: Unreadable | None = None) -> KnownAnswers:
     """Answers already paid for: the answer store, then the stage's outputs in DVC's cache (copied into the store).
 
     Without a store (a free backend: nothing was paid), nothing is looked up; DVC's cache is read only when the
     store lacks a key (opening it costs a third of a second per run)."""
     if store is None:
-        return {}
+        return KnownAnswers()
     keys = {r.key for r in requests}
     # EVUD_REASK_REJECTED: the cause of the rejections was fixed: no copy of one is used (their answers replace them)
     usable = usable_with(unreadable)
-    known = {key: entry for key, entry in store.get_many(keys).items() if usable(entry)}
+    known = KnownAnswers({key: entry for key, entry in store.get_many(keys).items() if usable(entry)})
     if keys <= known.keys():
         return known
     for entry in cached(keys - known.keys(), usable):
         known[entry.request_key] = entry
+        known.from_dvc_cache.add(entry.request_key)
         store.put(entry)  # the answer was paid for: keep it
     return known
 
@@ -363,7 +376,7 @@ def fetch_answers(missing: list[GeminiRequest], gemini: GeminiParams, backend: B
 class Round:
     """One round of asking: answers already paid for, and those this run got."""
 
-    known: dict[str, AnswerEntry]
+    known: KnownAnswers
     fresh: list[Answered]
     calls: int = 0
     retries: int = 0
@@ -397,7 +410,7 @@ class Generation:
         self.unreadable = unreadable
         self._checked = False
 
-    def ask(self, requests: list[GeminiRequest], known: dict[str, AnswerEntry] | None = None) -> Round:
+    def ask(self, requests: list[GeminiRequest], known: KnownAnswers | None = None) -> Round:
         """Ask what is not already known (looked up here unless the caller already did)."""
         known = known_answers(requests, self.store, self.cached, self.unreadable) if known is None else known
         missing = list({r.key: r for r in requests if r.key not in known}.values())
@@ -412,3 +425,23 @@ class Generation:
                                 self.stage, self.unreadable)
         return Round(known, fetched.answers, fetched.calls, fetched.retries, fetched.store_failure, fetched.unsaved,
                      fetched.refusal)
+
+
+def reused_from(rounds: Iterable[Round]) -> dict[str, int]:
+    """Where the answers a run reused came from (the run report): the answer store, DVC's cache (outputs it holds),
+    or another run that asked them at the same time."""
+    counts: Counter[str] = Counter()
+    for round_ in rounds:
+        cached = round_.known.from_dvc_cache if isinstance(round_.known, KnownAnswers) else set()
+        counts["answer_store"] += len(round_.known.keys() - cached)
+        counts["dvc_cache"] += len(round_.known.keys() & cached)
+        counts["another_run"] += sum(a.elsewhere for a in round_.fresh)
+    return {source: counts[source] for source in ("answer_store", "dvc_cache", "another_run")}
+
+
+def describe_reuse(reused: dict[str, int]) -> str:
+    """`7 answer(s) reused (5 from the answer store, 2 from DVC's cache)`."""
+    parts = [f"{reused['answer_store']} from the answer store", f"{reused['dvc_cache']} from DVC's cache"]
+    if reused["another_run"]:
+        parts.append(f"{reused['another_run']} asked by another run")
+    return f"{sum(reused.values())} answer(s) reused ({', '.join(parts)})"

@@ -31,10 +31,13 @@ from evud.gemini.answer_store import AnswerStore, import_rescued
 from evud.gemini.asking import (
     Answered,
     Generation,
+    KnownAnswers,
     Round,
     cached_responses,
     credentials_refused_error,
+    describe_reuse,
     known_answers,
+    reused_from,
     store_failure_error,
 )
 from evud.gemini.backend import Backend, failed_entry
@@ -93,16 +96,18 @@ def generate_metrics(results: list[GeminiResult], gemini: GeminiParams, billed: 
     }
 
 
-def run_facts(fresh: list[Answered], calls: int, known: int, requests: int, gemini: GeminiParams,
+def run_facts(fresh: list[Answered], calls: int, reused: dict[str, int], requests: int, gemini: GeminiParams,
               estimate: CostEstimate, retries: int, elapsed_s: float, billed: bool, prices: PriceTable,
               today: date) -> dict[str, Any]:
-    """Facts of this run only (untracked report and log): calls, reuse, retries, latency, rate, spend."""
+    """Facts of this run only (untracked report and log): calls, reuse (and where from), retries, latency, rate,
+    spend."""
     latencies = sorted(a.latency_s for a in fresh if a.latency_s)
     paid = [a.entry for a in fresh if not a.elsewhere]
     usages = [entry.usage for entry in paid]
     return {
         "requests": requests,
-        "reused_answers": known + sum(a.elsewhere for a in fresh),
+        "reused_answers": sum(reused.values()),
+        "reused_from": reused,
         "calls": calls,
         "retries": retries,
         "failed": sum(not a.entry.is_final for a in fresh),
@@ -123,7 +128,7 @@ def end_summary(facts: dict[str, Any], billed: bool) -> str:
         return f"generate: {facts['calls']} answer(s) from the replay file, {facts['failed']} failed"
     cost = facts["cost_usd"]
     return (f"generate: {facts['calls']} call(s) in {facts['elapsed_s']:.1f} s"
-            f" ({facts['requests_per_minute'] or 0:.0f}/min), {facts['reused_answers']} answer(s) reused,"
+            f" ({facts['requests_per_minute'] or 0:.0f}/min), {describe_reuse(facts['reused_from'])},"
             f" {facts['retries']} retries, {facts['failed']} failed;"
             f" tokens in/out {facts['calls_tokens_in']:,}/{facts['calls_tokens_out']:,};"
             f" cost {'unknown' if cost is None else f'${cost:,.4f}'}")
@@ -226,7 +231,7 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     known = known_answers(requests, store, cached)
     # Answers cut at MAX_TOKENS already stored are asked again (their own keys): calls the estimate counts.
     stored_again = reasks(requests, known, gemini)
-    known_again = known_answers(list(stored_again.values()), store, cached) if stored_again else {}
+    known_again = known_answers(list(stored_again.values()), store, cached) if stored_again else KnownAnswers()
     pending_again = {key: retry for key, retry in stored_again.items() if retry.key not in known_again}
     price = prices.price_on(gemini.model, today)
     estimate = (estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini, price)
@@ -254,8 +259,8 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
                    else None)
     if over_budget is not None:
         again = {}
-    second = (generation.ask(list(again.values()), {r.key: known_again[r.key] for r in again.values()
-                                                    if r.key in known_again}) if again else Round({}, []))
+    second = (generation.ask(list(again.values()), known_again.only(r.key for r in again.values()))
+              if again else Round(KnownAnswers(), []))
     elapsed = time.monotonic() - started
     store_failure = first.store_failure or second.store_failure
     not_asked = failed_entry("", gemini.model, backend.name, "not_requested: the run ended before asking", retryable=True)
@@ -267,8 +272,8 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
         if store_failure is None:
             raise  # the store works: an output that cannot be written is the user's to see whole
         # The same full disk, most likely: what matters now is where the unsaved answers go (below).
-    facts = run_facts(first.fresh + second.fresh, first.calls + second.calls,
-                      len(first.known) + len(second.known), len(requests) + len(again), gemini, estimate,
+    facts = run_facts(first.fresh + second.fresh, first.calls + second.calls, reused_from([first, second]),
+                      len(requests) + len(again), gemini, estimate,
                       first.retries + second.retries, elapsed, backend.billed, prices, today)
     report = write_run_report("generate", facts)
     print(end_summary(facts, backend.billed) + f"; run report {report}", file=sys.stderr)

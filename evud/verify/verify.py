@@ -36,10 +36,13 @@ from evud.gemini.answer_store import AnswerStore, import_rescued
 from evud.gemini.asking import (
     CachedReader,
     Generation,
+    KnownAnswers,
     Round,
     cached_entries,
     credentials_refused_error,
+    describe_reuse,
     known_answers,
+    reused_from,
     store_failure_error,
 )
 from evud.gemini.backend import Backend
@@ -259,6 +262,7 @@ def run_facts(rounds: list[Round], requests: int, elapsed_s: float, estimate: Co
     return {
         "requests": requests,
         "reused_answers": sum(len(r.known) for r in rounds) + sum(a.elsewhere for a in fresh),
+        "reused_from": reused_from(rounds),
         "calls": calls,
         "retries": sum(r.retries for r in rounds),
         "failed": sum(not a.entry.is_final for a in fresh),
@@ -342,14 +346,13 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
     return VerifyRun(records, facts)
 
 
-def ask_first_round(work: list[ClipWork], checkers: Checkers, known: dict[str, AnswerEntry]) -> list[Round]:
+def ask_first_round(work: list[ClipWork], checkers: Checkers, known: KnownAnswers) -> list[Round]:
     """The blind requests, then the grounding requests (a model each), each through the answer store."""
     rounds = []
     for purpose in (BLIND, GROUND):
         requests = [item.requests[purpose] for item in work if purpose in item.requests]
         if requests:
-            rounds.append(checkers.generation(purpose).ask(requests, {r.key: known[r.key] for r in requests
-                                                                        if r.key in known}))
+            rounds.append(checkers.generation(purpose).ask(requests, known.only(r.key for r in requests)))
             if rounds[-1].stopped:
                 break
     return rounds
@@ -364,6 +367,6 @@ def end_summary(records: list[ClipVerdicts], facts: dict[str, Any], billed: bool
     if not billed:
         return f"verify: {shares}; {facts['calls']} answer(s) from the replay file, {facts['failed']} failed"
     cost = facts["cost_usd"]
-    return (f"verify: {shares}; {facts['calls']} call(s) in {facts['elapsed_s']:.1f} s, {facts['reused_answers']} "
-            f"answer(s) reused, {facts['retries']} retries, {facts['failed']} failed; "
+    return (f"verify: {shares}; {facts['calls']} call(s) in {facts['elapsed_s']:.1f} s, "
+            f"{describe_reuse(facts['reused_from'])}, {facts['retries']} retries, {facts['failed']} failed; "
             f"cost {'unknown' if cost is None else usd(cost)}")
