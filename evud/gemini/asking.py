@@ -9,22 +9,22 @@ the answers received but not kept are rescued. Nothing here knows what the reque
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from evud.core.errors import UserError
-from evud.core.jsonl import read_jsonl
 from evud.core.params import GeminiParams
 from evud.core.progress import progress_bar
-from evud.core.records import AnswerEntry, GeminiResult, ResponseStatus, Usage
-from evud.core.store import cached_versions
+from evud.core.records import AnswerEntry, ResponseStatus, Usage
+from evud.core.store import CachedVersion, cached_versions, store_root, write_atomic
 from evud.gemini.answer_store import STORE_WHAT_TO_DO, AnswerStore, AnswerStoreError, describe_os_error, rescue_answers
 from evud.gemini.backend import Backend, BackendError, failed_entry, rejected_entry, response_entry
 from evud.gemini.request import GeminiRequest
@@ -110,28 +110,108 @@ def unreadable_failure(answers: list[AnswerEntry], problem: str) -> AnswerEntry:
                                    "usage": usage, "response": None})
 
 
-def cached_entries(out: Path, wanted: set[str], entries_of: Callable[[dict], Iterable[AnswerEntry]],
-                   usable: Usable = reusable):
-    """The usable answers for these keys that any version of `out` in DVC's cache holds (the last locked one first;
-    DVC deletes the file itself before a re-run), each key once; `entries_of` reads the answers of one record."""
-    for version in cached_versions(out.as_posix()):
-        for record in read_jsonl(version):
-            for entry in entries_of(record):
-                if entry.request_key in wanted and usable(entry):
-                    wanted = wanted - {entry.request_key}
-                    yield entry
-        if not wanted:
-            return
+_REQUEST_KEY = re.compile(rb'"request_key": ?"([0-9a-f]{64})"')  # as write_jsonl writes it, in any record
 
 
-def result_entries(record: dict) -> list[AnswerEntry]:
-    """The answer a responses.jsonl line holds."""
-    return [GeminiResult.model_validate(record).entry()]
+def cache_index_dir() -> Path:
+    """Where the key index of each version of an out in DVC's cache is kept (by md5: never stale)."""
+    return store_root() / "dvc-cache-index"
+
+
+class CachedAnswers:
+    """The answers the versions of one out in DVC's cache hold, found for one run.
+
+    Versions are listed lazily, newest first, and only until every wanted key is found (a re-run whose answers the
+    workspace's locked version holds asks git and the run cache nothing). Each version is indexed once (request
+    key -> line, found by a pattern, not by parsing every record) and the index kept in the store by the version's
+    md5, so a later lookup of keys no version holds reads indexes, not files, and a hit parses only its own lines.
+    """
+
+    def __init__(self, out: Path, entries_of: Callable[[bytes], Iterable[AnswerEntry]]):
+        self.out, self.entries_of = out, entries_of  # `entries_of` reads the answers of one line
+        self._listed: list[CachedVersion] = []
+        self._listing: Iterator[CachedVersion] | None = None
+        self._indexes: dict[str, dict[str, int]] = {}
+
+    def versions(self) -> Iterator[CachedVersion]:
+        """The versions, listed once per run: a later lookup goes on where the listing stopped."""
+        listed = 0
+        while True:
+            if listed == len(self._listed):
+                if self._listing is None:
+                    self._listing = cached_versions(self.out.as_posix())
+                version = next(self._listing, None)
+                if version is None:
+                    return
+                self._listed.append(version)
+            yield self._listed[listed]
+            listed += 1
+
+    def index(self, version: CachedVersion) -> dict[str, int] | None:
+        """request key -> line number of a version, from memory or the store; None when never indexed."""
+        if version.md5 not in self._indexes:
+            try:
+                text = (cache_index_dir() / f"{version.md5}.keys").read_text(encoding="ascii")
+            except (OSError, ValueError):
+                return None
+            self._indexes[version.md5] = {key: int(n) for key, _, n in (line.partition(" ") for line in text.split("\n"))
+                                          if n}
+        return self._indexes[version.md5]
+
+    def find(self, wanted: set[str], usable: Usable) -> Iterator[AnswerEntry]:
+        """The usable answers for these keys (the newest version's first), each key once."""
+        remaining = set(wanted)
+        versions = self.versions()
+        while remaining and (version := next(versions, None)) is not None:  # stop as soon as all are found
+            index = self.index(version)
+            if index is None:
+                yield from self._read_and_index(version, remaining, usable)
+                continue
+            small, large = (remaining, index) if len(remaining) < len(index) else (index, remaining)
+            lines = {index[key] for key in small if key in large}
+            if lines:
+                yield from self._read_lines(version, lines, remaining, usable)
+
+    def _entries(self, line: bytes, remaining: set[str], usable: Usable) -> Iterator[AnswerEntry]:
+        for entry in self.entries_of(line):
+            if entry.request_key in remaining and usable(entry):
+                remaining.discard(entry.request_key)
+                yield entry
+
+    def _read_lines(self, version: CachedVersion, lines: set[int], remaining: set[str],
+                    usable: Usable) -> Iterator[AnswerEntry]:
+        last = max(lines)
+        with version.path.open("rb") as f:
+            for number, line in enumerate(f):
+                if number in lines:
+                    yield from self._entries(line, remaining, usable)
+                if number >= last:
+                    return
+
+    def _read_and_index(self, version: CachedVersion, remaining: set[str], usable: Usable) -> Iterator[AnswerEntry]:
+        index: dict[str, int] = {}
+        with version.path.open("rb") as f:
+            for number, line in enumerate(f):
+                keys = [key.decode() for key in _REQUEST_KEY.findall(line)]
+                index.update(dict.fromkeys(keys, number))
+                if any(key in remaining for key in keys):
+                    yield from self._entries(line, remaining, usable)
+        self._indexes[version.md5] = index
+        try:  # for later runs; a store that cannot take it costs them a read, nothing else
+            write_atomic(cache_index_dir() / f"{version.md5}.keys",
+                         "".join(f"{key} {n}\n" for key, n in index.items()).encode("ascii"))
+        except OSError:
+            pass
+
+
+def result_entries(line: bytes) -> list[AnswerEntry]:
+    """The answer a responses.jsonl line holds (read straight into an entry: the clip's ids are not needed)."""
+    return [AnswerEntry.model_validate_json(line)]
 
 
 def cached_responses(out: Path) -> CachedReader:
     """Answers in any responses.jsonl (generate's out) DVC's cache holds."""
-    return lambda wanted, usable: cached_entries(out, wanted, result_entries, usable)
+    return CachedAnswers(out, result_entries).find
 
 
 class KnownAnswers(dict[str, AnswerEntry]):

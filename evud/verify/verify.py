@@ -34,11 +34,11 @@ from evud.core.records import (
 from evud.core.store import answer_store_url
 from evud.gemini.answer_store import AnswerStore, import_rescued
 from evud.gemini.asking import (
+    CachedAnswers,
     CachedReader,
     Generation,
     KnownAnswers,
     Round,
-    cached_entries,
     credentials_refused_error,
     describe_reuse,
     known_answers,
@@ -83,14 +83,14 @@ class ClipWork:
     requests: dict[str, GeminiRequest] = field(default_factory=dict)  # purpose -> request
 
 
-def verdict_entries(record: dict[str, Any]) -> list[AnswerEntry]:
+def verdict_entries(line: bytes) -> list[AnswerEntry]:
     """The check answers a verdicts.jsonl line holds."""
-    return [check.entry() for check in ClipVerdicts.model_validate(record).checks]
+    return [check.entry() for check in ClipVerdicts.model_validate_json(line).checks]
 
 
 def cached_verdicts(out: Path) -> CachedReader:
     """Check answers in any verdicts.jsonl (verify's out) DVC's cache holds."""
-    return lambda wanted, usable: cached_entries(out, wanted, verdict_entries, usable)
+    return CachedAnswers(out, verdict_entries).find
 
 
 def read_work(manifest: Path, responses: Path, answer_format: str) -> list[ClipWork]:
