@@ -3,7 +3,9 @@
 Answers already paid for are found first (the answer store, then any output DVC's cache holds, read by the
 stage's own `CachedReader`); the rest is asked online on a thread pool (each request claimed, each final answer
 stored the moment it arrives) or in batch jobs. A store that stops working stops every request not yet sent, and
-the answers received but not kept are rescued. Nothing here knows what the requests are for.
+the answers received but not kept are rescued; credentials the service refuses mid-run stop them too. A stage may say
+which answers it cannot read (verify's JSON): those are asked again, a few times in a run, and never served from a
+store or a cache. Nothing here knows what the requests are for.
 """
 
 from __future__ import annotations
