@@ -135,6 +135,7 @@ def test_a_new_model_calls_every_clip_once_and_returning_calls_none(reproduced_s
     fake_vertex.reset_counts()
     back, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
     assert back["calls"] == 0 and back["reused_answers"] == len(responses) and fake_vertex.total_calls == 0
+    assert back["reused_from"] == {"answer_store": len(responses), "dvc_cache": 0, "another_run": 0}
 
 
 def test_kill_9_mid_run_keeps_every_answer_received(reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex):

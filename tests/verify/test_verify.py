@@ -150,6 +150,7 @@ def test_a_second_run_pays_nothing_and_a_failed_check_leaves_its_pairs_unverifie
     fake_vertex.reset_counts()
     again, same = run_verify(reproduced_sample, answered, gemini, allow_failed=False)
     assert fake_vertex.all_calls == 0 and same == records and again["calls"] == 0
+    assert again["reused_from"] == {"answer_store": 2 * len(records), "dvc_cache": 0, "another_run": 0}  # blind, judge
 
 
 def test_credentials_refused_mid_run_stop_the_checks_keep_every_answer_and_the_next_run_asks_the_rest(
