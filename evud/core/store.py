@@ -15,6 +15,7 @@ outside every out, shared by the workspace and its queued and temp experiments:
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import socket
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -309,29 +312,37 @@ def _out_hashes(lock: Any, out: str) -> list[str]:
     return found
 
 
-def _git_locks(repo_dir: Path) -> list[Any]:
-    """dvc.lock as HEAD and every experiment ref (refs/exps/...) hold it; none where git cannot say."""
+def _git_locks(repo_dir: Path) -> Iterator[Any]:
+    """dvc.lock as HEAD and every experiment ref (refs/exps/...) hold it, read by one `git cat-file --batch` (one
+    process, not one `git show` per experiment); none where git cannot say."""
     try:
         refs = subprocess.run(["git", "for-each-ref", "--format=%(objectname)", "refs/exps"], cwd=repo_dir,
                               capture_output=True, text=True, check=True).stdout.split()
+        shown = subprocess.run(["git", "cat-file", "--batch"], cwd=repo_dir, capture_output=True, check=True,
+                               input="".join(f"{rev}:dvc.lock\n" for rev in ["HEAD", *refs]).encode()).stdout
     except (OSError, subprocess.CalledProcessError):
-        return []
-    locks = []
-    for rev in ["HEAD", *refs]:
-        shown = subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=repo_dir, capture_output=True, text=True)
-        if shown.returncode == 0:
-            locks.append(_yaml_or_none(shown.stdout))
-    return locks
+        return
+    at = 0
+    while at < len(shown):
+        header_end = shown.index(b"\n", at)
+        header = shown[at:header_end].split()
+        at = header_end + 1
+        if len(header) == 3 and header[1] == b"blob":  # `<oid> blob <size>`, then the content and a newline
+            size = int(header[2])
+            yield _yaml_or_none(shown[at:at + size].decode("utf-8", errors="replace"))
+            at += size + 1
 
 
-def _run_cache_entries(repo_dir: Path) -> list[Any]:
-    """Every entry of DVC's run cache (<cache>/runs/<xx>/<stage key>/<run key>): the deps and outs of a stage run."""
+def _run_cache_entries(repo_dir: Path) -> Iterator[Any]:
+    """Every entry of DVC's run cache (<cache>/runs/<xx>/<stage key>/<run key>): the deps and outs of a stage run,
+    read one at a time (a lookup that stops early reads none it does not need)."""
     repo = _dvc_repo(str(repo_dir.resolve()))
     runs = Path(repo.stage_cache.cache_dir) if repo is not None else None
     if runs is None or not runs.is_dir():
-        return []
-    return [_yaml_or_none(path.read_text(encoding="utf-8", errors="replace"))
-            for path in sorted(runs.glob("*/*/*")) if path.is_file()]
+        return
+    for path in sorted(runs.glob("*/*/*")):
+        if path.is_file():
+            yield _yaml_or_none(path.read_text(encoding="utf-8", errors="replace"))
 
 
 def _yaml_or_none(text: str) -> Any:
@@ -341,19 +352,35 @@ def _yaml_or_none(text: str) -> Any:
         return None
 
 
-def cached_versions(out: str, lock_file: Path = Path("dvc.lock")) -> list[Path]:
+@dataclass(frozen=True)
+class CachedVersion:
+    """One version of a file out in DVC's cache: its md5 (what names it for good) and the cached file."""
+
+    md5: str
+    path: Path
+
+
+def _workspace_lock(lock_file: Path) -> Iterator[Any]:
+    try:
+        yield yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return
+
+
+def cached_versions(out: str, lock_file: Path = Path("dvc.lock")) -> Iterator[CachedVersion]:
     """Every version of a file out that DVC's cache holds, newest first as far as it can tell: the workspace's
     dvc.lock, HEAD's and every experiment's, then the run cache (which keeps what ran even after an experiment is
-    removed). Deleting the store (`rm -rf .evud`) loses nothing these hold."""
-    try:
-        workspace = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        workspace = {}
-    repo_dir = repository_root()
-    md5s: list[str] = []
-    for lock in [workspace, *_git_locks(repo_dir), *_run_cache_entries(Path("."))]:
-        md5s += [md5 for md5 in _out_hashes(lock, out) if md5 not in md5s and not md5.endswith(".dir")]
-    return [path for md5 in md5s if (path := dvc_cache_file(md5)) is not None]
+    removed). Deleting the store (`rm -rf .evud`) loses nothing these hold. Listed lazily: a reader that found what
+    it needs in the workspace's version asks git and the run cache nothing."""
+    seen: set[str] = set()
+    locks = itertools.chain(_workspace_lock(lock_file), _git_locks(repository_root()), _run_cache_entries(Path(".")))
+    for lock in locks:
+        for md5 in _out_hashes(lock, out):
+            if md5 in seen or md5.endswith(".dir"):
+                continue
+            seen.add(md5)
+            if (path := dvc_cache_file(md5)) is not None:
+                yield CachedVersion(md5, path)
 
 
 def read_json_file(path: Path) -> Any | None:

@@ -28,11 +28,22 @@ from evud.core.progress import check_complete, summarise_failures, write_run_rep
 from evud.core.records import AnswerEntry, ClipRecord, ClipStatus, GeminiResult, ResponseStatus
 from evud.core.store import answer_store_url
 from evud.gemini.answer_store import AnswerStore, import_rescued
-from evud.gemini.asking import Answered, Generation, Round, cached_responses, known_answers, store_failure_error
+from evud.gemini.asking import (
+    Answered,
+    Generation,
+    KnownAnswers,
+    Round,
+    cached_responses,
+    credentials_refused_error,
+    describe_reuse,
+    known_answers,
+    reused_from,
+    store_failure_error,
+)
 from evud.gemini.backend import Backend, failed_entry
 from evud.gemini.backends import stage_backend
-from evud.gemini.cost import CostEstimate, check_budget, estimate_cost, usage_cost
-from evud.gemini.prices import PriceTable, today_utc
+from evud.gemini.cost import CostEstimate, CostLimitExceeded, check_budget, estimate_cost, usage_cost, usd
+from evud.gemini.prices import ModelPrice, PriceTable, today_utc
 from evud.gemini.request import GeminiRequest, build_request
 
 
@@ -90,16 +101,18 @@ def generate_metrics(results: list[GeminiResult], gemini: GeminiParams, billed: 
     }
 
 
-def run_facts(fresh: list[Answered], calls: int, known: int, requests: int, gemini: GeminiParams,
+def run_facts(fresh: list[Answered], calls: int, reused: dict[str, int], requests: int, gemini: GeminiParams,
               estimate: CostEstimate, retries: int, elapsed_s: float, billed: bool, prices: PriceTable,
               today: date) -> dict[str, Any]:
-    """Facts of this run only (untracked report and log): calls, reuse, retries, latency, rate, spend."""
+    """Facts of this run only (untracked report and log): calls, reuse (and where from), retries, latency, rate,
+    spend."""
     latencies = sorted(a.latency_s for a in fresh if a.latency_s)
     paid = [a.entry for a in fresh if not a.elsewhere]
     usages = [entry.usage for entry in paid]
     return {
         "requests": requests,
-        "reused_answers": known + sum(a.elsewhere for a in fresh),
+        "reused_answers": sum(reused.values()),
+        "reused_from": reused,
         "calls": calls,
         "retries": retries,
         "failed": sum(not a.entry.is_final for a in fresh),
@@ -120,7 +133,7 @@ def end_summary(facts: dict[str, Any], billed: bool) -> str:
         return f"generate: {facts['calls']} answer(s) from the replay file, {facts['failed']} failed"
     cost = facts["cost_usd"]
     return (f"generate: {facts['calls']} call(s) in {facts['elapsed_s']:.1f} s"
-            f" ({facts['requests_per_minute'] or 0:.0f}/min), {facts['reused_answers']} answer(s) reused,"
+            f" ({facts['requests_per_minute'] or 0:.0f}/min), {describe_reuse(facts['reused_from'])},"
             f" {facts['retries']} retries, {facts['failed']} failed;"
             f" tokens in/out {facts['calls_tokens_in']:,}/{facts['calls_tokens_out']:,};"
             f" cost {'unknown' if cost is None else f'${cost:,.4f}'}")
@@ -144,6 +157,44 @@ def reasked(request: GeminiRequest) -> GeminiRequest | None:
     if budget is not None and larger <= budget:
         return None
     return dataclasses.replace(request, generation={**request.generation, "max_output_tokens": larger})
+
+
+def reasks(requests: list[GeminiRequest], answers: dict[str, AnswerEntry],
+           gemini: GeminiParams) -> dict[str, GeminiRequest]:
+    """first request key -> its re-ask, for every answer cut at MAX_TOKENS (when gemini.retry_truncated)."""
+    if not gemini.retry_truncated:
+        return {}
+    return {r.key: retry for r in requests
+            if (entry := answers.get(r.key)) is not None and entry.status is ResponseStatus.truncated
+            and (retry := reasked(r)) is not None}
+
+
+def reask_estimate(again: dict[str, GeminiRequest], cut: dict[str, AnswerEntry], gemini: GeminiParams,
+                   price: ModelPrice | None) -> CostEstimate:
+    """What re-asking these should cost: each at least the output its cut answer spent (it ran out of budget)."""
+    total = CostEstimate(0, 0.0, 0, 0, 0.0)
+    for key, retry in again.items():
+        used = cut[key].usage.output_tokens + cut[key].usage.thoughts_tokens
+        total = total + estimate_cost([retry], gemini, price, max(used, price.expected_output_tokens) if price else None)
+    return total
+
+
+def reasks_over_budget(again: dict[str, GeminiRequest], first: Round, gemini: GeminiParams, prices: PriceTable,
+                       today: date) -> CostLimitExceeded | None:
+    """Refusal of the re-asks of answers cut in this run when, with what the run spent, they exceed the budget
+    (the estimate before the run could not know these answers would be cut)."""
+    if gemini.max_cost_usd is None or not again:
+        return None
+    spent = usage_cost([(a.entry.usage, a.entry.answered_at) for a in first.fresh if a.received], gemini.model,
+                       prices, gemini.mode == "batch", today) or 0.0
+    estimate = reask_estimate(again, first.answers, gemini, prices.price_on(gemini.model, today))
+    if estimate.cost_usd is None or spent + estimate.cost_usd <= gemini.max_cost_usd:
+        return None
+    return CostLimitExceeded(
+        f"generate: refusing the re-asks: {len(again)} answer(s) cut at MAX_TOKENS would be asked again with a larger "
+        f"output budget ({estimate.describe('re-ask(s)')}); with {usd(spent)} spent in this run that is above "
+        f"gemini.max_cost_usd={usd(gemini.max_cost_usd)}. Every answer received is kept. Raise the limit "
+        "(-S gemini.max_cost_usd=...) or keep the cut answers (-S gemini.retry_truncated=false), then run again")
 
 
 def better_answer(first: AnswerEntry, again: AnswerEntry | None) -> tuple[AnswerEntry, bool]:
@@ -183,12 +234,18 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     if store is not None and (rescued := import_rescued(store)):
         print(f"generate: {rescued} answer(s) an earlier run could not keep are in the answer store now", file=sys.stderr)
     known = known_answers(requests, store, cached)
-    estimate = estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini,
-                             prices.price_on(gemini.model, today))
+    # Answers cut at MAX_TOKENS already stored are asked again (their own keys): calls the estimate counts.
+    stored_again = reasks(requests, known, gemini)
+    known_again = known_answers(list(stored_again.values()), store, cached) if stored_again else KnownAnswers()
+    pending_again = {key: retry for key, retry in stored_again.items() if retry.key not in known_again}
+    price = prices.price_on(gemini.model, today)
+    estimate = (estimate_cost(list({r.key: r for r in requests if r.key not in known}.values()), gemini, price)
+                + reask_estimate(pending_again, known, gemini, price))
     if backend.billed:
+        reasking = f" ({len(pending_again)} of them re-ask answers cut at MAX_TOKENS)" if pending_again else ""
         print(f"generate: {len(requests)} clips, {sum(r.key in known for r in requests)} answered before"
               f" ({store.url}); {gemini.backend} {gemini.mode} model {gemini.model} {served_at(gemini)}:"
-              f" {estimate.describe()}", file=sys.stderr)
+              f" {estimate.describe()}{reasking}", file=sys.stderr)
     else:
         print(f"generate: {len(requests)} clips; answers from the replay file {gemini.replay_file} (examples "
               "written by hand: free, offline, never stored)", file=sys.stderr)
@@ -197,12 +254,18 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     started = time.monotonic()
     first = generation.ask(requests, known)  # the store is listed and read once, not once per estimate and round
     # Answers cut at MAX_TOKENS: asked once more with a larger budget (their own keys), not the whole run.
-    again = {r.key: retry for r in requests if gemini.retry_truncated
-             and (entry := first.answers.get(r.key)) is not None and entry.status is ResponseStatus.truncated
-             and (retry := reasked(r)) is not None}
-    if first.store_failure is not None:
-        again = {}  # nothing more is asked once the store cannot keep an answer
-    second = generation.ask(list(again.values())) if again else Round({}, [])
+    again = reasks(requests, first.answers, gemini)
+    if first.stopped:
+        again = {}  # nothing more is asked once the store cannot keep an answer or the credentials are refused
+    # Answers cut in this run: their re-asks were not in the estimate; within the budget with what was spent?
+    cut_now = [key for key in again if key not in stored_again]
+    unanswered = {key: retry for key, retry in again.items() if retry.key not in known_again}
+    over_budget = (reasks_over_budget(unanswered, first, gemini, prices, today) if backend.billed and cut_now
+                   else None)
+    if over_budget is not None:
+        again = {}
+    second = (generation.ask(list(again.values()), known_again.only(r.key for r in again.values()))
+              if again else Round(KnownAnswers(), []))
     elapsed = time.monotonic() - started
     store_failure = first.store_failure or second.store_failure
     not_asked = failed_entry("", gemini.model, backend.name, "not_requested: the run ended before asking", retryable=True)
@@ -214,8 +277,8 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
         if store_failure is None:
             raise  # the store works: an output that cannot be written is the user's to see whole
         # The same full disk, most likely: what matters now is where the unsaved answers go (below).
-    facts = run_facts(first.fresh + second.fresh, first.calls + second.calls,
-                      len(first.known) + len(second.known), len(requests) + len(again), gemini, estimate,
+    facts = run_facts(first.fresh + second.fresh, first.calls + second.calls, reused_from([first, second]),
+                      len(requests) + len(again), gemini, estimate,
                       first.retries + second.retries, elapsed, backend.billed, prices, today)
     report = write_run_report("generate", facts)
     print(end_summary(facts, backend.billed) + f"; run report {report}", file=sys.stderr)
@@ -225,6 +288,10 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     print(summarise_failures("generate", not_ok), file=sys.stderr)
     if store_failure is not None and store is not None:
         raise store_failure_error(store, store_failure, first.unsaved + second.unsaved)
+    if refusal := first.refusal or second.refusal:
+        raise credentials_refused_error("generate", refusal, first.received + second.received)
+    if over_budget is not None:
+        raise over_budget
     retryable = [(r.key, not_ok_reason(r)) for r in results if r.retryable]
     retryable += [(key, f"reask:{(e.error or '').split(':', 1)[0]}") for key, retry in again.items()
                   if (e := second.answers.get(retry.key)) is not None and e.retryable]

@@ -17,6 +17,7 @@ from typing import Any
 
 from evud.core.params import VerifyParams
 from evud.core.records import AnswerEntry, PairCheck, ResponseStatus, Verdict
+from evud.gemini.asking import UNREADABLE_ANSWER
 from evud.verify.checks import GROUND, JUDGE, Pair, UnreadableAnswer, blind_field, read_items, same_answer
 
 # How the blind check ended for one pair (PairCheck.blind).
@@ -37,6 +38,8 @@ def check_outcome(purpose: str, entry: AnswerEntry | None) -> CheckOutcome:
     """Read a check's answer: failed, blocked, empty, cut or unreadable answers are a problem, named by purpose."""
     if entry is None:
         return CheckOutcome()
+    if (entry.error or "").startswith(UNREADABLE_ANSWER):  # asked again in the run, never readable
+        return CheckOutcome(entry, problem=f"{purpose}_unreadable{entry.error.removeprefix(UNREADABLE_ANSWER)}")
     if entry.status is not ResponseStatus.ok:
         why = entry.error or entry.block_reason or entry.finish_reason or "no text"
         return CheckOutcome(entry, problem=f"{purpose}_{entry.status.value}: {why}")

@@ -33,7 +33,18 @@ from evud.core.records import (
 )
 from evud.core.store import answer_store_url
 from evud.gemini.answer_store import AnswerStore, import_rescued
-from evud.gemini.asking import CachedReader, Generation, Round, cached_entries, known_answers, store_failure_error
+from evud.gemini.asking import (
+    CachedAnswers,
+    CachedReader,
+    Generation,
+    KnownAnswers,
+    Round,
+    credentials_refused_error,
+    describe_reuse,
+    known_answers,
+    reused_from,
+    store_failure_error,
+)
 from evud.gemini.backend import Backend
 from evud.gemini.backends import stage_backend
 from evud.gemini.cost import CostEstimate, answers_cost, estimate_cost, refuse_above, usd
@@ -44,11 +55,13 @@ from evud.verify.checks import (
     GROUND,
     JUDGE,
     Pair,
+    UnreadableAnswer,
     answer_pairs,
     blind_request,
     ground_request,
     judge_request,
     purpose_params,
+    read_items,
 )
 from evud.verify.report import verify_metrics, verdict_plot
 from evud.verify.verdicts import CheckOutcome, check_outcome, needs_judge, pair_checks
@@ -70,14 +83,14 @@ class ClipWork:
     requests: dict[str, GeminiRequest] = field(default_factory=dict)  # purpose -> request
 
 
-def verdict_entries(record: dict[str, Any]) -> list[AnswerEntry]:
+def verdict_entries(line: bytes) -> list[AnswerEntry]:
     """The check answers a verdicts.jsonl line holds."""
-    return [check.entry() for check in ClipVerdicts.model_validate(record).checks]
+    return [check.entry() for check in ClipVerdicts.model_validate_json(line).checks]
 
 
 def cached_verdicts(out: Path) -> CachedReader:
     """Check answers in any verdicts.jsonl (verify's out) DVC's cache holds."""
-    return lambda wanted: cached_entries(out, wanted, verdict_entries)
+    return CachedAnswers(out, verdict_entries).find
 
 
 def read_work(manifest: Path, responses: Path, answer_format: str) -> list[ClipWork]:
@@ -107,6 +120,22 @@ class Checkers:
         self._by_model: dict[tuple[str, str | None, str], Generation] = {}
         self.store: AnswerStore | None = None  # set by run() once it knows a paid backend has something to ask
         self.clips_dir, self.cached, self.concurrency = clips_dir, cached, concurrency
+        self.purposes: dict[str, str] = {}  # request key -> the check it asks (to read its answer)
+
+    def add(self, work: list[ClipWork]) -> None:
+        """Remember the check each request of these clips asks."""
+        self.purposes.update({request.key: purpose for item in work for purpose, request in item.requests.items()})
+
+    def unreadable(self, entry: AnswerEntry) -> str | None:
+        """Why a check's answer is not the JSON its schema asks for (invalid JSON, the wrong schema), or None."""
+        purpose = self.purposes.get(entry.request_key)
+        if purpose is None:
+            return None
+        try:
+            read_items(purpose, entry.text)
+        except UnreadableAnswer as err:
+            return f"the answer is not the JSON asked for ({err})"
+        return None
 
     def backend_for(self, params: GeminiParams) -> Backend:
         where = (params.backend, params.base_url, params.model)  # a model of one server (checks may use several)
@@ -120,7 +149,8 @@ class Checkers:
         where = (params.backend, params.base_url, params.model)
         if where not in self._by_model:
             self._by_model[where] = Generation(params, self.backend_for(params), self.store, self.clips_dir,
-                                               self.cached, self.concurrency, stage="verify")
+                                               self.cached, self.concurrency, stage="verify",
+                                               unreadable=self.unreadable)
         return self._by_model[where]
 
     def describe_blind_and_judge(self) -> str:
@@ -240,6 +270,7 @@ def run_facts(rounds: list[Round], requests: int, elapsed_s: float, estimate: Co
     return {
         "requests": requests,
         "reused_answers": sum(len(r.known) for r in rounds) + sum(a.elsewhere for a in fresh),
+        "reused_from": reused_from(rounds),
         "calls": calls,
         "retries": sum(r.retries for r in rounds),
         "failed": sum(not a.entry.is_final for a in fresh),
@@ -257,13 +288,14 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
     cached = cached_verdicts(out)
     checkers = Checkers(gemini, verify, clips_dir, cached, concurrency, backend)
     first_requests(work, checkers, verify)
+    checkers.add(work)
     first = [r for item in work for p, r in sorted(item.requests.items())]
     if first and checkers.billed:  # what a paid backend answers is kept (a free one's is never stored)
         checkers.store = store or AnswerStore(answer_store_url())
     store = checkers.store
     if store is not None and (rescued := import_rescued(store)):
         print(f"verify: {rescued} answer(s) an earlier run could not keep are in the answer store now", file=sys.stderr)
-    known = known_answers(first, store, cached)
+    known = known_answers(first, store, cached, checkers.unreadable)
     pairs = sum(len(item.pairs) for item in work)
     checks = ", ".join([checkers.describe_blind_and_judge()] * verify.blind
                        + [f"grounding ({checkers.params[GROUND].model})"] * verify.grounded) or "none (both off)"
@@ -284,8 +316,9 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
     started = time.monotonic()
     rounds = ask_first_round(work, checkers, known)
     store_failure = next((r.store_failure for r in rounds if r.store_failure is not None), None)
-    if store_failure is None and verify.blind:
+    if not any(r.stopped for r in rounds) and verify.blind:
         judge_requests(work, {key: entry for r in rounds for key, entry in r.answers.items()}, checkers, verify)
+        checkers.add(work)
         judges = [item.requests[JUDGE] for item in work if JUDGE in item.requests]
         if judges:
             rounds.append(checkers.generation(JUDGE).ask(judges))
@@ -313,21 +346,22 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
     if store_failure is not None and store is not None:
         unsaved = [e for r in rounds for e in r.unsaved]
         raise store_failure_error(store, store_failure, unsaved, stage="verify")
+    if refusal := next((r.refusal for r in rounds if r.refusal is not None), None):
+        raise credentials_refused_error("verify", refusal, sum(r.received for r in rounds))
     retryable = [(key, f"{(e.error or 'failed').split(':', 1)[0]}") for key, e in answers.items() if e.retryable]
     check_complete("verify", retryable, sum(e.is_final for e in answers.values()), len(answers), "check request",
                    "asks")
     return VerifyRun(records, facts)
 
 
-def ask_first_round(work: list[ClipWork], checkers: Checkers, known: dict[str, AnswerEntry]) -> list[Round]:
+def ask_first_round(work: list[ClipWork], checkers: Checkers, known: KnownAnswers) -> list[Round]:
     """The blind requests, then the grounding requests (a model each), each through the answer store."""
     rounds = []
     for purpose in (BLIND, GROUND):
         requests = [item.requests[purpose] for item in work if purpose in item.requests]
         if requests:
-            rounds.append(checkers.generation(purpose).ask(requests, {r.key: known[r.key] for r in requests
-                                                                        if r.key in known}))
-            if rounds[-1].store_failure is not None:
+            rounds.append(checkers.generation(purpose).ask(requests, known.only(r.key for r in requests)))
+            if rounds[-1].stopped:
                 break
     return rounds
 
@@ -341,6 +375,6 @@ def end_summary(records: list[ClipVerdicts], facts: dict[str, Any], billed: bool
     if not billed:
         return f"verify: {shares}; {facts['calls']} answer(s) from the replay file, {facts['failed']} failed"
     cost = facts["cost_usd"]
-    return (f"verify: {shares}; {facts['calls']} call(s) in {facts['elapsed_s']:.1f} s, {facts['reused_answers']} "
-            f"answer(s) reused, {facts['retries']} retries, {facts['failed']} failed; "
+    return (f"verify: {shares}; {facts['calls']} call(s) in {facts['elapsed_s']:.1f} s, "
+            f"{describe_reuse(facts['reused_from'])}, {facts['retries']} retries, {facts['failed']} failed; "
             f"cost {'unknown' if cost is None else usd(cost)}")

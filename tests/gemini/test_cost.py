@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from evud.gemini.request import build_request
 from stages import generate as generate_stage
 from tests.support.fake_vertex import FakeVertex
 from tests.support.repo import PARAMS, PRICES
-from tests.support.vertex import run_generate, vertex_params
+from tests.support.vertex import manifest_clips, run_generate, vertex_params
 
 PRICE = ModelPrice(input_per_1m=2.0, audio_input_per_1m=1.0, output_per_1m=10.0, batch_discount=0.5,
                    frame_tokens={"default": 70, "MEDIA_RESOLUTION_HIGH": 280}, audio_tokens_per_s=30,
@@ -58,6 +59,42 @@ def test_max_cost_refuses_to_start_and_calls_nothing(reproduced_sample: Path, tm
     # Only cache misses count against the budget: nothing left to call, nothing to refuse.
     again, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, max_cost_usd=0.0))
     assert again["calls"] == 0
+
+
+def test_the_estimate_counts_the_reasks_of_stored_cut_answers_and_the_budget_refuses_them(
+        reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex, capsys: pytest.CaptureFixture):
+    """Answers cut at MAX_TOKENS in the store are asked again (gemini.retry_truncated): those calls are in the
+    estimate, and a budget they exceed refuses before any is paid."""
+    fake_vertex.default = "truncated"
+    run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, retry_truncated=False), allow_failed=False)
+    fake_vertex.default = "ok"
+    fake_vertex.reset_counts()
+    with pytest.raises(CostLimitExceeded, match=r"refusing to start: 7 clip\(s\) to call"):
+        run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, max_cost_usd=1e-6))
+    assert fake_vertex.total_calls == 0
+    capsys.readouterr()
+    metrics, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex, max_cost_usd=1.0),
+                              allow_failed=False)
+    estimated = next(line for line in capsys.readouterr().err.splitlines() if "estimated cost" in line)
+    assert "7 clip(s) to call" in estimated and "7 of them re-ask" in estimated, estimated
+    assert metrics["calls"] == fake_vertex.total_calls == 7 and metrics["estimated_cost_usd"] > 0
+
+
+def test_reasks_of_answers_cut_in_the_run_are_refused_before_they_are_paid_when_above_the_budget(
+        reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex):
+    """A budget the first calls fit in but not their re-asks: the answers are kept, no re-ask is sent, the stage
+    says so and exits non-zero."""
+    fake_vertex.default = "truncated"
+    gemini = vertex_params(fake_vertex)
+    price = load_prices(PRICES).price_on(gemini.model, today_utc())
+    clips = [ClipRecord.model_validate(c) for c in manifest_clips(reproduced_sample)]
+    first = estimate_cost([build_request(c, gemini, load_section("prompt", PARAMS)) for c in clips], gemini, price)
+    spent = len(clips) * (2000 * price.input_per_1m + 150 * price.output_per_1m) / 1e6  # what the fake reports
+    with pytest.raises(CostLimitExceeded, match=r"generate: refusing the re-asks: 7 answer\(s\) cut at MAX_TOKENS"):
+        run_generate(reproduced_sample, tmp_path, gemini.model_copy(update={"max_cost_usd": first.cost_usd + spent / 2}))
+    assert fake_vertex.total_calls == len(clips)
+    responses = [json.loads(line) for line in (tmp_path / "responses.jsonl").read_text().splitlines()]
+    assert {r["status"] for r in responses} == {"truncated"}
 
 
 def test_the_command_line_says_what_to_do_when_refusing(reproduced_sample: Path, tmp_path: Path,

@@ -21,6 +21,7 @@ import yaml
 
 from evud.core.params import load_section
 from evud.dataset import postprocess
+from evud.core.store import answer_store_url
 from evud.gemini.answer_store import AnswerStore
 from evud.gemini.prices import PriceTable
 from tests.support.fake_vertex import FAST_ENV, FakeVertex
@@ -83,6 +84,25 @@ def test_a_request_vertex_rejects_as_invalid_is_final_and_asked_again_only_on_de
     assert dict(fake_vertex.calls) == {invalid: 1} and responses[invalid]["status"] == "ok"
 
 
+def test_credentials_refused_mid_run_stop_asking_keep_every_answer_and_exit_1(
+        reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex, monkeypatch: pytest.MonkeyPatch):
+    """A token that expires mid-run (401 after a passing preflight): no request is sent after the first refusal,
+    the answers received are kept, the stage exits 1 with one line, and the next run asks only what is missing."""
+    monkeypatch.setenv("EVUD_CONCURRENCY", "1")  # one request at a time: exactly 3 answers before the refusal
+    fake_vertex.refuse_credentials_after(3)
+    refused = generate_main(reproduced_sample, tmp_path, fake_vertex)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        "generate: credentials refused after 3 answers: refresh them and re-run"), refused.stderr
+    assert fake_vertex.total_calls == 4  # the 3 answered and the one refused: nothing asked after it
+    assert len(AnswerStore(answer_store_url()).keys()) == 3
+    fake_vertex.refuse_credentials_after(None)  # a fresh token
+    fake_vertex.reset_counts()
+    again = generate_main(reproduced_sample, tmp_path, fake_vertex)
+    assert again.returncode == 0, again.stderr
+    assert fake_vertex.total_calls == len(manifest_clips(reproduced_sample)) - 3
+
+
 def test_refusals_and_truncations_are_final_with_their_reason(reproduced_sample: Path, tmp_path: Path,
                                                             fake_vertex: FakeVertex):
     clips = manifest_clips(reproduced_sample)
@@ -115,6 +135,7 @@ def test_a_new_model_calls_every_clip_once_and_returning_calls_none(reproduced_s
     fake_vertex.reset_counts()
     back, _ = run_generate(reproduced_sample, tmp_path, vertex_params(fake_vertex))
     assert back["calls"] == 0 and back["reused_answers"] == len(responses) and fake_vertex.total_calls == 0
+    assert back["reused_from"] == {"answer_store": len(responses), "dvc_cache": 0, "another_run": 0}
 
 
 def test_kill_9_mid_run_keeps_every_answer_received(reproduced_sample: Path, tmp_path: Path, fake_vertex: FakeVertex):

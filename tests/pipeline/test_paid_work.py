@@ -43,6 +43,12 @@ from tests.support.repo import copy_repo, git_commit_all, run, tree_digest
 UP_TO_VERIFY = ("verify",)
 
 
+def last_reuse(repo: Path, stage: str) -> dict[str, int]:
+    """Where the answers the stage's last run reused came from, as its run report says."""
+    reports = sorted((repo / ".evud/reports" / stage).glob("*.json"))
+    return json.loads(reports[-1].read_text())["reused_from"]
+
+
 @pytest.fixture
 def vertex_repo(reproduced_copy: Path, fake_vertex: FakeVertex) -> Path:
     """A reproduced sample (clips cut, replay answers) switched to the vertex backend at the local server."""
@@ -62,6 +68,9 @@ def test_exp_apply_then_rerun_a_temp_run_and_a_deleted_store_pay_nothing_again(v
     fake_vertex.reset_counts()
     dvc(vertex_repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_B}", "-S", "gemini.max_cost_usd=1000")
     assert fake_vertex.all_calls == 0  # generate's answers and verify's checks: none paid twice
+    # ... served by the answer store (b's outs in DVC's cache hold them too: a store never read would pass above;
+    # verify's outs, unchanged, come back from DVC's run cache).
+    assert last_reuse(vertex_repo, "generate") == {"answer_store": SAMPLE_CLIPS, "dvc_cache": 0, "another_run": 0}
     # Back to a setting run before, nothing else changed: DVC's run cache restores the outs (no persisted out).
     result = dvc(vertex_repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_A}")
     assert "Stage 'generate' is cached - skipping run" in result.stdout, result.stdout
@@ -82,6 +91,7 @@ def test_exp_apply_then_rerun_a_temp_run_and_a_deleted_store_pay_nothing_again(v
         result = dvc(vertex_repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={model}", "-S",
                      "gemini.max_cost_usd=997")
         assert "7 clips, 7 answered before" in result.stderr, result.stderr
+        assert last_reuse(vertex_repo, "generate") == {"answer_store": 0, "dvc_cache": SAMPLE_CLIPS, "another_run": 0}
     assert fake_vertex.all_calls == 0  # verify's checks too
 
 
@@ -124,6 +134,20 @@ def test_failures_can_be_accepted_to_build_the_dataset_from_what_succeeded(verte
     dvc(vertex_repo, "repro", EVUD_ALLOW_FAILED="1")
     dataset = json.loads((vertex_repo / "data/ego4d_vqa_gemini.json").read_text())
     assert len(dataset) == SAMPLE_CLIPS - 1
+
+
+def test_reask_rejected_asks_again_a_rejection_that_dvc_cache_holds(vertex_repo: Path, fake_vertex: FakeVertex):
+    """EVUD_REASK_REJECTED=1 asks a rejected request again even though the responses.jsonl dvc.lock recorded (in
+    DVC's cache) holds the rejection too: no cached version serves a rejection when a re-ask is asked for."""
+    clips = [json.loads(line) for line in (vertex_repo / "data/clips.jsonl").read_text().splitlines()]
+    invalid = next(c["sha256"] for c in clips if c["status"] == "ok")
+    fake_vertex.script(invalid, 400)
+    dvc(vertex_repo, "repro", "generate")  # the rejection is final: generate is locked with it
+    fake_vertex.reset_counts()
+    dvc(vertex_repo, "repro", "-f", "-s", "generate", EVUD_REASK_REJECTED="1")
+    assert dict(fake_vertex.calls) == {invalid: 1}
+    responses = [json.loads(line) for line in (vertex_repo / "data/responses.jsonl").read_text().splitlines()]
+    assert {r["status"] for r in responses} == {"ok"}
 
 
 def test_kill_9_of_generate_then_exp_run_asks_only_the_unanswered(many_clips_copy: Path, fake_vertex: FakeVertex):

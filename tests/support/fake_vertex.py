@@ -10,7 +10,7 @@ A request is attributed to a clip id: the sha256 of its inline bytes, or the ste
 mode uploads clips as `<sha256>.mp4`, so both name a clip by its content). What each clip gets is scripted:
 a list of behaviours consumed one per request, then `default`. Behaviours: "ok", "blocked" (prompt blocked),
 "safety" and "recitation" (finishReason), "truncated" (MAX_TOKENS), "empty", "no_candidates", "garbage" (a 200 that is not
-JSON), "hang" (no answer for `hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random
+JSON), "invalid_json" and "wrong_schema" (a check answered with text that is not the JSON asked for), "hang" (no answer for `hang_s`), or an HTTP status (429, 500, 503, ...). `error_rate` injects random
 429/500/503 on top.
 
 verify's check requests (a JSON schema of evud.verify.checks in generationConfig) are answered with JSON that
@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import PurePosixPath
 from typing import Any
 
-ERROR_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+ERROR_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED", 408: "DEADLINE_EXCEEDED"}
 _LOCATION = r"/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 GENERATE = re.compile(_LOCATION + r"/publishers/google/models/(?P<model>[^/:]+):generateContent$")
@@ -160,6 +160,10 @@ def check_answer_json(purpose: str, items: list[dict[str, Any]], model: str, bli
                             "finishReason": "STOP"}], "usageMetadata": usage, "modelVersion": model}
 
 
+# A check answered with text that is not the JSON its schema asks for (Gemini does not always follow it).
+UNREADABLE_CHECKS = {"invalid_json": '{"answers": [{"id": 1, "answer": "a pan"', "wrong_schema": '{"items": []}'}
+
+
 def error_json(code: int, message: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message or f"injected {code}", "status": ERROR_STATUS.get(code, "UNKNOWN")}}
 
@@ -197,6 +201,7 @@ class FakeVertex:
         self.denied_projects: set[str] = set()  # projects whose credentials lack permission
         self.targets: Counter[tuple[str, str, str]] = Counter()  # (method, model, location) of every model request
         self._hold_after: int | None = None  # after this many answers, requests hang until release()
+        self._refuse_after: int | None = None  # after this many answers, every generateContent gets a 401
         self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
@@ -218,6 +223,11 @@ class FakeVertex:
         """Answer `answers` requests, then hold every further one (a run that is killed mid-flight)."""
         self._hold_after = answers
         self._released.clear()
+
+    def refuse_credentials_after(self, answers: int | None) -> None:
+        """Answer `answers` requests, then refuse every further one with 401 UNAUTHENTICATED (a token that expired
+        mid-run, after the preflight passed); None: accept them again (the token was refreshed)."""
+        self._refuse_after = answers
 
     def release(self) -> None:
         self._hold_after = None
@@ -350,6 +360,11 @@ class FakeVertex:
             if self.keep_bodies:
                 self.bodies.append(body)
         with self._lock:
+            refused = self._refuse_after is not None and self.answered >= self._refuse_after
+        if refused:
+            return self._send(handler, 401, error_json(401, "Request had invalid authentication credentials. "
+                                                            "Expected OAuth 2 access token."))
+        with self._lock:
             held = self._hold_after is not None and self.answered >= self._hold_after
             if not held:
                 self.answered += 1
@@ -373,6 +388,11 @@ class FakeVertex:
         if purpose and behaviour == "ok":
             return check_answer_json(purpose, prompt_items(body), model, self.blind_answers, self.judge_agrees,
                                      self.support)
+        if purpose and behaviour in UNREADABLE_CHECKS:
+            return {"candidates": [{"content": {"role": "model", "parts": [{"text": UNREADABLE_CHECKS[behaviour]}]},
+                                    "finishReason": "STOP"}],
+                    "usageMetadata": {"promptTokenCount": 300, "candidatesTokenCount": 20, "totalTokenCount": 320},
+                    "modelVersion": model}
         config = body.get("generationConfig") or {}
         return answer_json(behaviour, clip_id, model, self.thinking_tokens, config.get("maxOutputTokens"))
 

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from evud.core.params import load_section
+from evud.core.progress import StageIncomplete
 from evud.core.records import ClipRecord, GeminiResult, RejectScope
 from evud.dataset.gold import index_gold_answers
 from evud.dataset.postprocess import build_dataset, read_verdicts
+from evud.gemini.asking import CredentialsRefused
 from evud.gemini.cost import CostLimitExceeded
 from tests.support.fake_vertex import BATCH_BUCKET, FakeVertex, check_purpose
 from tests.support.repo import PARAMS
@@ -148,6 +150,46 @@ def test_a_second_run_pays_nothing_and_a_failed_check_leaves_its_pairs_unverifie
     fake_vertex.reset_counts()
     again, same = run_verify(reproduced_sample, answered, gemini, allow_failed=False)
     assert fake_vertex.all_calls == 0 and same == records and again["calls"] == 0
+    assert again["reused_from"] == {"answer_store": 2 * len(records), "dvc_cache": 0, "another_run": 0}  # blind, judge
+
+
+def test_credentials_refused_mid_run_stop_the_checks_keep_every_answer_and_the_next_run_asks_the_rest(
+        reproduced_sample: Path, answered: Path, fake_vertex: FakeVertex):
+    gemini = vertex_params(fake_vertex)
+    fake_vertex.refuse_credentials_after(2)  # the token expires after 2 checks (the preflight passed)
+    with pytest.raises(CredentialsRefused, match=r"^verify: credentials refused after 2 answers: refresh them and "
+                                                 r"re-run"):
+        run_verify(reproduced_sample, answered, gemini, concurrency=1, allow_failed=False)
+    assert fake_vertex.checks == {"blind": 3}  # 2 answered, 1 refused, none asked after it
+    fake_vertex.refuse_credentials_after(None)
+    fake_vertex.reset_counts()
+    run_verify(reproduced_sample, answered, gemini, allow_failed=False)
+    assert fake_vertex.checks == {"blind": len(manifest_clips(reproduced_sample)) - 2}
+
+
+def test_unreadable_check_answers_are_asked_again_then_recorded_with_the_reason_and_the_run_exits_non_zero(
+        reproduced_sample: Path, answered: Path, fake_vertex: FakeVertex):
+    """A check answered with invalid JSON or the wrong schema is asked again in the run (bounded); one still
+    unreadable is recorded with the reason and makes the stage exit non-zero, so the next run asks it again."""
+    gemini = vertex_params(fake_vertex)
+    clips = len(manifest_clips(reproduced_sample))
+    # One request at a time: the first blind request is answered invalid JSON, then the wrong schema, then readable;
+    # the second is unreadable at every attempt (3).
+    fake_vertex.script("blind", "invalid_json", "wrong_schema", "ok", "invalid_json", "wrong_schema", "invalid_json")
+    with pytest.raises(StageIncomplete, match=r"verify: 1 of .* failed for a reason a retry can fix "
+                                              r"\(unreadable_answer x1\)"):
+        run_verify(reproduced_sample, answered, gemini, concurrency=1, allow_failed=False)
+    assert fake_vertex.checks == {"blind": clips + 2 + 2}
+    records = [json.loads(line) for line in (answered / "verdicts.jsonl").read_text().splitlines()]
+    undecided = [r for r in records if any(p["reason"].startswith("blind_") for p in r["pairs"])]
+    assert len(undecided) == 1
+    assert {(p["verdict"], p["reason"].split(":")[0]) for p in undecided[0]["pairs"]} == {("unverified",
+                                                                                          "blind_unreadable")}
+    assert "not the JSON asked for" in undecided[0]["pairs"][0]["reason"]
+    fake_vertex.reset_counts()
+    _, records = run_verify(reproduced_sample, answered, gemini, allow_failed=False)
+    assert fake_vertex.checks == {"blind": 1}  # only the unreadable one: every readable answer was kept
+    assert not [p for r in records for p in r["pairs"] if p["reason"].startswith("blind_")]
 
 
 def test_the_budget_refuses_before_any_check_is_asked(reproduced_sample: Path, answered: Path,

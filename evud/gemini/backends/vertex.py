@@ -29,6 +29,7 @@ from evud.gemini.backends.vertex_requests import (
     DEFAULT_REQUEST_TIMEOUT_S,
     HTTP_ERRORS,
     describe_error,
+    is_credentials_refusal,
     is_rejection,
     is_transient,
     request_config,
@@ -185,8 +186,10 @@ class VertexBackend:
         config = request_config(request)
         try:
             return self._retrying()(self._call, request, contents, config)
-        except (errors.APIError, auth_exceptions.TransportError, *HTTP_ERRORS) as err:
-            raise BackendError(describe_error(err), retryable=is_transient(err), rejected=is_rejection(err)) from None
+        except (errors.APIError, auth_exceptions.TransportError, auth_exceptions.RefreshError, *HTTP_ERRORS) as err:
+            refused = is_credentials_refusal(err)
+            raise BackendError(describe_error(err), retryable=is_transient(err) or refused, rejected=is_rejection(err),
+                               credentials_refused=refused) from None
 
     def ask_batch(self, requests: list[GeminiRequest], store: AnswerStore, clips_dir: Path,
                   concurrency: int) -> BatchOutcome:

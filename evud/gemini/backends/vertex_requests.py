@@ -49,6 +49,12 @@ def is_rejection(error: BaseException) -> bool:
     return isinstance(error, errors.APIError) and error.code == 400
 
 
+def is_credentials_refusal(error: BaseException) -> bool:
+    """The service refused the credentials (401, 403): after a passing preflight, a token that expired mid-run."""
+    return (isinstance(error, errors.APIError) and error.code in (401, 403)) or \
+        isinstance(error, auth_exceptions.RefreshError)
+
+
 def retry_in_run(error: BaseException) -> bool:
     """Transient, and not possibly billed: a request that timed out waiting for its answer is not sent again now."""
     return is_transient(error) and not isinstance(error, READ_TIMEOUT_ERRORS)
@@ -58,6 +64,8 @@ def describe_error(error: BaseException) -> str:
     """`reason: detail`; the reason (before the colon) is what metrics count failures by."""
     if isinstance(error, errors.APIError):
         return f"api_error_{error.code}: {error.status}: {error.message}"
+    if isinstance(error, auth_exceptions.RefreshError):
+        return f"credentials_refused: the credentials could not be refreshed: {error}"
     if isinstance(error, READ_TIMEOUT_ERRORS):
         return (f"timeout: no answer within EVUD_REQUEST_TIMEOUT_S after the request was sent ({type(error).__name__}); "
                 "Vertex may still have processed and billed it, so it was not asked again in this run")
