@@ -426,3 +426,17 @@ def test_two_http_videos_of_the_same_size_without_a_checksum_are_never_the_same_
     with source_server(served) as server:
         a, b = (source_fingerprint(f"{server.url}/{name}.mp4", {}) for name in ("a", "b"))
     assert a != b
+
+
+def test_a_uid_too_long_for_a_file_name_is_skipped_with_its_reason_and_the_run_goes_on(source: Path, tmp_path: Path):
+    """A path component holds at most 255 bytes: such a uid cannot name the clip's folder, on any run."""
+    long_uid = "a" * 300
+    nlq = {"videos": [one_annotation([window(1, 3)], annotation_uid=long_uid), one_annotation([window(4, 6)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    for _ in range(2):  # and the re-run
+        records = prepare_records(tmp_path, data)
+        assert records["clip-1/ann-1/0"]["status"] == "ok"
+        refused = records[f"clip-1/{long_uid}/0"]
+        assert refused["status"] == "skipped", refused
+        assert refused["reason"].startswith(f"unsafe_uid: annotation_uid '{long_uid[:20]}"), refused["reason"]
+        assert "300 bytes" in refused["reason"] and "255" in refused["reason"]
