@@ -40,7 +40,7 @@ from evud.clips.workers import process_pool, stop_now
 from evud.core.checksums import file_digests
 from evud.core.gcs import UploadError, blob_matches, blob_name, upload_clip
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
-from evud.core.params import ClipParams, DataParams, GcsParams
+from evud.core.params import ClipParams, DataParams, GcsParams, ParamsError
 from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
 from evud.core.records import ClipRecord, ClipStatus
 from evud.core.store import locked_directory, locked_file, store_root
@@ -335,6 +335,13 @@ def prepare_metrics(records: list[ClipRecord]) -> dict[str, Any]:
     }
 
 
+def check_clips_kept(clip: ClipParams, gcs: GcsParams) -> None:
+    """Refuse, before any cut, clips that would be kept nowhere (no local file, no upload)."""
+    if not clip.keep_local and not gcs.bucket:
+        raise ParamsError("clip.keep_local=false keeps clips only in gcs.bucket, and gcs.bucket is not set: set "
+                          "gcs.bucket, or clip.keep_local=true")
+
+
 @dataclass(frozen=True)
 class PrepareRun:
     records: list[ClipRecord]  # what the manifest holds
@@ -344,6 +351,7 @@ class PrepareRun:
 def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path, metrics: Path,
         workers: int, store_dir: Path | None = None) -> PrepareRun:
     started = time.monotonic()
+    check_clips_kept(clip, gcs)
     clips_dir.mkdir(parents=True, exist_ok=True)
     store = ClipStore(store_dir or store_root() / "clips")
     store.sweep_partials()

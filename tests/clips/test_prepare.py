@@ -440,3 +440,18 @@ def test_a_uid_too_long_for_a_file_name_is_skipped_with_its_reason_and_the_run_g
         assert refused["status"] == "skipped", refused
         assert refused["reason"].startswith(f"unsafe_uid: annotation_uid '{long_uid[:20]}"), refused["reason"]
         assert "300 bytes" in refused["reason"] and "255" in refused["reason"]
+
+
+def test_clips_kept_nowhere_are_refused_before_any_cut(source: Path, tmp_path: Path):
+    """clip.keep_local=false drops the local copy once uploaded: without gcs.bucket, a clip would be kept nowhere."""
+    from evud.core.errors import UserError
+
+    nlq = {"videos": [one_annotation([window(1, 3), window(4, 6)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    store = tmp_path / "store"
+    with pytest.raises(UserError) as refused:
+        prepare.run(data, ClipParams(keep_local=False), GcsParams(), tmp_path / "clips", tmp_path / "clips.jsonl",
+                    tmp_path / "metrics.json", 1, store_dir=store)
+    assert str(refused.value) == ("clip.keep_local=false keeps clips only in gcs.bucket, and gcs.bucket is not set: set "
+                                  "gcs.bucket, or clip.keep_local=true")
+    assert not (tmp_path / "clips.jsonl").exists() and not list(store.rglob("*.mp4"))
