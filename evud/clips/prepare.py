@@ -275,6 +275,20 @@ def link_reused(plans: list[ClipPlan], verified: dict[str, StoredClip], dest: De
     return outcomes
 
 
+def split_reused(plans: list[ClipPlan], keys: dict[str, str], verified: dict[str, StoredClip | None],
+                 upload: bool) -> tuple[list[ClipPlan], list[ClipPlan]]:
+    """The windows whose stored clips only need a link (done here), and those left to workers (to cut, or to finish:
+    upload); windows without a key (unreachable source) are in neither. One pass: a re-run of 14,000 windows must not
+    compare every window with every other."""
+    linkable, others = [], []
+    for plan in plans:
+        if plan.clip_path not in keys:
+            continue
+        entry = verified.get(plan.clip_path)
+        (linkable if not upload and entry is not None and entry.has_file else others).append(plan)
+    return linkable, others
+
+
 def reuse_locked_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore, clips_dir: Path,
                        manifest: Path) -> int:
     """Copy into the store the clips dvc.lock last recorded (e.g. pulled from a remote) that it lacks."""
@@ -368,8 +382,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     from_lock = reuse_locked_clips(plans, keys, store, clips_dir, manifest)
     verified = {path: store.verified(key) for path, key in keys.items()}
     stored = {path for path, entry in verified.items() if entry is not None}
-    linkable = [p for p in plans if not gcs.bucket and verified.get(p.clip_path) and verified[p.clip_path].has_file]
-    others = [p for p in plans if p.clip_path in keys and p not in linkable]
+    linkable, others = split_reused(plans, keys, verified, upload=bool(gcs.bucket))
     print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(stored)} already done"
           f"{f' ({from_lock} from the last locked clips)' if from_lock else ''}, {len(outcomes)} with unreachable "
           f"sources, {len(keys) - len(stored)} to cut with {workers} worker(s); clip store {store.root}", file=sys.stderr)

@@ -455,3 +455,20 @@ def test_clips_kept_nowhere_are_refused_before_any_cut(source: Path, tmp_path: P
     assert str(refused.value) == ("clip.keep_local=false keeps clips only in gcs.bucket, and gcs.bucket is not set: set "
                                   "gcs.bucket, or clip.keep_local=true")
     assert not (tmp_path / "clips.jsonl").exists() and not list(store.rglob("*.mp4"))
+
+
+def test_a_re_run_never_compares_every_window_with_every_other(source: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch):
+    """A re-run's cost is linear in the windows (bench/bench_rerun.py times it at 14,000): counted here, not timed,
+    as the comparisons of one window's plan with another's (a list membership test was 2 min at 14,000)."""
+    from evud.clips.ego4d import ClipPlan
+
+    nlq = {"videos": [one_annotation([window(i, i + 1) for i in range(36)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    assert prepare_run(tmp_path, data, ClipParams(mode="copy")).facts["cut"] == 36
+    compared = []
+    plain_eq = ClipPlan.__eq__
+    monkeypatch.setattr(ClipPlan, "__eq__", lambda a, b: compared.append(1) or plain_eq(a, b))
+    again = prepare_run(tmp_path, data, ClipParams(mode="copy"))
+    assert again.facts["reused"] == 36 and again.facts["cut"] == 0
+    assert len(compared) < 36, f"{len(compared)} comparisons of plans for 36 windows"
