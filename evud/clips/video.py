@@ -230,11 +230,12 @@ def cut_windows(source: CountingReader, source_url: str, jobs: list[WindowJob],
             yield from (CutError(f"no_video_stream: {source_url} has no video stream (audio only?)", permanent=True)
                         for _ in jobs)
             return
+        known: dict[str, int] = {}  # facts of this source one window found for the next (its display rotation)
         for job in jobs:
             if inp.bit_rate:
                 # 90 %: an estimate from the average bit rate; the rest streams in growing blocks.
                 source.expect_window(int(0.9 * (job.end - job.start) * inp.bit_rate / 8))
-            yield _cut_one(inp, source_url, job, settings)
+            yield _cut_one(inp, source_url, job, settings, known)
 
 
 def _read_error(source_url: str, err: Exception) -> CutError:
@@ -244,12 +245,13 @@ def _read_error(source_url: str, err: Exception) -> CutError:
     return CutError(f"source_unreadable: {source_url}: {type(err).__name__}: {err}")
 
 
-def _cut_one(inp: Any, source_url: str, job: WindowJob, settings: CutSettings) -> CutResult | CutError:
+def _cut_one(inp: Any, source_url: str, job: WindowJob, settings: CutSettings,
+             known: dict[str, int]) -> CutResult | CutError:
     job.dest.parent.mkdir(parents=True, exist_ok=True)
     partial = job.partial or job.dest.with_name(job.dest.name + ".part")
     cut = _copy_window if settings.mode == "copy" else _exact_window
     try:
-        file_start, file_end = cut(inp, partial, job.start, job.end, settings)
+        file_start, file_end = cut(inp, partial, job.start, job.end, settings, known)
     except CutError as err:
         partial.unlink(missing_ok=True)
         return err
@@ -268,7 +270,8 @@ def _open_output(dest: Path) -> Any:
     return out
 
 
-def _copy_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings) -> tuple[float, float]:
+def _copy_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings,
+                 known: dict[str, int]) -> tuple[float, float]:
     video_in = inp.streams.video[0]
     audio_in = inp.streams.audio[0] if settings.keep_audio and inp.streams.audio else None
     with _open_output(dest) as out:
@@ -367,11 +370,14 @@ def _even(value: float) -> int:
     return max(2, int(round(value / 2)) * 2)
 
 
-def _exact_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings) -> tuple[float, float]:
+def _exact_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings,
+                  known: dict[str, int]) -> tuple[float, float]:
     """Decode the window and encode it with libx264 (and AAC audio): the file holds exactly the window, upright."""
     video_in = inp.streams.video[0]
     audio_in = inp.streams.audio[0] if settings.keep_audio and inp.streams.audio else None
-    turns = display_rotation(inp, video_in, start) // 90
+    if "rotation" not in known:  # a stream's display matrix is the same for every window: read it once
+        known["rotation"] = display_rotation(inp, video_in, start)
+    turns = known["rotation"] // 90
     coded = (video_in.codec_context.width, video_in.codec_context.height)
     upright_width, upright_height = coded[::-1] if turns % 2 else coded
     height = min(settings.height, upright_height)  # the height of the picture as shown, never upscaled

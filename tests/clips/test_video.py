@@ -85,18 +85,22 @@ def test_an_exact_clip_of_a_rotated_source_is_upright_for_every_loader(tmp_path:
 
     source = tmp_path / "phone.mp4"
     make_rotated_video(source, rotation)
-    result = _cut(source, tmp_path / "clip.mp4", 1.0, 3.0, CutSettings(mode="exact", height=128))
-    assert not isinstance(result, CutError), result
+    clips = [tmp_path / "first.mp4", tmp_path / "second.mp4"]  # two windows of one open source: both upright
+    with open_source(str(source)) as opened:
+        results = list(cut_windows(opened, str(source), [WindowJob(clips[0], 1.0, 2.0), WindowJob(clips[1], 2.5, 3.5)],
+                                   CutSettings(mode="exact", height=128)))
+    assert not any(isinstance(result, CutError) for result in results), results
     portrait = rotation in (90, -90)
-    with av.open(str(tmp_path / "clip.mp4")) as clip:
-        frame = next(clip.decode(video=0))
-        assert frame.rotation == 0  # no matrix left to apply twice
-        assert (frame.width < frame.height) == portrait and frame.height == 128
-        assert marker_corner(frame.to_ndarray(format="rgb24")) == "top-left"
-    capture = cv2.VideoCapture(str(tmp_path / "clip.mp4"))
-    ok, image = capture.read()
-    capture.release()
-    assert ok and (image.shape[1] < image.shape[0]) == portrait and marker_corner(image) == "top-left"
+    for clip_file in clips:
+        with av.open(str(clip_file)) as clip:
+            frame = next(clip.decode(video=0))
+            assert frame.rotation == 0  # no matrix left to apply twice
+            assert (frame.width < frame.height) == portrait and frame.height == 128
+            assert marker_corner(frame.to_ndarray(format="rgb24")) == "top-left"
+        capture = cv2.VideoCapture(str(clip_file))
+        ok, image = capture.read()
+        capture.release()
+        assert ok and (image.shape[1] < image.shape[0]) == portrait and marker_corner(image) == "top-left"
 
 
 @pytest.mark.parametrize("rotation", [90, -90, 180])
