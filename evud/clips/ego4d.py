@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import IO, Any
 
 import fsspec
@@ -68,7 +69,7 @@ class ClipPlan:
     def record(self, **fields: Any) -> ClipRecord:
         return ClipRecord(**self.ids.model_dump(), query=self.query, template=self.template,
                           window_start=self.window_start, window_end=self.window_end,
-                          duration=round(self.window_end - self.window_start, 6), **fields)
+                          duration=float(window_length(self.window_start, self.window_end)), **fields)
 
 
 class MetadataError(UserError):
@@ -258,12 +259,30 @@ def resolve_window(query: LanguageQuery, video: Ego4dVideo, params: DataParams) 
     if start >= video.duration_sec or end <= 0:
         raise SkipQuery(f"window_outside_video: window [{start}, {end}] lies outside the video (0 to {video.duration_sec} s)")
     start, end = round_window(start, end, video.duration_sec, params.window_rounding)
-    length = end - start
-    if length < params.min_window_sec:
-        raise SkipQuery(f"window_too_short: {length:.3f} s < data.min_window_sec={params.min_window_sec}")
-    if params.max_window_sec is not None and length > params.max_window_sec:
-        raise SkipQuery(f"window_too_long: {length:.3f} s > data.max_window_sec={params.max_window_sec}")
+    length = window_length(start, end)
+    if length < exact_seconds(params.min_window_sec):
+        raise SkipQuery(f"window_too_short: {seconds_text(length)} s < data.min_window_sec={params.min_window_sec}")
+    if params.max_window_sec is not None and length > exact_seconds(params.max_window_sec):
+        raise SkipQuery(f"window_too_long: {seconds_text(length)} s > data.max_window_sec={params.max_window_sec}")
     return start, end
+
+
+def exact_seconds(value: float) -> Decimal:
+    """A time as the decimal it was written as (its float's shortest spelling), so that windows are measured in exact
+    arithmetic: 0.7 - 0.2 is 0.49999999999999994 in floats, 0.5 in decimals."""
+    return Decimal(repr(float(value)))
+
+
+def window_length(start: float, end: float) -> Decimal:
+    return exact_seconds(end) - exact_seconds(start)
+
+
+def seconds_text(seconds: Decimal) -> str:
+    """Milliseconds at least, every written digit at most: 0.200, 0.4999 (never 0.500 for a window under 0.5 s)."""
+    return f"{seconds:.3f}" if seconds == seconds.quantize(_MILLISECOND) else str(seconds)
+
+
+_MILLISECOND = Decimal("0.001")
 
 
 def video_source_url(video: Ego4dVideo, params: DataParams) -> str:

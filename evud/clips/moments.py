@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from evud.clips.ego4d import ClipPlan, RawQuery, iter_annotated, load_nested, load_videos, plan_queries, selected
+from evud.clips.ego4d import (
+    ClipPlan,
+    RawQuery,
+    exact_seconds,
+    iter_annotated,
+    load_nested,
+    load_videos,
+    plan_queries,
+    selected,
+)
 from evud.clips.sources import SourceLookup
 from evud.clips.windows import videos_by_url
 from evud.core.params import DataParams
@@ -24,10 +33,11 @@ def moment_fields(label: Any, clip: dict[str, Any]) -> Any:
         return label
     start, end = label.get("video_start_time"), label.get("video_end_time")
     offset = clip.get("video_start_sec")
+    # Added in exact decimals: 0.1 + 0.2 is 0.30000000000000004 in floats, and the window's length would be off too.
     if start is None and isinstance(offset, (int, float)) and isinstance(label.get("start_time"), (int, float)):
-        start = offset + label["start_time"]
+        start = float(exact_seconds(offset) + exact_seconds(label["start_time"]))
     if end is None and isinstance(offset, (int, float)) and isinstance(label.get("end_time"), (int, float)):
-        end = offset + label["end_time"]
+        end = float(exact_seconds(offset) + exact_seconds(label["end_time"]))
     text = label.get("label")
     return {"video_start_sec": start, "video_end_sec": end, "query": text if isinstance(text, str) else None}
 

@@ -41,7 +41,7 @@ from evud.clips.workers import process_pool, stop_now
 from evud.core.checksums import file_digests
 from evud.core.gcs import UploadError, blob_matches, blob_name, upload_clip
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
-from evud.core.params import ClipParams, DataParams, GcsParams
+from evud.core.params import ClipParams, DataParams, GcsParams, ParamsError
 from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
 from evud.core.records import ClipRecord, ClipStatus
 from evud.core.store import ClaimWaits, claim_wait_s, dvc_cache_file, locked_directory, locked_file, store_root
@@ -325,6 +325,20 @@ def evict_edited_cache_objects(edited: dict[str, Checked], outcomes: dict[str, C
                   "the clip cut now in its place at the stage's commit)", file=sys.stderr)
 
 
+def split_reused(plans: list[ClipPlan], keys: dict[str, str], verified: dict[str, StoredClip | None],
+                 upload: bool) -> tuple[list[ClipPlan], list[ClipPlan]]:
+    """The windows whose stored clips only need a link (done here), and those left to workers (to cut, or to finish:
+    upload); windows without a key (unreachable source) are in neither. One pass: a re-run of 14,000 windows must not
+    compare every window with every other."""
+    linkable, others = [], []
+    for plan in plans:
+        if plan.clip_path not in keys:
+            continue
+        entry = verified.get(plan.clip_path)
+        (linkable if not upload and entry is not None and entry.has_file else others).append(plan)
+    return linkable, others
+
+
 def reuse_locked_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore, clips_dir: Path,
                        manifest: Path) -> int:
     """Copy into the store the clips dvc.lock last recorded (e.g. pulled from a remote) that it lacks."""
@@ -385,6 +399,13 @@ def prepare_metrics(records: list[ClipRecord]) -> dict[str, Any]:
     }
 
 
+def check_clips_kept(clip: ClipParams, gcs: GcsParams) -> None:
+    """Refuse, before any cut, clips that would be kept nowhere (no local file, no upload)."""
+    if not clip.keep_local and not gcs.bucket:
+        raise ParamsError("clip.keep_local=false keeps clips only in gcs.bucket, and gcs.bucket is not set: set "
+                          "gcs.bucket, or clip.keep_local=true")
+
+
 @dataclass(frozen=True)
 class PrepareRun:
     records: list[ClipRecord]  # what the manifest holds
@@ -395,6 +416,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
         workers: int, store_dir: Path | None = None) -> PrepareRun:
     started = time.monotonic()
     source_timeout_s(), claim_wait_s()  # a bad setting stops the run here, in one line, not in every worker
+    check_clips_kept(clip, gcs)
     clips_dir.mkdir(parents=True, exist_ok=True)
     store = ClipStore(store_dir or store_root() / "clips")
     store.sweep_partials()
@@ -411,8 +433,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     from_lock = reuse_locked_clips(plans, keys, store, clips_dir, manifest)
     verified, edited = check_store(keys, store)
     stored = {path for path, entry in verified.items() if entry is not None}
-    linkable = [p for p in plans if not gcs.bucket and verified.get(p.clip_path) and verified[p.clip_path].has_file]
-    others = [p for p in plans if p.clip_path in keys and p not in linkable]
+    linkable, others = split_reused(plans, keys, verified, upload=bool(gcs.bucket))
     print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(stored)} already done"
           f"{f' ({from_lock} from the last locked clips)' if from_lock else ''}, {len(outcomes)} with unreachable "
           f"sources, {len(keys) - len(stored)} to cut with {workers} worker(s); clip store {store.root}", file=sys.stderr)

@@ -7,12 +7,13 @@ Two modes:
 - `exact` (the default): decode from the keyframe at or before the window start (skipping the frames before it
   that nothing references) and encode the window's frames with libx264 at a target height, its audio trimmed to
   it: the file holds the window and nothing else, so every training loader (decord, OpenCV, PyAV), which counts and
-  samples frames by index, and Gemini see exactly the window.
+  samples frames by index, and Gemini see exactly the window. A source whose display matrix rotates it (a phone's
+  portrait video) has its pixels turned upright: loaders that ignore the matrix (PyAV, decord) see it as players do.
 - `copy` (for players only): remux packets without decoding, from the keyframe at or before the window start up to
   the first packet decoded at or after its end. Timestamps are shifted so that the window starts at 0; earlier
   frames get negative times and the mp4 muxer writes an edit list, so an edit-list-aware player starts at the
   window, but loaders count the lead-in frames and sample across it. The physical span is returned so Gemini's
-  videoMetadata offsets can trim it.
+  videoMetadata offsets can trim it. The display matrix is copied with the stream.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from evud.core.store import env_seconds
 # cut by older code are cut again (tests/pipeline/test_reproducible.py pins the sample's clip hashes to it).
 # 2: short clips are refused; reencode records the span its frames really cover.
 # 3: `exact` is the default (the window's frames re-encoded, audio trimmed to the sample, lead-in B-frames skipped).
-CUTTER_VERSION = 3
+# 4: `exact` turns the pixels of a source with a display rotation upright (phones' portrait video), and starts with
+#    the frame held into the window (variable-rate sources); other clips keep their bytes, but every key changes.
+CUTTER_VERSION = 4
 
 # bitexact: the mp4 muxer writes no library version strings, so the same cut gives the same bytes and
 # clip sha256s (and the Gemini cache keyed on them) stay valid.
@@ -276,11 +279,12 @@ def cut_windows(source: CountingReader, source_url: str, jobs: list[WindowJob],
             yield from (CutError(f"no_video_stream: {source_url} has no video stream (audio only?)", permanent=True)
                         for _ in jobs)
             return
+        known: dict[str, int] = {}  # facts of this source one window found for the next (its display rotation)
         for job in jobs:
             if inp.bit_rate:
                 # 90 %: an estimate from the average bit rate; the rest streams in growing blocks.
                 source.expect_window(int(0.9 * (job.end - job.start) * inp.bit_rate / 8))
-            yield _cut_one(inp, source_url, job, settings)
+            yield _cut_one(inp, source_url, job, settings, known)
 
 
 def _read_error(source_url: str, err: Exception) -> CutError:
@@ -292,12 +296,13 @@ def _read_error(source_url: str, err: Exception) -> CutError:
     return CutError(f"source_unreadable: {source_url}: {type(err).__name__}: {err}")
 
 
-def _cut_one(inp: Any, source_url: str, job: WindowJob, settings: CutSettings) -> CutResult | CutError:
+def _cut_one(inp: Any, source_url: str, job: WindowJob, settings: CutSettings,
+             known: dict[str, int]) -> CutResult | CutError:
     job.dest.parent.mkdir(parents=True, exist_ok=True)
     partial = job.partial or job.dest.with_name(job.dest.name + ".part")
     cut = _copy_window if settings.mode == "copy" else _exact_window
     try:
-        file_start, file_end = cut(inp, partial, job.start, job.end, settings)
+        file_start, file_end = cut(inp, partial, job.start, job.end, settings, known)
     except CutError as err:
         partial.unlink(missing_ok=True)
         return err
@@ -316,7 +321,8 @@ def _open_output(dest: Path) -> Any:
     return out
 
 
-def _copy_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings) -> tuple[float, float]:
+def _copy_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings,
+                 known: dict[str, int]) -> tuple[float, float]:
     video_in = inp.streams.video[0]
     audio_in = inp.streams.audio[0] if settings.keep_audio and inp.streams.audio else None
     with _open_output(dest) as out:
@@ -415,12 +421,18 @@ def _even(value: float) -> int:
     return max(2, int(round(value / 2)) * 2)
 
 
-def _exact_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings) -> tuple[float, float]:
-    """Decode the window and encode it with libx264 (and AAC audio): the file holds exactly the window."""
+def _exact_window(inp: Any, dest: Path, start: float, end: float, settings: CutSettings,
+                  known: dict[str, int]) -> tuple[float, float]:
+    """Decode the window and encode it with libx264 (and AAC audio): the file holds exactly the window, upright."""
     video_in = inp.streams.video[0]
     audio_in = inp.streams.audio[0] if settings.keep_audio and inp.streams.audio else None
-    height = min(settings.height, video_in.codec_context.height)
-    width = _even(video_in.codec_context.width * height / video_in.codec_context.height)
+    if "rotation" not in known:  # a stream's display matrix is the same for every window: read it once
+        known["rotation"] = display_rotation(inp, video_in, start)
+    turns = known["rotation"] // 90
+    coded = (video_in.codec_context.width, video_in.codec_context.height)
+    upright_width, upright_height = coded[::-1] if turns % 2 else coded
+    height = min(settings.height, upright_height)  # the height of the picture as shown, never upscaled
+    width = _even(upright_width * height / upright_height)
     rate = video_in.average_rate or Fraction(30)
     with _open_output(dest) as out:
         video_out = out.add_stream("libx264", rate=rate)
@@ -435,7 +447,7 @@ def _exact_window(inp: Any, dest: Path, start: float, end: float, settings: CutS
             audio_out = out.add_stream("aac", rate=audio_in.codec_context.sample_rate,
                                        layout=audio_in.codec_context.layout.name)
         inp.seek(_ticks(start, video_in), stream=video_in, backward=True)
-        span = _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out)
+        span = _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out, turns)
         out.mux(video_out.encode(None))
         if audio_out is not None:
             out.mux(audio_out.encode(None))
@@ -445,19 +457,52 @@ def _exact_window(inp: Any, dest: Path, start: float, end: float, settings: CutS
     return span
 
 
-def _decoded_until_broken(inp: Any, video: Any, audio: Any | None, start: float) -> Iterator[Any]:
+def display_rotation(inp: Any, stream: Any, start: float) -> int:
+    """How far the source's display matrix turns its pictures (degrees counterclockwise: 0, 90, 180 or 270), as phones
+    record portrait. PyAV exposes the matrix on decoded frames only: decode the first frame from the keyframe before
+    `start` (the cut seeks there again; the bytes are in the read cache)."""
+    inp.seek(_ticks(start, stream), stream=stream, backward=True)
+    try:
+        for packet in inp.demux(stream):
+            for frame in packet.decode():
+                return round(frame.rotation / 90) * 90 % 360
+    except (av.error.InvalidDataError, EOFError):
+        pass  # a broken file: the cut itself says what is wrong
+    return 0
+
+
+def upright_picture(frame: Any, width: int, height: int, turns: int) -> Any:
+    """The frame scaled to width x height as it is shown: turned by `turns` quarter turns counterclockwise (its display
+    matrix), so every loader sees it upright whether or not it applies a matrix (the clip carries none)."""
+    if not turns:
+        return frame.reformat(width=width, height=height, format="yuv420p")
+    stored = (height, width) if turns % 2 else (width, height)
+    pixels = frame.reformat(width=stored[0], height=stored[1], format="rgb24").to_ndarray()
+    turned = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(pixels, k=turns)), format="rgb24")
+    return turned.reformat(format="yuv420p")
+
+
+# Before the window start, frames nothing references are skipped, except in its last second: the frame on screen at
+# the start (a variable-rate source may hold one for long) must be decoded.
+_HOLD_MARGIN_S = 1.0
+
+
+def _decoded_until_broken(inp: Any, video: Any, audio: Any | None, start: float, skipped: list[int]) -> Iterator[Any]:
     """Decoded frames from where the demuxer was sought to, ending where the data breaks (a file cut short: what came
     before is still good, and check_span then says the clip is short, as the copy mode does).
 
     Before the window start the decoder skips the frames nothing references (B-frames but the pyramid's middle one):
-    they are never shown, and the lead-in from the keyframe is up to a whole GOP (8 s on x264's defaults)."""
-    video_start = _ticks(start, video)
+    they are never shown, and the lead-in from the keyframe is up to a whole GOP (8 s on x264's defaults). The pts of
+    the packets it may have skipped go to `skipped`."""
+    skip_before = _ticks(start - _HOLD_MARGIN_S, video)
     context = video.codec_context
     try:
         for packet in inp.demux(*[s for s in (video, audio) if s is not None]):
             if packet.stream is video:
-                ends_before = packet.pts is not None and packet.pts + (packet.duration or 0) <= video_start
+                ends_before = packet.pts is not None and packet.pts + (packet.duration or 0) <= skip_before
                 context.skip_frame = "NONREF" if ends_before else "DEFAULT"
+                if ends_before:
+                    skipped.append(packet.pts)
             yield from packet.decode()
     except (av.error.InvalidDataError, EOFError):
         return
@@ -485,17 +530,52 @@ def _trimmed_audio(frame: Any, start: float, end: float) -> Any | None:
     return trimmed
 
 
-def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out) -> tuple[float, float] | None:
-    """Encode the window's frames; returns the source span they cover (first frame to last frame's end)."""
+def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, end, out,
+                          turns=0) -> tuple[float, float] | None:
+    """Encode the window's frames; returns the source span they cover, by time: from the window start when the frame
+    on screen there began before it (a hold), else from the first frame; to the time the next frame replaces the last
+    one (a variable-rate source's holds are as long as they are), else to one frame period after it."""
     frames, last_pts = 0, -1
-    first_time = last_time = None
+    first_time = last_time = next_time = None
+    held = None  # the last video frame before the window start: it is on screen at the start
+    skipped: list[int] = []
     frame_period = Fraction(1) / video_out.average_rate
     video_done, audio_done = False, audio_in is None
-    for frame in _decoded_until_broken(inp, video_in, audio_in, start):
+
+    def encode_video(frame: Any, pts: int) -> None:
+        nonlocal frames, last_pts
+        # Before its timestamps are rewritten (reformat may return this very frame).
+        picture = upright_picture(frame, video_out.width, video_out.height, turns)
+        # Timestamps in frame periods (the encoder's own time base): measured, x264 output was not repeatable when
+        # frames came in the source's finer time base. Strictly increasing, even for a variable-rate source whose
+        # frames round to the same period.
+        last_pts = max(pts, last_pts + 1)
+        picture.pts, picture.time_base = last_pts, frame_period
+        # The source's frame types are not ours to keep: x264 chooses its own (and FFmpeg would otherwise pass the
+        # decoder's I/P/B marks on as forced types).
+        picture.pict_type = av.video.frame.PictureType.NONE
+        out.mux(video_out.encode(picture))
+        frames += 1
+
+    def show_held(next_shown: float) -> None:
+        """Before the first frame of the window: the frame held into it, at 0, when the next one comes a whole frame
+        period or more after the start (a hold). At a constant rate the window's frames are those starting in it."""
+        nonlocal first_time
+        if frames or held is None or next_shown - start < float(frame_period) - 1e-6:
+            return
+        if any(pts > held.pts for pts in skipped):
+            return  # a later frame before the start was skipped undecoded: `held` is not the one on screen
+        encode_video(held, 0)
+        first_time = start
+
+    for frame in _decoded_until_broken(inp, video_in, audio_in, start, skipped):
         if frame.time is None:
             continue
         is_video = isinstance(frame, av.VideoFrame)
         if frame.time >= end:
+            if is_video and not video_done:
+                show_held(end)
+                next_time = frame.time
             video_done, audio_done = (True, audio_done) if is_video else (video_done, True)
         elif not is_video and not audio_done and frame.time + frame.samples / frame.sample_rate > start:
             part = _trimmed_audio(frame, start, end)
@@ -504,24 +584,18 @@ def _encode_window_frames(inp, video_in, video_out, audio_in, audio_out, start, 
                 part.pts = int(round((part_time - start) * part.sample_rate))
                 part.time_base = Fraction(1, part.sample_rate)
                 out.mux(audio_out.encode(part))
-        elif frame.time >= start:
-            if is_video and not video_done:
-                # Before its timestamps are rewritten (reformat may return this very frame).
-                first_time = frame.time if first_time is None else first_time
-                last_time = frame.time
-                picture = frame.reformat(width=video_out.width, height=video_out.height, format="yuv420p")
-                # Timestamps in frame periods (the encoder's own time base): measured, x264 output was not
-                # repeatable when frames came in the source's finer time base. Strictly increasing, even
-                # for a variable-rate source whose frames round to the same period.
-                last_pts = max(int(round((frame.time - start) / frame_period)), last_pts + 1)
-                picture.pts, picture.time_base = last_pts, frame_period
-                # The source's frame types are not ours to keep: x264 chooses its own (and FFmpeg would
-                # otherwise pass the decoder's I/P/B marks on as forced types).
-                picture.pict_type = av.video.frame.PictureType.NONE
-                out.mux(video_out.encode(picture))
-                frames += 1
+        elif is_video and frame.time < start:
+            held = frame
+        elif is_video and not video_done:
+            show_held(frame.time)
+            first_time = frame.time if first_time is None else first_time
+            last_time = frame.time
+            encode_video(frame, int(round((frame.time - start) / frame_period)))
         if video_done and audio_done:
             break
     if not frames:
         return None
-    return round(float(first_time), 6), round(float(last_time) + frame_period_s(video_in), 6)
+    if last_time is None:  # only the held frame: it fills the window
+        last_time = start
+    file_end = next_time if next_time is not None else float(last_time) + frame_period_s(video_in)
+    return round(float(first_time), 6), round(float(file_end), 6)

@@ -21,10 +21,17 @@ class UnsafeUidError(ValueError):
     """A uid that would escape or break the clip directory layout."""
 
 
+# A file or folder name holds at most 255 bytes on every common filesystem (NAME_MAX).
+MAX_UID_BYTES = 255
+
+
 def check_path_safe_uid(uid: str, what: str) -> str:
-    """Reject uids that are not a single, plain path component (no `/`, no `..`, no leading dot)."""
+    """Reject uids that are not a single, plain path component (no `/`, no `..`, no leading dot, at most 255 bytes)."""
     if not isinstance(uid, str) or not _SAFE_UID.match(uid) or ".." in uid:
         raise UnsafeUidError(f"{what} {uid!r} is not a plain path component; refusing to use it in a path")
+    if len(uid.encode()) > MAX_UID_BYTES:
+        raise UnsafeUidError(f"{what} {uid[:40] + '...'!r} is {len(uid.encode())} bytes; a file name holds at most "
+                             f"{MAX_UID_BYTES}: give it a shorter id")
     return uid
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from evud.clips.ego4d import Ego4dVideo, SkipQuery, clip_relative_path, plan_query, round_window
 from evud.core.params import DataParams
-from evud.core.records import QueryIds
+from evud.core.records import ClipStatus, QueryIds
 
 PARAMS = DataParams(name="t", root="data/sample", ego4d_json="e.json", nlq_json="n.json",
                     video_url="videos/{video_uid}.mp4", window_rounding="evud", min_window_sec=0.5)
@@ -69,3 +69,19 @@ def test_exact_rounding_can_make_a_window_too_short():
     with pytest.raises(SkipQuery, match="window_too_short"):
         plan_query(ids(), query(10.2, 10.25), VIDEOS, exact)
     assert plan_query(ids(), query(10.2, 10.25), VIDEOS, PARAMS).window_end == 11.0
+
+
+@pytest.mark.parametrize(("start", "end"), [(0.2, 0.7), (0.6, 1.1), (1.8, 2.3), (3.9, 4.4)])
+def test_a_window_of_exactly_min_window_sec_is_cut(start: float, end: float):
+    """0.7 - 0.2 is 0.49999999999999994 and 1.1 - 0.6 is 0.5000000000000001 in floats: windows are measured in exact
+    decimals, as written (neither data.min_window_sec nor data.max_window_sec refuses a window of exactly its length)."""
+    params = PARAMS.model_copy(update={"window_rounding": "exact", "min_window_sec": 0.5, "max_window_sec": 0.5})
+    plan = plan_query(ids(), query(start, end), VIDEOS, params)
+    assert (plan.window_start, plan.window_end) == (start, end)
+    assert plan.record(status=ClipStatus.ok).duration == 0.5
+
+
+def test_a_window_just_under_min_window_sec_is_still_refused_naming_its_length():
+    params = PARAMS.model_copy(update={"window_rounding": "exact", "min_window_sec": 0.5})
+    with pytest.raises(SkipQuery, match=r"window_too_short: 0.4999 s < data.min_window_sec=0.5$"):
+        plan_query(ids(), query(0.1, 0.5999), VIDEOS, params)

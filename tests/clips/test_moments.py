@@ -66,3 +66,13 @@ def test_a_file_without_the_moments_structure_stops_naming_the_field(tmp_path: P
         {"annotator_uid": ANNOTATOR, "labels": {"not": "a list"}}]}]}]}))
     with pytest.raises(MetadataError, match=r"'videos\[0\].clips\[0\].annotations\[0\].labels' is not a list"):
         plan_clips(moments_params(tmp_path / "m.json"))
+
+
+def test_clip_times_are_placed_in_the_video_in_exact_decimals(tmp_path: Path):
+    """0.1 + 0.2 is 0.30000000000000004 in floats: a label of exactly data.min_window_sec stays one, its times clean."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"videos": [{"video_uid": VIDEO, "clips": [
+        {"clip_uid": "clip-1", "video_start_sec": 0.1, "annotations": [{"annotator_uid": ANNOTATOR, "labels": [
+            {"start_time": 0.2, "end_time": 0.7, "label": "stir_food"}]}]}]}]}))
+    plans, skipped = plan_clips(moments_params(path))
+    assert [(p.window_start, p.window_end) for p in plans] == [(0.3, 0.8)] and not skipped

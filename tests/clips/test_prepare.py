@@ -527,3 +527,49 @@ def test_under_dvc_a_clip_edited_in_place_is_healed_in_the_store_the_workspace_a
         assert hashlib.md5(cached.read_bytes()).hexdigest() == md5, how
         run(["dvc", "checkout", "--force", "prepare"], repo)
     assert "Data and pipelines are up to date" in run(["dvc", "status", "prepare"], repo).stdout
+
+
+def test_a_uid_too_long_for_a_file_name_is_skipped_with_its_reason_and_the_run_goes_on(source: Path, tmp_path: Path):
+    """A path component holds at most 255 bytes: such a uid cannot name the clip's folder, on any run."""
+    long_uid = "a" * 300
+    nlq = {"videos": [one_annotation([window(1, 3)], annotation_uid=long_uid), one_annotation([window(4, 6)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    for _ in range(2):  # and the re-run
+        records = prepare_records(tmp_path, data)
+        assert records["clip-1/ann-1/0"]["status"] == "ok"
+        refused = records[f"clip-1/{long_uid}/0"]
+        assert refused["status"] == "skipped", refused
+        assert refused["reason"].startswith(f"unsafe_uid: annotation_uid '{long_uid[:20]}"), refused["reason"]
+        assert "300 bytes" in refused["reason"] and "255" in refused["reason"]
+
+
+def test_clips_kept_nowhere_are_refused_before_any_cut(source: Path, tmp_path: Path):
+    """clip.keep_local=false drops the local copy once uploaded: without gcs.bucket, a clip would be kept nowhere."""
+    from evud.core.errors import UserError
+
+    nlq = {"videos": [one_annotation([window(1, 3), window(4, 6)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    store = tmp_path / "store"
+    with pytest.raises(UserError) as refused:
+        prepare.run(data, ClipParams(keep_local=False), GcsParams(), tmp_path / "clips", tmp_path / "clips.jsonl",
+                    tmp_path / "metrics.json", 1, store_dir=store)
+    assert str(refused.value) == ("clip.keep_local=false keeps clips only in gcs.bucket, and gcs.bucket is not set: set "
+                                  "gcs.bucket, or clip.keep_local=true")
+    assert not (tmp_path / "clips.jsonl").exists() and not list(store.rglob("*.mp4"))
+
+
+def test_a_re_run_never_compares_every_window_with_every_other(source: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch):
+    """A re-run's cost is linear in the windows (bench/bench_rerun.py times it at 14,000): counted here, not timed,
+    as the comparisons of one window's plan with another's (a list membership test was 2 min at 14,000)."""
+    from evud.clips.ego4d import ClipPlan
+
+    nlq = {"videos": [one_annotation([window(i, i + 1) for i in range(36)])]}
+    data = data_params(tmp_path / "meta", nlq, [{"video_uid": VIDEO, "duration_sec": 40.0}], str(source))
+    assert prepare_run(tmp_path, data, ClipParams(mode="copy")).facts["cut"] == 36
+    compared = []
+    plain_eq = ClipPlan.__eq__
+    monkeypatch.setattr(ClipPlan, "__eq__", lambda a, b: compared.append(1) or plain_eq(a, b))
+    again = prepare_run(tmp_path, data, ClipParams(mode="copy"))
+    assert again.facts["reused"] == 36 and again.facts["cut"] == 0
+    assert len(compared) < 36, f"{len(compared)} comparisons of plans for 36 windows"

@@ -233,3 +233,23 @@ def test_a_run_looks_each_source_up_once_for_its_duration_and_its_clips(tmp_path
         server.requests = 0
         assert [r.status.value for r in prepare_run(tmp_path / "run", params, workers=1).records] == ["ok"]
         assert server.requests == 1  # the fingerprint's HEAD; the duration and the clip are in the store
+
+
+@pytest.mark.parametrize(("name", "content"), [("w.csv", "video,start,end\n"), ("w.jsonl", "\n")])
+def test_a_windows_file_without_a_window_stops_the_stage_with_one_line(tmp_path: Path, name: str, content: str):
+    """A header and no row is a mistake (the wrong file, an export that failed), never an empty dataset."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / name).write_text(content)
+    params = {"data": windows_params(tmp_path / name).model_dump(), "clip": {}, "gcs": {}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run([sys.executable, "-m", "stages.prepare", "--clips-dir", str(tmp_path / "clips"),
+                           "--manifest", str(tmp_path / "clips.jsonl"), "--metrics", str(tmp_path / "m.json"),
+                           "--params", str(tmp_path / "params.yaml")], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          env={**os.environ, "EVUD_STORE": str(tmp_path / "store")})
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert done.stderr.count("\n") == 1 and f"{name}: no window" in done.stderr, done.stderr
+    assert not (tmp_path / "clips.jsonl").exists()

@@ -74,3 +74,57 @@ def decode_number(frame: av.VideoFrame) -> int:
     y = int(CELL / 2 * sy)
     return sum(1 << bit for bit in range(BITS) if gray[y, int((bit * CELL + CELL / 2) * sx)] > 128)
 
+
+
+def make_vfr_numbered_video(path: Path, times: list[float], rate: int = 30) -> None:
+    """An H.264 mp4 whose frame i shows the number i at times[i] seconds (timestamps in ms, B-frames): a
+    variable-frame-rate source, as phones and screen recorders write them, with holds wherever the gaps are long."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=rate)
+        width, height = SOURCE_SIZE
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
+        video.options = {"g": "20", "keyint_min": "20", "sc_threshold": "0", "preset": "veryfast"}
+        for i, seconds in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(numbered_frame(i, width, height), format="rgb24")
+            frame.pts, frame.time_base = round(seconds * 1000), Fraction(1, 1000)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+
+
+# A picture whose orientation a reader can check: grey, with a white square in its top-left corner when upright.
+MARKER = 24
+
+
+def upright_picture(width: int, height: int) -> np.ndarray:
+    picture = np.full((height, width, 3), 96, dtype=np.uint8)
+    picture[:MARKER, :MARKER] = 255
+    return picture
+
+
+def make_rotated_video(path: Path, rotation: int, seconds: int = 4, fps: int = 10) -> None:
+    """A video recorded 'sideways', as phones record portrait: its stored pixels are the upright picture turned by
+    -rotation, and its display matrix says to turn them by `rotation` degrees counterclockwise (PyAV's
+    VideoFrame.rotation) to show it. Upright it is portrait for +-90 (144x256), landscape for 180 (256x144)."""
+    turns = (rotation // 90) % 4
+    upright = upright_picture(*(SOURCE_SIZE[::-1] if turns % 2 else SOURCE_SIZE))
+    stored = np.ascontiguousarray(np.rot90(upright, k=-turns))
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+        video.set_display_rotation(rotation)
+        for i in range(seconds * fps):
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+
+
+def marker_corner(picture: np.ndarray) -> str:
+    """Which corner of a picture (height x width [x channels]) holds the white marker: top-left when it is upright."""
+    gray = picture if picture.ndim == 2 else picture.mean(axis=2)
+    height, width = gray.shape[:2]
+    size = max(MARKER * min(height, width) // min(SOURCE_SIZE) // 2, 2)  # the marker's half, wherever it was scaled to
+    corners = {"top-left": gray[:size, :size], "top-right": gray[:size, -size:],
+               "bottom-left": gray[-size:, :size], "bottom-right": gray[-size:, -size:]}
+    return max(corners, key=lambda name: corners[name].mean())
