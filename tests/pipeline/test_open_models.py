@@ -27,7 +27,7 @@ def test_dvc_exp_run_on_an_open_model_server_makes_the_dataset_with_verdicts_and
     assert json.loads((reproduced_copy / "metrics/generate.json").read_text())["model"] == MODEL
     # A setting that re-runs generate (not served by DVC's run cache): every answer comes from the answer store.
     fake_openai.reset_counts()
-    result = run(["dvc", "exp", "run", "verify", *server, "-S", "gemini.max_cost_usd=1000"], reproduced_copy,
+    result = run(["dvc", "exp", "run", "verify", *server, "-S", "gemini.inline_limit_mb=250"], reproduced_copy,
                  env=FAST_ENV)
     assert "generate" in stages_run(result.stdout) and fake_openai.all_calls == 0, result.stderr
     assert f"{n} clips, {n} answered before" in result.stderr, result.stderr

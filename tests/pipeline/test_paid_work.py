@@ -66,7 +66,7 @@ def test_exp_apply_then_rerun_a_temp_run_and_a_deleted_store_pay_nothing_again(v
     assert fake_vertex.total_calls == 2 * SAMPLE_CLIPS and fake_vertex.checks["blind"] >= SAMPLE_CLIPS
     dvc(vertex_repo, "exp", "apply", "a")
     fake_vertex.reset_counts()
-    dvc(vertex_repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_B}", "-S", "gemini.max_cost_usd=1000")
+    dvc(vertex_repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_B}", "-S", "gemini.inline_limit_mb=254")
     assert fake_vertex.all_calls == 0  # generate's answers and verify's checks: none paid twice
     # ... served by the answer store (b's outs in DVC's cache hold them too: a store never read would pass above;
     # verify's outs, unchanged, come back from DVC's run cache).
@@ -77,8 +77,7 @@ def test_exp_apply_then_rerun_a_temp_run_and_a_deleted_store_pay_nothing_again(v
     assert fake_vertex.all_calls == 0
     # A --temp run (a copy of the workspace elsewhere) of a setting the workspace answered, with a param that
     # re-runs generate (so not served by the run cache): the shared answer store serves it.
-    dvc(vertex_repo, "exp", "run", "--temp", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=998",
-        "-S", "verify.max_cost_usd=998")
+    dvc(vertex_repo, "exp", "run", "--temp", *UP_TO_VERIFY, "-S", f"gemini.model={MODEL_A}", "-S", "gemini.inline_limit_mb=253")
     assert fake_vertex.all_calls == 0
     # The README: "nothing is lost that the versioned outs and DVC's cache do not hold". With the store deleted and
     # every experiment removed, a's answers are in the workspace's lock (a's setting ran last) and b's only in the
@@ -87,9 +86,9 @@ def test_exp_apply_then_rerun_a_temp_run_and_a_deleted_store_pay_nothing_again(v
     dvc(vertex_repo, "exp", "remove", "--all-commits")
     assert dvc(vertex_repo, "exp", "list", "--all-commits").stdout.strip() == ""
     fake_vertex.reset_counts()
-    for model in (MODEL_A, MODEL_B):  # a new budget re-runs generate: DVC's run cache does not restore its outs
+    for model in (MODEL_A, MODEL_B):  # a new inline limit re-runs generate: no run cache entry
         result = dvc(vertex_repo, "exp", "run", *UP_TO_VERIFY, "-S", f"gemini.model={model}", "-S",
-                     "gemini.max_cost_usd=997")
+                     "gemini.inline_limit_mb=252")
         assert "7 clips, 7 answered before" in result.stderr, result.stderr
         assert last_reuse(vertex_repo, "generate") == {"answer_store": 0, "dvc_cache": SAMPLE_CLIPS, "another_run": 0}
     assert fake_vertex.all_calls == 0  # verify's checks too
@@ -103,7 +102,7 @@ def test_queued_experiments_pay_each_answer_once_whether_they_run_at_once_or_lat
     fake_vertex.latency_s = 0.3  # the first two are asking at the same time
     for seed in (1, 2):  # same requests, different postprocess: generate is identical in both
         dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", f"post.seed={seed}")
-    dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", "gemini.max_cost_usd=999")
+    dvc(vertex_repo, "exp", "run", "--queue", "-S", f"gemini.model={MODEL_A}", "-S", "gemini.inline_limit_mb=251")
     dvc(vertex_repo, "exp", "run", "--run-all", "-j", "2")  # one queue start-up for the three
     status = dvc(vertex_repo, "queue", "status").stdout
     assert status.count("Success") == 3, status + "\n".join(
@@ -245,7 +244,7 @@ def test_a_fresh_clone_after_dvc_pull_cuts_and_pays_nothing(vertex_repo: Path, f
     shutil.rmtree(vertex_repo / ".evud")  # a teammate's clone: outs pulled, no store of their own
     fake_vertex.reset_counts()
     # Params that re-run prepare and generate without changing a clip or a request.
-    result = dvc(vertex_repo, "exp", "run", "-S", "data.min_window_sec=0.6", "-S", "gemini.max_cost_usd=1000")
+    result = dvc(vertex_repo, "exp", "run", "-S", "data.min_window_sec=0.6", "-S", "gemini.inline_limit_mb=250")
     assert "7 already done (7 from the last locked clips)" in result.stderr, result.stderr
     assert "7 clips, 7 answered before" in result.stderr and "generate: 0 call(s)" in result.stderr
     assert fake_vertex.total_calls == 0
