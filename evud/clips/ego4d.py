@@ -14,6 +14,7 @@ import fsspec
 import ijson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from evud.clips.redaction import RedactedInterval, redaction_problem
 from evud.core.errors import UserError
 from evud.core.params import DataParams
 from evud.core.records import ClipRecord, ClipStatus, QueryIds, UnsafeUidError, check_path_safe_uid
@@ -35,6 +36,7 @@ class Ego4dVideo(BaseModel):
     duration_sec: float
     s3_path: str | None = None
     video_metadata: VideoMetadata = Field(default_factory=VideoMetadata)
+    redacted_intervals: list[RedactedInterval] | None = None  # footage redacted for privacy: never cut
 
 
 class LanguageQuery(BaseModel):
@@ -301,6 +303,9 @@ def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str
     if isinstance(video, str):
         raise SkipQuery(f"malformed_video: {video}")
     start, end = resolve_window(query, video, params)
+    redacted = redaction_problem(video.video_uid, video.redacted_intervals or [], start, end, params.max_redacted_sec)
+    if redacted is not None:
+        raise SkipQuery(redacted)
     return ClipPlan(ids=ids, query=query.query, window_start=start, window_end=end,
                     source_url=video_source_url(video, params), clip_path=relative_path, template=query.template)
 
