@@ -66,9 +66,12 @@ class ClipPlan:
     source_url: str
     clip_path: str  # relative to the clips directory
     template: str | None = None
+    video_duration: float | None = None  # the source video's duration as its metadata gives it
+    video_variant: str | None = None  # which of Ego4D's files source_url is (evud.clips.ego4d_videos)
 
     def record(self, **fields: Any) -> ClipRecord:
         return ClipRecord(**self.ids.model_dump(), query=self.query, template=self.template,
+                          video_variant=self.video_variant,
                           window_start=self.window_start, window_end=self.window_end,
                           duration=round(self.window_end - self.window_start, 6), **fields)
 
@@ -307,7 +310,8 @@ def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str
     if redacted is not None:
         raise SkipQuery(redacted)
     return ClipPlan(ids=ids, query=query.query, window_start=start, window_end=end,
-                    source_url=video_source_url(video, params), clip_path=relative_path, template=query.template)
+                    source_url=video_source_url(video, params), clip_path=relative_path, template=query.template,
+                    video_duration=video.duration_sec)
 
 
 def query_words(fields: Any) -> tuple[str | None, str | None]:
