@@ -11,8 +11,9 @@ import numpy as np
 
 
 def make_source(path: Path, seconds: float, width: int, height: int, fps: int = 30, gop_s: float = 2.0,
-                bit_rate: int | None = None) -> Path:
-    """An mp4 of `seconds` at width x height (made once: kept while the file exists)."""
+                bit_rate: int | None = None, preset: str = "ultrafast") -> Path:
+    """An mp4 of `seconds` at width x height (made once: kept while the file exists). `preset` decides what decoding
+    it costs: ultrafast has no CABAC and no deblocking (cheap to decode); veryfast is what cameras' encoders do."""
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,7 +25,7 @@ def make_source(path: Path, seconds: float, width: int, height: int, fps: int = 
         video = out.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.bit_rate = bit_rate or int(width * height * fps * 0.1)  # ~0.1 bit per pixel: 6 Mbps at 1080p
-        video.options = {"preset": "ultrafast", "g": gop, "keyint_min": gop, "sc_threshold": "0", "bf": "3"}
+        video.options = {"preset": preset, "g": gop, "keyint_min": gop, "sc_threshold": "0", "bf": "3"}
         for i in range(int(seconds * fps)):
             shift = (i * 5) % width
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[:height, shift:shift + width]),
