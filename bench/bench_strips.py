@@ -6,7 +6,8 @@ Clips as prepare makes them (exact cut, 384p, x264 superfast, ~9.5 s windows of 
 a keyframe every 2 s), each drawn into a strip (8 frames, 96 px, the browse defaults) `windows / clips` times, by a pool
 of `workers` processes as the browse stage does. `before`: the git revision whose evud/browse/frames.py is measured
 against this worktree's (default: the version before the last change to that file). Prints seconds per window (wall,
-the pool), CPU seconds per strip, and whether every strip is byte-identical between the two.
+the pool; rounds alternate before and after, so a machine's changing load weighs on both alike), CPU seconds per strip
+(the figure a busy machine disturbs least), and whether every strip is byte-identical between the two.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache" / "strips"
 FRAMES_PY = "evud/browse/frames.py"
 WINDOW_S = 9.5  # EVUD's windows: ~9.5 s on average
+ROUNDS = 4
 
 
 def previous_revision() -> str:
@@ -60,7 +62,8 @@ def load_frames(revision: str | None):
 
 def make_clips(count: int) -> list[Path]:
     """`count` exact clips of ~9.5 s cut by prepare's own cutter from a 540p source (made once, kept in the cache)."""
-    source = make_source(CACHE / "source-540p.mp4", count * 6 + WINDOW_S + 2, 960, 540)
+    seconds = count * 6 + WINDOW_S + 2
+    source = make_source(CACHE / f"source-540p-{seconds:g}s.mp4", seconds, 960, 540)
     clips = [CACHE / f"clip-{n:03d}.mp4" for n in range(count)]
     jobs = [WindowJob(clip, 1.0 + 6.0 * n + 0.1, 1.0 + 6.0 * n + 0.1 + WINDOW_S) for n, clip in enumerate(clips)
             if not clip.exists()]
@@ -98,6 +101,7 @@ def measure(revision: str | None, clips: list[Path], windows: int, workers: int)
     return wall / windows, statistics.median(cpu for _, cpu in results), [strip for strip, _ in results[:len(clips)]]
 
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--windows", type=int, default=240)
@@ -111,13 +115,24 @@ def main() -> None:
     print(f"{len(clips)} exact 384p clips of {WINDOW_S} s ready in {time.monotonic() - started:.1f} s; drawing "
           f"{args.windows} strips with {args.workers} worker(s), before = {before[:12]}, after = this worktree",
           flush=True)
-    rows = {}
-    for name, revision in (("before", before), ("after", None)):
-        rows[name] = measure(revision, clips, args.windows, args.workers)
+    # Rounds alternate before/after: a load that comes and goes on a shared machine weighs on both alike.
+    walls: dict[str, float] = {"before": 0.0, "after": 0.0}
+    cpus: dict[str, list[float]] = {"before": [], "after": []}
+    strips: dict[str, list[bytes]] = {}
+    for round_ in range(ROUNDS):
+        order = (("before", before), ("after", None)) if round_ % 2 == 0 else (("after", None), ("before", before))
+        for name, revision in order:
+            wall, cpu, drawn = measure(revision, clips, args.windows // ROUNDS, args.workers)
+            walls[name] += wall / ROUNDS
+            cpus[name].append(cpu)
+            strips.setdefault(name, drawn)
+    rows = {name: (walls[name], statistics.median(cpus[name]), strips[name]) for name in walls}
+    for name in ("before", "after"):
         print(f"{name:>7}: {rows[name][0]:.3f} s per window (wall, {args.workers} workers), "
               f"{rows[name][1]:.3f} CPU-s per strip", flush=True)
     same = sum(a == b for a, b in zip(rows["before"][2], rows["after"][2]))
-    print(f"speed-up {rows['before'][0] / rows['after'][0]:.2f}x; strips byte-identical: {same} of {len(clips)}")
+    print(f"CPU per strip {rows['before'][1] / rows['after'][1]:.2f}x less, wall per window "
+          f"{rows['before'][0] / rows['after'][0]:.2f}x less; strips byte-identical: {same} of {len(clips)}")
     if same != len(clips):
         sys.exit("bench_strips: some strips differ between before and after")
 
