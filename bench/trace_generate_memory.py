@@ -40,7 +40,7 @@ class PeakSnapshot:
     def _watch(self) -> None:
         while not self._stop.wait(self.every_s):
             current, _ = tracemalloc.get_traced_memory()
-            if current > self.peak * 1.05:
+            if current > self.peak * 1.10:
                 self.peak, self.snapshot = current, tracemalloc.take_snapshot()
 
     def __enter__(self) -> "PeakSnapshot":
@@ -54,7 +54,7 @@ class PeakSnapshot:
 
 def site(trace: tracemalloc.Trace) -> str:
     """The innermost frame of an interesting library (where the bytes were made), as file:line."""
-    for frame in trace.traceback:  # most recent call first
+    for frame in reversed(trace.traceback):  # tracemalloc lists the oldest frame first
         if any(part in frame.filename for part in INTERESTING):
             name = frame.filename.split("site-packages/")[-1].split("/wt/h-evud-hour/")[-1]
             return f"{name}:{frame.lineno}"
