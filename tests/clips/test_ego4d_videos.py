@@ -196,3 +196,21 @@ def test_videos_named_by_video_url_look_for_no_manifest_and_keep_their_records(s
     assert server.requests == []
     assert {r.video_variant for r in run.records} == {None}
     assert all("video_variant" not in line for line in (tmp_path / "clips.jsonl").read_text().splitlines())
+
+
+def test_ego4d_moments_windows_are_cut_from_the_540p_files_too(s3, tmp_path: Path):
+    server, endpoint, client = s3
+    put_manifest(client, "moments", f"video_uid,canonical_s3_location\n{LISTED},s3://{VIDEOS_BUCKET}/video_540ss/{LISTED}.mp4\n")
+    nlq = metadata(tmp_path / "meta", "moments", endpoint)
+    moments = {"videos": [{"video_uid": uid, "clips": [{"clip_uid": f"clip-{uid[:8]}", "annotations": [{
+        "annotator_uid": f"ann-{uid[:8]}", "labels": [{"label": "wash", "video_start_time": start, "video_end_time": end}
+                                                      for start, end in WINDOWS]}]}]} for uid in (LISTED, UNLISTED)]}
+    (tmp_path / "meta" / "moments_train.json").write_text(json.dumps(moments))
+    data = nlq.model_copy(update={"source": "ego4d_moments", "nlq_json": None,
+                                  "annotations": str(tmp_path / "meta" / "moments_train.json")})
+    server.reset_count()
+    videos = by_video(run_prepare(tmp_path, data).records)
+    assert {r.video_variant for r in videos[LISTED]} == {"video_540ss"}
+    assert {r.video_variant for r in videos[UNLISTED]} == {"full_scale"}
+    assert server.touched(VIDEOS_BUCKET, full_scale_key(LISTED)) == []
+    assert_exact(tmp_path, videos[LISTED] + videos[UNLISTED])
