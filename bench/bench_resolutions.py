@@ -3,8 +3,8 @@
     python -m bench.bench_resolutions [--windows 8] [--seconds 90]
 
 The same windows (4-10 s, seeded) of three sources that differ only in size and bit rate (30 fps H.264 as x264
-veryfast makes it: CABAC, deblocking, B-frames; a keyframe every 2 s, the same moving texture; bench/video_sources.py), cut by prepare's own cutter to 384p clips (clip.mode=exact,
-superfast, crf 23: evud.clips.video.cut_windows), against the decode-only floor: the same seek to the keyframe before
+veryfast makes it: CABAC, deblocking, B-frames; a keyframe every 2 s, the same moving texture; bench/video_sources.py),
+cut by prepare's own cutter to 384p clips (clip.mode=exact, superfast, crf 23: evud.clips.video.cut_windows), against the decode-only floor: the same seek to the keyframe before
 each window and the same decode up to its end (non-reference frames before the window skipped, as the cutter does),
 with no scaling and no encoding. Figures: CPU seconds (all threads of this process) per second of clip. Ego4D
 publishes video_540ss (short side 540) beside full_scale: this is why cutting from it pays (evud.clips.ego4d_videos).

@@ -14,7 +14,6 @@ import argparse
 import os
 import tempfile
 import threading
-import time
 import tracemalloc
 from collections import defaultdict
 from pathlib import Path

@@ -183,8 +183,8 @@ def choose_ego4d_videos(plans: list[ClipPlan], data: DataParams, clip: ClipParam
             chosen = locate_540ss(plans, read_manifest(url, sources), sources, report)
         except ManifestUnreadable as err:
             if asked:
-                raise ManifestError(f"data.ego4d_videos=video_540ss but the video_540ss manifest cannot be used: {err}. "
-                                    "Set data.ego4d_manifest to a readable manifest.csv, or data.ego4d_videos="
+                raise ManifestError(f"data.ego4d_videos=video_540ss but the video_540ss manifest cannot be used: "
+                                    f"{err}. Set data.ego4d_manifest to a readable manifest.csv, or data.ego4d_videos="
                                     "full_scale") from None
             report.manifest_problem = (f"prepare: the video_540ss manifest cannot be used ({err}): every video is cut "
                                        "from full scale (ego4d.json's s3_path)")

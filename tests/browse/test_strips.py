@@ -142,7 +142,8 @@ def cut_clips(videos, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tup
     from evud.clips.video import CutSettings, WindowJob, cut_windows, open_source
 
     folder = tmp_path_factory.mktemp("cut-clips")
-    jobs = {"exact": WindowJob(folder / "exact.mp4", 12.3, 21.8), "exact-short": WindowJob(folder / "short.mp4", 3.0, 4.2)}
+    jobs = {"exact": WindowJob(folder / "exact.mp4", 12.3, 21.8),
+            "exact-short": WindowJob(folder / "short.mp4", 3.0, 4.2)}
     with open_source(str(videos["long"])) as source:
         for result in cut_windows(source, str(videos["long"]), list(jobs.values()), CutSettings(height=72)):
             assert not isinstance(result, Exception), result

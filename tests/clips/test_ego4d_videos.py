@@ -24,6 +24,7 @@ LISTED = "a1b2c3d4-0000-4000-8000-000000000540"
 UNLISTED = "b1b2c3d4-0000-4000-8000-000000001080"
 VIDEOS_BUCKET, CONSORTIUM = "ego4d-videos", "ego4d-consortium-sharing"
 WINDOWS = [(12.3, 15.0), (40.0, 44.5)]
+LISTED_540SS = f"s3://{VIDEOS_BUCKET}/video_540ss/{LISTED}.mp4"
 
 
 def full_scale_key(uid: str) -> str:
@@ -99,7 +100,7 @@ def assert_exact(tmp: Path, records: list[ClipRecord]) -> None:
 
 def test_a_listed_video_is_cut_from_its_540p_file_without_reading_its_full_scale_object(s3, tmp_path: Path, capsys):
     server, endpoint, client = s3
-    put_manifest(client, "v1", f"video_uid,canonical_s3_location\n{LISTED},s3://{VIDEOS_BUCKET}/video_540ss/{LISTED}.mp4\n")
+    put_manifest(client, "v1", f"video_uid,canonical_s3_location\n{LISTED},{LISTED_540SS}\n")
     server.reset_count()
     run = run_prepare(tmp_path, metadata(tmp_path / "meta", "v1", endpoint))
     videos = by_video(run.records)
@@ -200,11 +201,12 @@ def test_videos_named_by_video_url_look_for_no_manifest_and_keep_their_records(s
 
 def test_ego4d_moments_windows_are_cut_from_the_540p_files_too(s3, tmp_path: Path):
     server, endpoint, client = s3
-    put_manifest(client, "moments", f"video_uid,canonical_s3_location\n{LISTED},s3://{VIDEOS_BUCKET}/video_540ss/{LISTED}.mp4\n")
+    put_manifest(client, "moments", f"video_uid,canonical_s3_location\n{LISTED},{LISTED_540SS}\n")
     nlq = metadata(tmp_path / "meta", "moments", endpoint)
     moments = {"videos": [{"video_uid": uid, "clips": [{"clip_uid": f"clip-{uid[:8]}", "annotations": [{
-        "annotator_uid": f"ann-{uid[:8]}", "labels": [{"label": "wash", "video_start_time": start, "video_end_time": end}
-                                                      for start, end in WINDOWS]}]}]} for uid in (LISTED, UNLISTED)]}
+        "annotator_uid": f"ann-{uid[:8]}", "labels": [
+            {"label": "wash", "video_start_time": start, "video_end_time": end} for start, end in WINDOWS]}]}]}
+        for uid in (LISTED, UNLISTED)]}
     (tmp_path / "meta" / "moments_train.json").write_text(json.dumps(moments))
     data = nlq.model_copy(update={"source": "ego4d_moments", "nlq_json": None,
                                   "annotations": str(tmp_path / "meta" / "moments_train.json")})

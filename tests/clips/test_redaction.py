@@ -4,13 +4,10 @@ redacted_intervals (ego4d.json) is a `skipped` record naming the redaction and t
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
-
 from evud.clips import prepare
-from evud.clips.ego4d import load_videos, plan_queries, selected, iter_language_queries, load_nlq
+from evud.clips.ego4d import iter_language_queries, load_nlq, load_videos, plan_queries, selected
 from evud.core.params import ClipParams, DataParams, GcsParams
 from tests.support.numbered_video import make_numbered_video
 
@@ -26,7 +23,8 @@ def write_redacted_metadata(folder: Path, windows: list[tuple[float, float]], vi
     video = {"video_uid": VIDEO, "duration_sec": 60.0, "s3_path": None, "has_redacted_regions": True,
              "redacted_intervals": REDACTED, "video_metadata": {"fps": 10}}
     (folder / "ego4d.json").write_text(json.dumps({"version": "v1", "videos": [video]}))
-    queries = [{"video_start_sec": start, "video_end_sec": end, "query": f"q{n}"} for n, (start, end) in enumerate(windows)]
+    queries = [{"video_start_sec": start, "video_end_sec": end, "query": f"q{n}"}
+               for n, (start, end) in enumerate(windows)]
     (folder / "nlq_train.json").write_text(json.dumps({"videos": [{"video_uid": VIDEO, "clips": [{
         "clip_uid": "clip-a", "annotations": [{"annotation_uid": "ann-a", "language_queries": queries}]}]}]}))
     return DataParams(name="t", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
@@ -42,7 +40,8 @@ def planned(data: DataParams) -> dict[int, str | None]:
 
 
 def test_a_window_overlapping_redacted_footage_is_skipped_naming_the_redaction_and_the_overlap(tmp_path: Path):
-    outcome = planned(write_redacted_metadata(tmp_path, [(10.0, 14.0), (18.5, 25.0), (39.0, 45.0)], "v/{video_uid}.mp4"))
+    windows = [(10.0, 14.0), (18.5, 25.0), (39.0, 45.0)]
+    outcome = planned(write_redacted_metadata(tmp_path, windows, "v/{video_uid}.mp4"))
     assert all(reason and reason.startswith("redacted_footage: ") for reason in outcome.values()), outcome
     assert "2.000 s" in outcome[0] and "[12.0, 20.0]" in outcome[0]
     assert "1.500 s" in outcome[1]
