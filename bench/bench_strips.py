@@ -79,24 +79,25 @@ def warm_up(revision: str | None) -> None:
     load_frames(revision)
 
 
-def draw(revision: str | None, clip: str) -> tuple[bytes, float]:
+def draw(revision: str | None, clip: str, duration: float) -> tuple[bytes, float]:
     """One strip as render_strip draws it, with the frames.py of `revision`; (JPEG bytes, CPU seconds)."""
     frames = load_frames(revision)
     settings = StripSettings()
     started = time.process_time()
     with av.open(clip) as container:
-        images = frames.pick_frames(container, sample_times(WINDOW_S, settings.frames))
+        images = frames.pick_frames(container, sample_times(duration, settings.frames))
     strip = frames.encode_jpeg(frames.compose_strip(images, settings.height), settings.jpeg_quality)
     return strip, time.process_time() - started
 
 
-def measure(revision: str | None, clips: list[Path], windows: int, workers: int) -> tuple[float, float, list[bytes]]:
+def measure(revision: str | None, clips: list[Path], windows: int, workers: int,
+            duration: float) -> tuple[float, float, list[bytes]]:
     """(wall seconds per window, median CPU seconds per strip, the strips of the clips in order)."""
     order = [str(clips[n % len(clips)]) for n in range(windows)]
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(warm_up, [revision] * workers))  # import FFmpeg/OpenCV in every worker before the clock
         started = time.monotonic()
-        results = list(pool.map(draw, [revision] * windows, order, chunksize=4))
+        results = list(pool.map(draw, [revision] * windows, order, [duration] * windows, chunksize=4))
         wall = time.monotonic() - started
     return wall / windows, statistics.median(cpu for _, cpu in results), [strip for strip, _ in results[:len(clips)]]
 
@@ -108,11 +109,20 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--before", default=None, help="git revision of the frames.py to compare against")
+    parser.add_argument("--hd", action="store_true", help="bench_browse's clip instead: 20 s of 1280x720, 30 fps, "
+                        "a keyframe every 2 s (one clip)")
     args = parser.parse_args()
     before = args.before or previous_revision()
     started = time.monotonic()
-    clips = make_clips(args.clips)
-    print(f"{len(clips)} exact 384p clips of {WINDOW_S} s ready in {time.monotonic() - started:.1f} s; drawing "
+    if args.hd:
+        from bench.bench_browse import HD_SECONDS, make_hd_clip
+
+        clips, duration = [CACHE / "hd.mp4"], float(HD_SECONDS)
+        if not clips[0].exists():
+            make_hd_clip(clips[0], HD_SECONDS)
+    else:
+        clips, duration = make_clips(args.clips), WINDOW_S
+    print(f"{len(clips)} clip(s) of {duration} s ready in {time.monotonic() - started:.1f} s; drawing "
           f"{args.windows} strips with {args.workers} worker(s), before = {before[:12]}, after = this worktree",
           flush=True)
     # Rounds alternate before/after: a load that comes and goes on a shared machine weighs on both alike.
@@ -122,7 +132,7 @@ def main() -> None:
     for round_ in range(ROUNDS):
         order = (("before", before), ("after", None)) if round_ % 2 == 0 else (("after", None), ("before", before))
         for name, revision in order:
-            wall, cpu, drawn = measure(revision, clips, args.windows // ROUNDS, args.workers)
+            wall, cpu, drawn = measure(revision, clips, args.windows // ROUNDS, args.workers, duration)
             walls[name] += wall / ROUNDS
             cpus[name].append(cpu)
             strips.setdefault(name, drawn)
