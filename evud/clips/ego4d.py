@@ -15,6 +15,7 @@ import fsspec
 import ijson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from evud.clips.redaction import RedactedInterval, redaction_problem
 from evud.core.errors import UserError
 from evud.core.params import DataParams
 from evud.core.records import ClipRecord, ClipStatus, QueryIds, UnsafeUidError, check_path_safe_uid
@@ -36,6 +37,7 @@ class Ego4dVideo(BaseModel):
     duration_sec: float
     s3_path: str | None = None
     video_metadata: VideoMetadata = Field(default_factory=VideoMetadata)
+    redacted_intervals: list[RedactedInterval] | None = None  # footage redacted for privacy: never cut
 
 
 class LanguageQuery(BaseModel):
@@ -65,9 +67,12 @@ class ClipPlan:
     source_url: str
     clip_path: str  # relative to the clips directory
     template: str | None = None
+    video_duration: float | None = None  # the source video's duration as its metadata gives it
+    video_variant: str | None = None  # which of Ego4D's files source_url is (evud.clips.ego4d_videos)
 
     def record(self, **fields: Any) -> ClipRecord:
         return ClipRecord(**self.ids.model_dump(), query=self.query, template=self.template,
+                          video_variant=self.video_variant,
                           window_start=self.window_start, window_end=self.window_end,
                           duration=float(window_length(self.window_start, self.window_end)), **fields)
 
@@ -320,8 +325,12 @@ def plan_query(ids: QueryIds, raw_query: Any, videos: dict[str, Ego4dVideo | str
     if isinstance(video, str):
         raise SkipQuery(f"malformed_video: {video}")
     start, end = resolve_window(query, video, params)
+    redacted = redaction_problem(video.video_uid, video.redacted_intervals or [], start, end, params.max_redacted_sec)
+    if redacted is not None:
+        raise SkipQuery(redacted)
     return ClipPlan(ids=ids, query=query.query, window_start=start, window_end=end,
-                    source_url=video_source_url(video, params), clip_path=relative_path, template=query.template)
+                    source_url=video_source_url(video, params), clip_path=relative_path, template=query.template,
+                    video_duration=video.duration_sec)
 
 
 def query_words(fields: Any) -> tuple[str | None, str | None]:

@@ -25,6 +25,8 @@ from typing import Any
 
 from evud.clips.clip_store import Checked, ClipStore, StoredClip, link_file
 from evud.clips.ego4d import ClipPlan
+from evud.clips.ego4d_videos import choose_ego4d_videos
+from evud.clips.redaction import count_redacted, redaction_summary
 from evud.clips.selection import plan_clips
 from evud.clips.sources import SourceLookup, storage_options
 from evud.clips.video import (
@@ -422,6 +424,7 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     store.sweep_partials()
     sources = SourceLookup(data.s3_endpoint_url)
     plans, records = plan_clips(data, sources)
+    plans, variants = choose_ego4d_videos(plans, data, clip, sources)
     settings = dataclasses.replace(cut_settings(clip), md5=gcs.bucket is not None)
     dest = Destination(str(clips_dir), str(store.root), settings, clip.keep_local, gcs.bucket, gcs.prefix,
                        data.s3_endpoint_url)
@@ -451,8 +454,14 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     bytes_read = sum(o.bytes_read for o in outcomes.values())
     facts = {"windows": len(plans), "reused": sum(o.stored is not None and not o.cut_now for o in outcomes.values()),
              "cut": cut_now, "from_lock": from_lock, "source_bytes_read": bytes_read, "workers": workers,
-             "elapsed_s": round(time.monotonic() - started, 3)}
+             "elapsed_s": round(time.monotonic() - started, 3),
+             "redacted_skipped": count_redacted(r.reason for r in records)}
+    if variants.variants:
+        facts.update(video_variants=variants.counts(), video_variant_fallbacks=variants.fallbacks)
     report = write_run_report("prepare", facts)
+    for line in filter(None, [variants.manifest_problem, *variants.summary(),
+                              redaction_summary(facts["redacted_skipped"], data.max_redacted_sec)]):
+        print(line, file=sys.stderr)
     print(summarise_failures("prepare", [(r.key, r.reason) for r in records if r.status is not ClipStatus.ok]), file=sys.stderr)
     by_status = Counter(r.status.value for r in records)
     print(f"prepare: {dict(sorted(by_status.items()))} of {len(records)} queries; {cut_now} cut now, "

@@ -45,6 +45,11 @@ class DataParams(_Section):
     limit: int | None = None
     video_uids: list[str] | None = None  # allow-list; null for every video
     s3_endpoint_url: str | None = None  # S3-compatible store; null: AWS_ENDPOINT_URL_S3 or AWS itself
+    # Ego4D sources read from ego4d.json's s3_path (video_url null): which of Ego4D's files a window is cut from
+    # (evud.clips.ego4d_videos); null: video_540ss when clip.height <= 540, else full_scale.
+    ego4d_videos: Literal["video_540ss", "full_scale"] | None = None
+    ego4d_manifest: str | None = None  # the video_540ss manifest.csv; null: where the Ego4D CLI finds it
+    max_redacted_sec: float = Field(0.0, ge=0)  # a window overlapping more redacted footage than this is not cut
 
     @model_validator(mode="after")
     def _source_files(self) -> DataParams:

@@ -84,6 +84,9 @@ class ClipRecord(QueryIds):
     cut_mode: str | None = None  # exact (the file holds the window) or copy (a lead-in from the keyframe before it)
     sha256: str | None = None
     size_bytes: int | None = None
+    # Which of Ego4D's files the clip was cut from (video_540ss or full_scale); absent (not null) for videos
+    # data.video_url names, so their manifests keep their bytes.
+    video_variant: str | None = Field(None, exclude_if=lambda value: value is None)
 
 
 class ResponseStatus(str, Enum):

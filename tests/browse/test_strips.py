@@ -125,3 +125,49 @@ def test_a_hash_that_is_not_a_sha256_never_becomes_a_path(tmp_path: Path):
         with pytest.raises(StripError, match="not 64 lowercase hex"):
             cache.path(bad, StripSettings())
     assert not (tmp_path / "strips").exists()
+
+
+def every_frame_picked(path: Path, times: list[float]) -> list[np.ndarray]:
+    """What a strip must show, by definition: every frame decoded, for each time the first shown at or after it
+    (the last frame past the end)."""
+    with av.open(str(path)) as container:
+        frames = [(frame.time, frame.to_ndarray(format="bgr24")) for frame in container.decode(video=0)
+                  if frame.time is not None]
+    return [next((image for time, image in frames if time >= target - 1e-6), frames[-1][1]) for target in times]
+
+
+@pytest.fixture(scope="module")
+def cut_clips(videos, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, float]]:
+    """Clips as prepare makes them: exact (x264 with B-frames, one keyframe) and copy (an edit list), and a long one."""
+    from evud.clips.video import CutSettings, WindowJob, cut_windows, open_source
+
+    folder = tmp_path_factory.mktemp("cut-clips")
+    jobs = {"exact": WindowJob(folder / "exact.mp4", 12.3, 21.8),
+            "exact-short": WindowJob(folder / "short.mp4", 3.0, 4.2)}
+    with open_source(str(videos["long"])) as source:
+        for result in cut_windows(source, str(videos["long"]), list(jobs.values()), CutSettings(height=72)):
+            assert not isinstance(result, Exception), result
+    cut_window(str(videos["long"]), folder / "copy.mp4", 33.3, 41.0)
+    return {"exact": (folder / "exact.mp4", 9.5), "exact-short": (folder / "short.mp4", 1.2),
+            "copy": (folder / "copy.mp4", 7.7), "long": (videos["long"], 60.0)}
+
+
+@pytest.mark.parametrize("clip", ["exact", "exact-short", "copy", "long"])
+@pytest.mark.parametrize("frames", [1, 8, 13, 64])
+def test_a_strip_shows_exactly_the_frames_a_full_decode_picks_pixel_for_pixel(cut_clips, clip: str, frames: int):
+    path, duration = cut_clips[clip]
+    times = sample_times(duration, frames)
+    with av.open(str(path)) as container:
+        picked = pick_frames(container, times)
+    expected = every_frame_picked(path, times)
+    assert len(picked) == len(expected)
+    for n, (image, wanted) in enumerate(zip(picked, expected)):
+        assert np.array_equal(image, wanted), f"frame {n} of {clip} at {times[n]:.3f} s differs"
+
+
+def test_times_past_the_end_show_the_last_frame_pixel_for_pixel(cut_clips):
+    path, duration = cut_clips["exact"]
+    times = [duration - 0.01, duration + 1.0, duration + 5.0]
+    with av.open(str(path)) as container:
+        picked = pick_frames(container, times)
+    assert all(np.array_equal(a, b) for a, b in zip(picked, every_frame_picked(path, times)))

@@ -38,19 +38,29 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 
 class CountingMotoServer(ThreadedMotoServer):
-    """moto's S3 server that also counts the object bytes it sends (how much a cut really fetched)."""
+    """moto's S3 server that also counts the object bytes it sends (how much a cut really fetched) and logs every
+    request's method and path (which objects were touched at all)."""
 
     def __init__(self, port: int):
         super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
         self.bytes_sent = 0
+        self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+
+    def touched(self, bucket: str, key: str) -> list[str]:
+        """The methods of the requests that named this object (HEAD, GET, ...), in order."""
+        with self._lock:
+            return [method for method, path in self.requests if path == f"/{bucket}/{key}"]
 
     def reset_count(self) -> None:
         with self._lock:
             self.bytes_sent = 0
+            self.requests.clear()
 
     def _counting(self, app):
         def middleware(environ, start_response):
+            with self._lock:
+                self.requests.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")))
             body = app(environ, start_response)
             if environ["REQUEST_METHOD"] != "GET":
                 return body
