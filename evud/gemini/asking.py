@@ -24,7 +24,7 @@ from pathlib import Path
 
 from evud.core.errors import UserError
 from evud.core.params import GeminiParams
-from evud.core.progress import progress_bar
+from evud.core.progress import check_complete, progress_bar, summarise_failures, write_run_report
 from evud.core.records import AnswerEntry, ResponseStatus, Usage
 from evud.core.store import CachedVersion, ClaimWaits, cached_versions, store_root, write_atomic
 from evud.gemini.answer_store import STORE_WHAT_TO_DO, AnswerStore, AnswerStoreError, describe_os_error, rescue_answers
@@ -487,7 +487,7 @@ class Round:
         return {**self.known, **{a.entry.request_key: a.entry for a in self.fresh}}
 
 
-class Generation:
+class ModelAsker:
     """The requests of one run to one backend, asked through the answer store, the backend checked once before
     the first call."""
 
@@ -513,6 +513,31 @@ class Generation:
                                 self.stage, self.unreadable)
         return Round(known, fetched.answers, fetched.calls, fetched.retries, fetched.store_failure, fetched.unsaved,
                      fetched.refusal)
+
+
+def finish_paid_run(stage: str, rounds: list[Round], store: AnswerStore | None, write_outputs: Callable[[], None],
+                    facts: dict, summary: str, not_ok: list[tuple[str, str]], retryable: list[tuple[str, str]],
+                    succeeded: int, total: int, unit: str, over_budget: Exception | None = None) -> None:
+    """The end of a run that asked a model (generate, verify): its outputs, run report, summary and failures by
+    reason, then the one error it ends with, in this order of precedence: a store that stopped keeping answers (where
+    the unsaved ones are), credentials refused mid-run, a budget that refused further calls, retryable failures."""
+    store_failure = next((r.store_failure for r in rounds if r.store_failure is not None), None)
+    try:
+        write_outputs()
+    except OSError:
+        if store_failure is None:
+            raise  # the store works: an output that cannot be written is the user's to see whole
+        # The same full disk, most likely: what matters now is where the unsaved answers go (below).
+    report = write_run_report(stage, facts)
+    print(f"{summary}; run report {report}", file=sys.stderr)
+    print(summarise_failures(stage, not_ok), file=sys.stderr)
+    if store_failure is not None and store is not None:
+        raise store_failure_error(store, store_failure, [e for r in rounds for e in r.unsaved], stage=stage)
+    if refusal := next((r.refusal for r in rounds if r.refusal is not None), None):
+        raise credentials_refused_error(stage, refusal, sum(r.received for r in rounds))
+    if over_budget is not None:
+        raise over_budget
+    check_complete(stage, retryable, succeeded, total, unit, "asks")
 
 
 def reused_from(rounds: Iterable[Round]) -> dict[str, int]:

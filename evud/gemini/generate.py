@@ -24,21 +24,19 @@ from typing import Any
 
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import GeminiParams, PromptParams
-from evud.core.progress import check_complete, summarise_failures, write_run_report
 from evud.core.records import AnswerEntry, ClipRecord, ClipStatus, GeminiResult, ResponseStatus
 from evud.core.store import answer_store_url
 from evud.gemini.answer_store import AnswerStore, import_rescued
 from evud.gemini.asking import (
     Answered,
-    Generation,
     KnownAnswers,
+    ModelAsker,
     Round,
     cached_responses,
-    credentials_refused_error,
     describe_reuse,
+    finish_paid_run,
     known_answers,
     reused_from,
-    store_failure_error,
 )
 from evud.gemini.backend import Backend, failed_entry
 from evud.gemini.backends import stage_backend
@@ -230,7 +228,7 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     if store is None and backend.billed:
         store = AnswerStore(answer_store_url())
     cached = cached_responses(out)
-    generation = Generation(gemini, backend, store, clips_dir, cached, concurrency)
+    asker = ModelAsker(gemini, backend, store, clips_dir, cached, concurrency)
     if store is not None and (rescued := import_rescued(store)):
         print(f"generate: {rescued} answer(s) an earlier run could not keep are in the answer store now", file=sys.stderr)
     known = known_answers(requests, store, cached)
@@ -252,7 +250,7 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
     if backend.billed:
         check_budget(estimate, gemini, prices.source, today)
     started = time.monotonic()
-    first = generation.ask(requests, known)  # the store is listed and read once, not once per estimate and round
+    first = asker.ask(requests, known)  # the store is listed and read once, not once per estimate and round
     # Answers cut at MAX_TOKENS: asked once more with a larger budget (their own keys), not the whole run.
     again = reasks(requests, first.answers, gemini)
     if first.stopped:
@@ -264,37 +262,26 @@ def run(gemini: GeminiParams, prompt: PromptParams, manifest: Path, clips_dir: P
                    else None)
     if over_budget is not None:
         again = {}
-    second = (generation.ask(list(again.values()), known_again.only(r.key for r in again.values()))
+    second = (asker.ask(list(again.values()), known_again.only(r.key for r in again.values()))
               if again else Round(KnownAnswers(), []))
     elapsed = time.monotonic() - started
-    store_failure = first.store_failure or second.store_failure
     not_asked = failed_entry("", gemini.model, backend.name, "not_requested: the run ended before asking", retryable=True)
     results = final_results(requests, first.answers, again, second.answers, not_asked)
-    try:
-        write_jsonl(out, results)
-        write_json(metrics, generate_metrics(results, gemini, backend.billed, prices, today))
-    except OSError:
-        if store_failure is None:
-            raise  # the store works: an output that cannot be written is the user's to see whole
-        # The same full disk, most likely: what matters now is where the unsaved answers go (below).
     facts = run_facts(first.fresh + second.fresh, first.calls + second.calls, reused_from([first, second]),
                       len(requests) + len(again), gemini, estimate,
                       first.retries + second.retries, elapsed, backend.billed, prices, today)
-    report = write_run_report("generate", facts)
-    print(end_summary(facts, backend.billed) + f"; run report {report}", file=sys.stderr)
+
+    def write_outputs() -> None:
+        write_jsonl(out, results)
+        write_json(metrics, generate_metrics(results, gemini, backend.billed, prices, today))
+
     # `failed:api_error_503: UNAVAILABLE: ...`, `blocked:SAFETY: SAFETY`: counted by reason, as the metrics are.
     not_ok = [(r.key, f"{not_ok_reason(r)}: {r.error or r.block_reason or r.finish_reason}") for r in results
               if r.status is not ResponseStatus.ok]
-    print(summarise_failures("generate", not_ok), file=sys.stderr)
-    if store_failure is not None and store is not None:
-        raise store_failure_error(store, store_failure, first.unsaved + second.unsaved)
-    if refusal := first.refusal or second.refusal:
-        raise credentials_refused_error("generate", refusal, first.received + second.received)
-    if over_budget is not None:
-        raise over_budget
     retryable = [(r.key, not_ok_reason(r)) for r in results if r.retryable]
     retryable += [(key, f"reask:{(e.error or '').split(':', 1)[0]}") for key, retry in again.items()
                   if (e := second.answers.get(retry.key)) is not None and e.retryable]
-    check_complete("generate", retryable, sum(r.status is not ResponseStatus.failed for r in results), len(results),
-                   "clip", "asks")
+    finish_paid_run("generate", [first, second], store, write_outputs, facts, end_summary(facts, backend.billed),
+                    not_ok, retryable, sum(r.status is not ResponseStatus.failed for r in results), len(results),
+                    "clip", over_budget)
     return GenerateRun(results, facts)

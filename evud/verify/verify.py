@@ -20,7 +20,6 @@ from typing import Any
 
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
 from evud.core.params import GeminiParams, PromptParams, VerifyParams
-from evud.core.progress import check_complete, summarise_failures, write_run_report
 from evud.core.records import (
     AnswerEntry,
     CheckAnswer,
@@ -36,14 +35,13 @@ from evud.gemini.answer_store import AnswerStore, import_rescued
 from evud.gemini.asking import (
     CachedAnswers,
     CachedReader,
-    Generation,
     KnownAnswers,
+    ModelAsker,
     Round,
-    credentials_refused_error,
     describe_reuse,
+    finish_paid_run,
     known_answers,
     reused_from,
-    store_failure_error,
 )
 from evud.gemini.backend import Backend
 from evud.gemini.backends import stage_backend
@@ -109,7 +107,7 @@ def read_work(manifest: Path, responses: Path, answer_format: str) -> list[ClipW
 
 
 class Checkers:
-    """A Generation per model the checks use (batch jobs and preflight are per model), sharing one store."""
+    """A ModelAsker per model the checks use (batch jobs and preflight are per model), sharing one store."""
 
     def __init__(self, gemini: GeminiParams, verify: VerifyParams, clips_dir: Path, cached: CachedReader,
                  concurrency: int, backend: Backend | None):
@@ -117,7 +115,7 @@ class Checkers:
         self._used = [BLIND, JUDGE] * verify.blind + [GROUND] * verify.grounded
         self._given_backend = backend
         self._backends: dict[tuple[str, str | None, str], Backend] = {}
-        self._by_model: dict[tuple[str, str | None, str], Generation] = {}
+        self._by_model: dict[tuple[str, str | None, str], ModelAsker] = {}
         self.store: AnswerStore | None = None  # set by run() once it knows a paid backend has something to ask
         self.clips_dir, self.cached, self.concurrency = clips_dir, cached, concurrency
         self.purposes: dict[str, str] = {}  # request key -> the check it asks (to read its answer)
@@ -143,12 +141,12 @@ class Checkers:
             self._backends[where] = stage_backend(params, self.clips_dir, self._given_backend)
         return self._backends[where]
 
-    def generation(self, purpose: str) -> Generation:
-        """The model's Generation, made on first use: after `store` is set (it keeps what is paid for)."""
+    def asker(self, purpose: str) -> ModelAsker:
+        """The model's ModelAsker, made on first use: after `store` is set (it keeps what is paid for)."""
         params = self.params[purpose]
         where = (params.backend, params.base_url, params.model)
         if where not in self._by_model:
-            self._by_model[where] = Generation(params, self.backend_for(params), self.store, self.clips_dir,
+            self._by_model[where] = ModelAsker(params, self.backend_for(params), self.store, self.clips_dir,
                                                self.cached, self.concurrency, stage="verify",
                                                unreadable=self.unreadable)
         return self._by_model[where]
@@ -315,42 +313,31 @@ def run(verify: VerifyParams, gemini: GeminiParams, prompt: PromptParams, manife
                  if first and not checkers.billed else ""), file=sys.stderr)
     started = time.monotonic()
     rounds = ask_first_round(work, checkers, known)
-    store_failure = next((r.store_failure for r in rounds if r.store_failure is not None), None)
     if not any(r.stopped for r in rounds) and verify.blind:
         judge_requests(work, {key: entry for r in rounds for key, entry in r.answers.items()}, checkers, verify)
         checkers.add(work)
         judges = [item.requests[JUDGE] for item in work if JUDGE in item.requests]
         if judges:
-            rounds.append(checkers.generation(JUDGE).ask(judges))
-            store_failure = rounds[-1].store_failure
+            rounds.append(checkers.asker(JUDGE).ask(judges))
     elapsed = time.monotonic() - started
     requests = [r for item in work for r in item.requests.values()]
     answers = all_answers(rounds, requests)
     records = [clip_verdicts(item, answers, verify) for item in work]
-    try:
+    facts = run_facts(rounds, len(requests), elapsed, estimate, checkers.billed, gemini.mode == "batch", prices)
+
+    def write_outputs() -> None:
         write_jsonl(out, records)
         write_json(metrics, verify_metrics(records, verify, checkers.params, checkers.billed, gemini.mode == "batch",
                                            prices, today_utc()))
         if plot is not None:
             write_json(plot, verdict_plot(records))
-    except OSError:
-        if store_failure is None:
-            raise
-    facts = run_facts(rounds, len(requests), elapsed, estimate, checkers.billed, gemini.mode == "batch", prices)
-    report = write_run_report("verify", facts)
-    print(end_summary(records, facts, checkers.billed) + f"; run report {report}", file=sys.stderr)
+
     # Pairs a check failed to decide (not those left unverified by a check that is off), counted by reason.
     not_ok = [(r.key, p.reason) for r in records for p in r.pairs if p.reason and p.verdict is Verdict.unverified
               and not p.reason.startswith(("not_grounded", "no_check"))]
-    print(summarise_failures("verify", not_ok), file=sys.stderr)
-    if store_failure is not None and store is not None:
-        unsaved = [e for r in rounds for e in r.unsaved]
-        raise store_failure_error(store, store_failure, unsaved, stage="verify")
-    if refusal := next((r.refusal for r in rounds if r.refusal is not None), None):
-        raise credentials_refused_error("verify", refusal, sum(r.received for r in rounds))
     retryable = [(key, f"{(e.error or 'failed').split(':', 1)[0]}") for key, e in answers.items() if e.retryable]
-    check_complete("verify", retryable, sum(e.is_final for e in answers.values()), len(answers), "check request",
-                   "asks")
+    finish_paid_run("verify", rounds, store, write_outputs, facts, end_summary(records, facts, checkers.billed),
+                    not_ok, retryable, sum(e.is_final for e in answers.values()), len(answers), "check request")
     return VerifyRun(records, facts)
 
 
@@ -360,7 +347,7 @@ def ask_first_round(work: list[ClipWork], checkers: Checkers, known: KnownAnswer
     for purpose in (BLIND, GROUND):
         requests = [item.requests[purpose] for item in work if purpose in item.requests]
         if requests:
-            rounds.append(checkers.generation(purpose).ask(requests, known.only(r.key for r in requests)))
+            rounds.append(checkers.asker(purpose).ask(requests, known.only(r.key for r in requests)))
             if rounds[-1].stopped:
                 break
     return rounds
