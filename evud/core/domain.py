@@ -17,9 +17,10 @@ EVUD_CATEGORIES = (
     "functional reasoning",
     "world knowledge",
 )
+CATEGORY_ORDER = {name: i for i, name in enumerate(EVUD_CATEGORIES)}  # a category's place: sorts pairs EVUD's way
 
 # Every reason a reject can have, so the metrics list each one (0 included): `dvc metrics diff` then shows
-# a reason appearing, and the README's table of reasons has one place to check against.
+# a reason appearing, and docs/dataset.md's table of reasons has one place to check against.
 REJECT_REASONS = {
     RejectScope.clip: ("response_blocked", "response_empty", "response_rejected", "response_failed", "unknown_clip", "no_qa_blocks",
                        "no_pairs", "too_few_pairs", "missing_categories", "invalid_record"),

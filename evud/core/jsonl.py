@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+
+from evud.core.store import atomic_file
 
 
 def dumps(record: BaseModel | dict[str, Any]) -> str:
@@ -38,24 +39,18 @@ def write_jsonl(path: Path, records: Iterable[BaseModel | dict[str, Any]]) -> in
     A file of no record holds one empty line, not zero bytes: DVC warns "'<out>' is empty" at every save of an empty
     out, and a rejects file without a reject is good news, not a warning. Readers skip blank lines (read_jsonl, jq,
     pandas, `datasets`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for record in records:
             f.write(dumps(record) + "\n")
             count += 1
         if not count:
             f.write("\n")
-    os.replace(tmp, path)
     return count
 
 
 def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
     """Write a JSON document atomically with sorted keys (metrics, the final dataset)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         json.dump(data, f, indent=indent, sort_keys=True, ensure_ascii=False, allow_nan=False)
         f.write("\n")
-    os.replace(tmp, path)

@@ -25,10 +25,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -65,8 +66,10 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temp file beside it, fsync'd, renamed over it (readers never see half).
+@contextmanager
+def atomic_file(path: Path, text: bool = True, durable: bool = False, newline: str | None = None) -> Iterator[IO]:
+    """A file written whole or not at all: written to a temp file beside it, renamed over it when the block ends
+    without an error (readers never see half of it; an error leaves the old file), fsync'd first when `durable`.
 
     The file gets the mode the umask gives, as an ordinary write would (mkstemp makes it 0600: a site served by a
     web server running as another user could not be read)."""
@@ -74,14 +77,21 @@ def write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with (os.fdopen(fd, "w", encoding="utf-8", newline=newline) if text else os.fdopen(fd, "wb")) as f:
+            yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes whole or nothing, durably (fsync'd before the rename): entries of the stores."""
+    with atomic_file(path, text=False, durable=True) as f:
+        f.write(data)
 
 
 def pid_alive(pid: int) -> bool:

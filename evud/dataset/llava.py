@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from evud.core.params import PostParams
 from evud.core.records import ClipRecord, LlavaRecord, QAPair, Turn
+from evud.core.store import atomic_file
 from evud.dataset.answers import capitalise_first
 
 
@@ -69,9 +69,6 @@ def validated_dataset(records: list[LlavaRecord]) -> list[dict[str, Any]]:
 def write_dataset(path: Path, records: list[LlavaRecord]) -> None:
     """The LLaVA JSON list, fields in the published order, records sorted by ids: byte-identical reruns."""
     dataset = validated_dataset(records)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         json.dump(dataset, f, indent=2, ensure_ascii=False)
         f.write("\n")
-    os.replace(tmp, path)

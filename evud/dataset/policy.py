@@ -7,19 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from evud.core.domain import EVUD_CATEGORIES, question_key
+from evud.core.domain import CATEGORY_ORDER, EVUD_CATEGORIES, question_key
 from evud.core.params import PostParams
 from evud.core.records import ClipVerdicts, GeminiResult, PairCheck, QAPair, Reject, RejectScope, ResponseStatus, Verdict
 from evud.dataset.answers import parse_answer
 from evud.dataset.gold import GoldIndex, applicable_gold
 
-_CATEGORY_ORDER = {name: i for i, name in enumerate(EVUD_CATEGORIES)}
 _STAGE = "postprocess"
 _MEDIA_TOKENS = ("<video>", "<image>")
 
 
 @dataclass
-class ClipOutcome:
+class ClipDecision:
     """What one clip's answer became: the pairs kept (empty if the clip is rejected) and every reject."""
 
     pairs: list[QAPair] = field(default_factory=list)
@@ -118,23 +117,23 @@ def clip_reject(key: str, reason: str, detail: str) -> Reject:
 
 
 def clip_outcome(result: GeminiResult, post: PostParams, answer_format: str, verdicts: ClipVerdicts | None = None,
-                 gold: GoldIndex | None = None, verified: bool = False) -> ClipOutcome:
+                 gold: GoldIndex | None = None, verified: bool = False) -> ClipDecision:
     """Parse one answer and apply the policy: dedupe, verdicts (when `verified`: verify ran), minimum pairs, all
     seven categories."""
     key = result.key
     if result.status not in (ResponseStatus.ok, ResponseStatus.truncated):
         why = result.block_reason or result.error or result.finish_reason or "no text"
-        return ClipOutcome(rejects=[Reject(key=key, stage="generate", reason=f"response_{result.status.value}",
+        return ClipDecision(rejects=[Reject(key=key, stage="generate", reason=f"response_{result.status.value}",
                                            detail=why)])
     parsed = parse_answer(result.text or "", answer_format, truncated=result.status is ResponseStatus.truncated)
-    outcome = ClipOutcome(pairs_parsed=len(parsed.pairs), parsed_as=parsed.format)
+    outcome = ClipDecision(pairs_parsed=len(parsed.pairs), parsed_as=parsed.format)
     if not parsed.pairs and [p.reason for p in parsed.problems] == ["no_qa_blocks"]:
         outcome.rejects.append(clip_reject(key, "no_qa_blocks", parsed.problems[0].detail))
         return outcome
     outcome.rejects += [Reject(key=key, stage=_STAGE, scope=RejectScope.pair, reason=p.reason, detail=p.detail,
                                category=p.category, question=p.question) for p in parsed.problems]
     pairs = sorted((QAPair(category=c, question=q, **{"short answer": a}) for c, q, a in parsed.pairs),
-                   key=lambda p: _CATEGORY_ORDER[p.category])
+                   key=lambda p: CATEGORY_ORDER[p.category])
     pairs, dropped = drop_media_tokens(key, pairs)
     outcome.rejects += dropped
     if post.dedupe_questions:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from evud.core.domain import same_question
 from evud.core.errors import run_stage
 from evud.core.jsonl import read_jsonl
 from evud.core.records import ClipRecord, LlavaRecord
+from evud.core.store import atomic_file
 from evud.dataset.gold import GoldIndex, load_gold_answers
 
 REVIEW_COLUMNS = ("id", "ego4d_video_uid", "ego4d_clip_uid", "ego4d_annotation_uid", "ego4d_language_query_index",
@@ -79,16 +79,13 @@ def write_review_sheet(dataset: Path, manifest: Path | None, out: Path, gold_ans
         clips = {c.key: c for c in (ClipRecord.model_validate(r) for r in read_jsonl(manifest))}
     # Read the gold answers before writing: the sheet written may be the very gold file (a second round).
     gold = load_gold_answers(gold_answers)
-    out.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_file(out, newline="") as f:  # whole or not at all
         writer = csv.DictWriter(f, fieldnames=REVIEW_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in review_rows(records, clips, gold):
             writer.writerow(row)
             count += 1
-    os.replace(tmp, out)  # whole or not at all
     return count
 
 

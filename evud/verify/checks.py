@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from evud.core.domain import EVUD_CATEGORIES
+from evud.core.domain import CATEGORY_ORDER
 from evud.core.params import GeminiParams, VerifyParams
 from evud.core.records import ClipRecord, GeminiResult, ResponseStatus
 from evud.dataset.answers import parse_answer, strip_code_fence
@@ -28,7 +28,6 @@ from evud.gemini.request import GeminiRequest, check_video_fps, generation_confi
 
 BLIND, JUDGE, GROUND = "blind", "judge", "ground"
 ITEMS = "{items}"  # where a prompt takes its items
-_CATEGORY_ORDER = {name: i for i, name in enumerate(EVUD_CATEGORIES)}
 
 BLIND_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -77,7 +76,7 @@ def answer_pairs(result: GeminiResult, answer_format: str) -> tuple[list[Pair], 
     if result.status not in (ResponseStatus.ok, ResponseStatus.truncated):
         return [], f"response_{result.status.value}: {result.block_reason or result.error or result.finish_reason}"
     parsed = parse_answer(result.text or "", answer_format, truncated=result.status is ResponseStatus.truncated)
-    triples = sorted(parsed.pairs, key=lambda p: _CATEGORY_ORDER[p.category])
+    triples = sorted(parsed.pairs, key=lambda p: CATEGORY_ORDER[p.category])
     if not triples:
         return [], "no_pairs: the parser found no usable QA pair in the answer"
     return [Pair(i, c, q, a) for i, (c, q, a) in enumerate(triples, 1)], None

@@ -11,6 +11,7 @@ from pathlib import Path
 from google.genai import types
 
 from evud.core.errors import UserError
+from evud.core.records import QueryIds
 from evud.gemini.backend import BackendError, BatchOutcome
 from evud.gemini.request import GeminiRequest
 
@@ -29,8 +30,7 @@ class ReplayBackend:
         # and doing that from several worker threads at once is not safe.
         self._path = path
         self._responses = {
-            (f"{r['video_uid']}-{r['clip_uid']}-{r['annotation_uid']}-{r['language_query_index']}",
-             r.get("purpose", "qa")): types.GenerateContentResponse.model_validate(r["response"])
+            (QueryIds.model_validate(r).key, r.get("purpose", "qa")): types.GenerateContentResponse.model_validate(r["response"])
             for r in document["responses"]
         }
 
