@@ -5,8 +5,8 @@
 - ground: the clip and its pairs; for each answer, supported / contradicted / not visible.
 
 One request per clip and check, the pairs numbered 1, 2, ... in category order in every request, so that each
-answer item names its pair. The prompts are params (conf/verify/); the JSON schemas are here, beside the code that
-reads the answers. A free, normalised exact match decides agreement before any judge request.
+answer item names its pair. The prompts are params (conf/verify/); the JSON schemas are derived here from the models
+that read the answers. A free, normalised exact match decides agreement before any judge request.
 """
 
 from __future__ import annotations
@@ -29,31 +29,70 @@ from evud.gemini.request import GeminiRequest, check_video_fps, generation_confi
 BLIND, JUDGE, GROUND = "blind", "judge", "ground"
 ITEMS = "{items}"  # where a prompt takes its items
 
-BLIND_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"answers": {"type": "array", "items": {
-        "type": "object",
-        "properties": {"id": {"type": "integer"}, "answer": {"type": "string"}, "cannot_tell": {"type": "boolean"}},
-        "required": ["id", "answer", "cannot_tell"]}}},
-    "required": ["answers"],
-}
-JUDGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"verdicts": {"type": "array", "items": {
-        "type": "object",
-        "properties": {"id": {"type": "integer"}, "verdict": {"type": "string", "enum": ["agree", "disagree"]}},
-        "required": ["id", "verdict"]}}},
-    "required": ["verdicts"],
-}
 SUPPORT = ("supported", "contradicted", "not visible")
-GROUND_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"verdicts": {"type": "array", "items": {
-        "type": "object",
-        "properties": {"id": {"type": "integer"}, "support": {"type": "string", "enum": list(SUPPORT)}},
-        "required": ["id", "support"]}}},
-    "required": ["verdicts"],
-}
+
+
+# --- answers: the models that read them, and the schemas asked for, derived from them ---------------
+
+
+class _Item(BaseModel):
+    # Read leniently (extra keys ignored, a missing optional field defaulted); asked strictly: the schema sent
+    # requires every field (serialization mode with defaults required).
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, json_schema_serialization_defaults_required=True)
+    id: int
+
+
+class BlindItem(_Item):
+    answer: str = ""
+    cannot_tell: bool = False
+
+
+class JudgeItem(_Item):
+    verdict: Literal["agree", "disagree"]
+
+
+class GroundItem(_Item):
+    support: Literal[SUPPORT]
+
+
+class _BlindAnswer(BaseModel):
+    answers: list[BlindItem]
+
+
+class _JudgeAnswer(BaseModel):
+    verdicts: list[JudgeItem]
+
+
+class _GroundAnswer(BaseModel):
+    verdicts: list[GroundItem]
+
+
+# The keywords of JSON Schema both Vertex's responseJsonSchema and OpenAI-compatible servers' json_schema accept.
+_SCHEMA_KEYWORDS = ("type", "properties", "items", "required", "enum")
+
+
+def response_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema a check asks its answer in, derived from the model that reads it: references inlined, titles
+    and defaults dropped (the subset Vertex and OpenAI accept). Part of each check's request key."""
+    schema = model.model_json_schema(mode="serialization")
+    definitions = schema.get("$defs", {})
+
+    def subset(node: Any) -> Any:
+        if isinstance(node, list):
+            return [subset(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return subset(definitions[node["$ref"].rsplit("/", 1)[-1]])
+        return {key: ({name: subset(v) for name, v in value.items()} if key == "properties" else subset(value))
+                for key, value in node.items() if key in _SCHEMA_KEYWORDS}
+
+    return subset(schema)
+
+
+BLIND_SCHEMA = response_schema(_BlindAnswer)
+JUDGE_SCHEMA = response_schema(_JudgeAnswer)
+GROUND_SCHEMA = response_schema(_GroundAnswer)
 
 
 @dataclass(frozen=True)
@@ -143,39 +182,6 @@ def ground_request(clip: ClipRecord, pairs: Sequence[Pair], params: GeminiParams
     """The clip (as generate sent it: same window, same fps) and every pair."""
     items = [{"id": p.id, "question": p.question, "answer": p.answer} for p in pairs]
     return check_request(clip, params, GROUND, verify.ground_prompt, items, GROUND_SCHEMA, video=True)
-
-
-# --- answers ---------------------------------------------------------------------------------------
-
-
-class _Item(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-    id: int
-
-
-class BlindItem(_Item):
-    answer: str = ""
-    cannot_tell: bool = False
-
-
-class JudgeItem(_Item):
-    verdict: Literal["agree", "disagree"]
-
-
-class GroundItem(_Item):
-    support: Literal["supported", "contradicted", "not visible"]
-
-
-class _BlindAnswer(BaseModel):
-    answers: list[BlindItem]
-
-
-class _JudgeAnswer(BaseModel):
-    verdicts: list[JudgeItem]
-
-
-class _GroundAnswer(BaseModel):
-    verdicts: list[GroundItem]
 
 
 _DOCUMENTS: dict[str, type[BaseModel]] = {BLIND: _BlindAnswer, JUDGE: _JudgeAnswer, GROUND: _GroundAnswer}
