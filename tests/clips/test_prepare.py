@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 
 import av
@@ -19,7 +18,6 @@ from evud.clips.ego4d import MetadataError
 from evud.core.jsonl import read_jsonl
 from evud.core.params import ClipParams, DataParams, GcsParams
 from evud.core.progress import StageIncomplete
-from evud.core.records import ClipRecord
 from evud.core.store import store_root
 from tests.support import cloud
 from tests.support.claims import claim_holder
@@ -28,6 +26,7 @@ from tests.support.fixtures import made_once
 from tests.support.edits import edit_in_place
 from tests.support.http_source import silent_server, source_server
 from tests.support.numbered_video import make_numbered_video, presented_frame_numbers
+from tests.support.prepare_runs import prepare_run
 from tests.support.repo import make_repo_copy, run
 
 FPS = 10
@@ -49,20 +48,6 @@ def write_metadata(folder: Path, durations: dict[str, float], windows: list[tupl
     (folder / "nlq_train.json").write_text(json.dumps(nlq))
     return DataParams(name="test", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
                       nlq_json=str(folder / "nlq_train.json"), video_url=None, window_rounding="exact")
-
-
-def prepare_run(tmp: Path, data: DataParams, clip: ClipParams | None = None, gcs: GcsParams | None = None,
-                workers: int = 2) -> prepare.PrepareRun:
-    """prepare in `tmp`, accepting failed clips (tests look at them), with the test's own clip store."""
-    os.environ["EVUD_ALLOW_FAILED"] = "1"
-    try:
-        return prepare.run(data, clip or ClipParams(), gcs or GcsParams(), tmp / "clips", tmp / "clips.jsonl",
-                           tmp / "metrics.json", workers)
-    except StageIncomplete:  # nothing succeeded: the manifest says why
-        records = [ClipRecord.model_validate(r) for r in read_jsonl(tmp / "clips.jsonl")]
-        return prepare.PrepareRun(records, {})
-    finally:
-        del os.environ["EVUD_ALLOW_FAILED"]
 
 
 def run_prepare(tmp: Path, data: DataParams, clip: ClipParams | None = None, gcs: GcsParams | None = None,

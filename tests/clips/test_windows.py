@@ -18,8 +18,8 @@ from evud.clips.selection import plan_clips
 from evud.clips.sources import SourceLookup
 from evud.clips.windows import derived_video_id, derived_window_id, parse_seconds, videos_by_url
 from evud.core.params import DataParams
-from tests.clips.test_prepare import prepare_run
 from tests.support.http_source import source_server
+from tests.support.prepare_runs import prepare_run
 from tests.support.repo import PROJECT_ROOT
 
 KITCHEN = PROJECT_ROOT / "data/windows/videos/kitchen.mp4"  # 12 s
