@@ -35,6 +35,7 @@ from typing import Any
 
 from evud.core.params import GeminiParams, compose_params, load_section
 from tests.support.fake_vertex import CATEGORIES, _named, check_purpose, evud_answer
+from tests.support.local_http import local_url, send_body, start_local_server, stop_local_server
 from tests.support.repo import PROJECT_ROOT
 
 ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 408: "RequestTimeoutError", 413: "BadRequestError",
@@ -174,32 +175,21 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 fake._route(self, "POST", self.rfile.read(int(self.headers.get("Content-Length", 0))))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = start_local_server(Handler)
         return self.base_url
 
     @property
     def base_url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"{local_url(self._server)}/v1"
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        stop_local_server(self._server)
 
     def _send(self, handler: BaseHTTPRequestHandler, code: int, payload: Any) -> None:
         data = json.dumps(payload).encode()
-        try:
-            handler.send_response(code)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout) before the answer
+        send_body(handler, code, data)
 
     def _authorised(self, handler: BaseHTTPRequestHandler) -> bool:
         if self.api_key is None:

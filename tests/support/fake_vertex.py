@@ -37,6 +37,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import PurePosixPath
 from typing import Any
+from tests.support.local_http import local_url, send_body, start_local_server, stop_local_server
 
 ERROR_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
                 504: "DEADLINE_EXCEEDED", 408: "DEADLINE_EXCEEDED"}
@@ -276,34 +277,23 @@ class FakeVertex:
             def do_GET(self) -> None:
                 fake._route(self, "GET", {})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = start_local_server(Handler)
         return self.base_url
 
     @property
     def base_url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return local_url(self._server)
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        stop_local_server(self._server)
 
     def _send(self, handler: BaseHTTPRequestHandler, code: int, payload: dict[str, Any]) -> None:
         self._send_raw(handler, code, json.dumps(payload).encode())
 
     def _send_raw(self, handler: BaseHTTPRequestHandler, code: int, data: bytes) -> None:
-        try:
-            handler.send_response(code)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout) before the answer
+        send_body(handler, code, data)
 
     def _refusal(self, project: str, location: str, model: str) -> tuple[int, dict[str, Any]] | None:
         """Vertex's answer when the project may not call the model there, or the location does not serve it."""
