@@ -32,7 +32,7 @@ import fsspec
 import numpy as np
 
 from evud.core.checksums import file_digests
-from evud.core.store import env_seconds
+from evud.core.params import runtime_seconds
 
 # Part of every cut key: bump it whenever a change to this module changes the bytes of a clip, so clips
 # cut by older code are cut again (tests/pipeline/test_reproducible.py pins the sample's clip hashes to it).
@@ -157,7 +157,7 @@ _CONNECT_TIMEOUT_S = 10.0
 
 def source_timeout_s() -> float:
     """How long a source read waits for its next bytes before it fails (EVUD_SOURCE_TIMEOUT_S)."""
-    return env_seconds(SOURCE_TIMEOUT_ENV, _DEFAULT_SOURCE_TIMEOUT_S, least=0.001)
+    return runtime_seconds(SOURCE_TIMEOUT_ENV, _DEFAULT_SOURCE_TIMEOUT_S, least=0.001)
 
 
 def with_timeouts(url: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -264,6 +264,18 @@ def runtime_int(env_name: str, default: int) -> int:
     return _runtime_number(env_name, default, int, 1, "a whole number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(text)
+    return value
+
+
+def runtime_seconds(env_name: str, default: float, least: float = 0.0) -> float:
+    """A finite number of seconds (at least `least`) from the environment, e.g. a timeout or a wait; not a DVC param."""
+    return _runtime_number(env_name, default, _finite_float, least, "a number of seconds")
+
+
 def runtime_float(env_name: str, default: float) -> float:
     """A non-negative number of seconds (or a rate) from the environment; not a DVC param."""
     return _runtime_number(env_name, default, float, 0, "a number")

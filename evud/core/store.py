@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import yaml
 
-from evud.core.errors import UserError
+from evud.core.params import runtime_seconds
 
 STORE_DIRNAME = ".evud"
 
@@ -110,28 +110,9 @@ CLAIM_WAIT_ENV = "EVUD_CLAIM_WAIT_S"
 _DEFAULT_CLAIM_WAIT_S = 1800.0  # longer than any one clip cut or answer with its retries takes
 
 
-class SettingError(UserError):
-    """An environment setting holds a value the run cannot use; the message names it and what to set."""
-
-
-def env_seconds(name: str, default: float, least: float = 0.0) -> float:
-    """A number of seconds from the environment (at least `least`), or the default when it is unset."""
-    configured = os.environ.get(name, "").strip()
-    if not configured:
-        return default
-    try:
-        seconds = float(configured)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds >= least or seconds == float("inf"):
-        raise SettingError(f"{name}={configured!r} is not a number of seconds of at least {least:g}: set it to e.g. "
-                           f"{default:g}, or unset it")
-    return seconds
-
-
 def claim_wait_s() -> float:
     """How long a run waits for work another live run has claimed before it gives up on it (EVUD_CLAIM_WAIT_S)."""
-    return env_seconds(CLAIM_WAIT_ENV, _DEFAULT_CLAIM_WAIT_S)
+    return runtime_seconds(CLAIM_WAIT_ENV, _DEFAULT_CLAIM_WAIT_S)
 
 
 # The claims this process holds, by lock file: one registry for every view of a claims folder (a worker reaches the

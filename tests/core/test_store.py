@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from evud.core import store
+from evud.core.params import ParamsError
 from evud.core.store import Claims, answer_store_url, locked_directory, locked_file, store_root, write_atomic
 from tests.support.claims import claim_holder
 from tests.support.repo import run
@@ -103,7 +104,7 @@ def test_a_claim_is_released_through_any_view_of_the_same_claims_folder(tmp_path
 @pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
 def test_a_wait_setting_that_is_no_number_of_seconds_stops_the_run_naming_it(monkeypatch, value: str):
     monkeypatch.setenv("EVUD_CLAIM_WAIT_S", value)
-    with pytest.raises(store.SettingError, match=rf"EVUD_CLAIM_WAIT_S='{value}' is not a number of seconds"):
+    with pytest.raises(ParamsError, match=rf"EVUD_CLAIM_WAIT_S='{value}' is not a number of seconds"):
         store.claim_wait_s()
     monkeypatch.setenv("EVUD_CLAIM_WAIT_S", "0")
     assert store.claim_wait_s() == 0.0
