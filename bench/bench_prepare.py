@@ -133,7 +133,7 @@ def ours_cut(endpoint: str, windows: list[tuple[float, float]], out_dir: Path, m
     queries = [{"video_start_sec": s, "video_end_sec": e, "query": "q"} for s, e in windows]
     (meta / "nlq_train.json").write_text(json.dumps({"videos": [{"video_uid": VIDEO_UID, "clips": [
         {"clip_uid": "c", "annotations": [{"annotation_uid": "a", "language_queries": queries}]}]}]}))
-    data = DataParams(name="bench", root=str(meta), ego4d_json=str(meta / "ego4d.json"),
+    data = DataParams(root=str(meta), ego4d_json=str(meta / "ego4d.json"),
                       nlq_json=str(meta / "nlq_train.json"), window_rounding="exact", s3_endpoint_url=endpoint)
     # A clip store of its own: every measured run cuts every window (none is reused from an earlier run).
     os.environ["EVUD_STORE"] = str(out_dir / "store")

@@ -54,7 +54,7 @@ def write_metadata(folder: Path, windows: int, per_video: int, video_file: Path)
             {"annotation_uid": uid(rng), "language_queries": queries}]}]})
     (folder / "ego4d.json").write_text(json.dumps({"videos": videos}))
     (folder / "nlq_train.json").write_text(json.dumps({"videos": nlq_videos}))
-    return DataParams(name="bench", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
+    return DataParams(root=str(folder), ego4d_json=str(folder / "ego4d.json"),
                       nlq_json=str(folder / "nlq_train.json"), video_url=None, window_rounding="exact")
 
 

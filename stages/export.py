@@ -4,7 +4,7 @@ r"""Stage `export`: the dataset as a Hugging Face video dataset folder (clips, m
         --clips-dir data/clips --out data/hf
 
 `datasets.load_dataset("data/hf", split="train")` reads it; `hf upload <user>/<name> data/hf --repo-type dataset`
-shares it (README "Share on the Hugging Face Hub"). Clips are hard links to data/clips, not copies; with
+shares it (docs/export.md). Clips are hard links to data/clips, not copies; with
 clip.keep_local=false the rows hold their gs:// URIs instead. The work is evud.hub.
 """
 

@@ -32,7 +32,6 @@ WindowSource = Literal["ego4d_nlq", "ego4d_moments", "epic_kitchens", "windows"]
 
 
 class DataParams(_Section):
-    name: str
     source: WindowSource = "ego4d_nlq"
     root: str
     ego4d_json: str | None = None  # Ego4D's video metadata: NLQ needs it; Moments reads durations and s3_path from it
@@ -182,8 +181,7 @@ class BrowseParams(_Section):
 
 
 class ExportParams(_Section):
-    """What the Hugging Face export's dataset card says that the data and the other params do not (README "Share on
-    the Hugging Face Hub")."""
+    """What the Hugging Face export's dataset card says that the data and the other params do not (docs/export.md)."""
 
     license: str | None = None  # a Hub license id (cc-by-4.0, other, ...); null: the window source's license
     license_name: str | None = None  # license: other only: an id for it (the Hub shows it)

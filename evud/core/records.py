@@ -147,7 +147,7 @@ class GeminiResult(QueryIds, AnswerFields):
 
 
 class Verdict(str, Enum):
-    """What verify found about one QA pair (README "verify")."""
+    """What verify found about one QA pair (docs/verify.md)."""
 
     grounded = "grounded"  # needs the video (not answered blind) and the video supports the answer
     blind_answerable = "blind_answerable"  # a model given only the question gave the same answer

@@ -8,7 +8,7 @@ from evud.clips.ego4d import Ego4dVideo, SkipQuery, clip_relative_path, plan_que
 from evud.core.params import DataParams
 from evud.core.records import ClipStatus, QueryIds
 
-PARAMS = DataParams(name="t", root="data/sample", ego4d_json="e.json", nlq_json="n.json",
+PARAMS = DataParams(root="data/sample", ego4d_json="e.json", nlq_json="n.json",
                     video_url="videos/{video_uid}.mp4", window_rounding="evud", min_window_sec=0.5)
 VIDEOS = {"v1": Ego4dVideo(video_uid="v1", duration_sec=40.0, s3_path="s3://bucket/v1.mp4")}
 

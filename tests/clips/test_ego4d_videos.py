@@ -74,7 +74,7 @@ def metadata(folder: Path, version: str, endpoint: str, **params: object) -> Dat
             {"video_start_sec": start, "video_end_sec": end, "query": "q"} for start, end in WINDOWS]}]}]}
         for uid in (LISTED, UNLISTED)]}
     (folder / "nlq_train.json").write_text(json.dumps(nlq))
-    return DataParams(name="t", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
+    return DataParams(root=str(folder), ego4d_json=str(folder / "ego4d.json"),
                       nlq_json=str(folder / "nlq_train.json"), video_url=None, window_rounding="exact",
                       s3_endpoint_url=endpoint, **params)
 

@@ -19,7 +19,7 @@ ANNOTATOR = "b0c1d2e3-0001-4000-8000-0000000000a1"
 
 
 def moments_params(annotations: Path, with_ego4d_json: bool = True) -> DataParams:
-    return DataParams(name="moments", source="ego4d_moments", root=str(SAMPLE), annotations=str(annotations),
+    return DataParams(source="ego4d_moments", root=str(SAMPLE), annotations=str(annotations),
                       ego4d_json=str(SAMPLE / "ego4d.json") if with_ego4d_json else None,
                       video_url=f"{SAMPLE}/videos/{{video_uid}}.mp4", window_rounding="exact", min_window_sec=0.5)
 

@@ -46,7 +46,7 @@ def write_metadata(folder: Path, durations: dict[str, float], windows: list[tupl
     nlq = {"videos": [{"video_uid": uid, "clips": [{"clip_uid": f"clip-{uid[:8]}", "annotations": [
         {"annotation_uid": f"ann-{uid[:8]}", "language_queries": queries}]}]} for uid, queries in nlq_videos.items()]}
     (folder / "nlq_train.json").write_text(json.dumps(nlq))
-    return DataParams(name="test", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
+    return DataParams(root=str(folder), ego4d_json=str(folder / "ego4d.json"),
                       nlq_json=str(folder / "nlq_train.json"), video_url=None, window_rounding="exact")
 
 
@@ -271,7 +271,7 @@ def data_params(folder: Path, nlq: dict, videos: list[dict], video_url: str) -> 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "ego4d.json").write_text(json.dumps({"videos": videos}))
     (folder / "nlq_train.json").write_text(json.dumps(nlq))
-    return DataParams(name="t", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
+    return DataParams(root=str(folder), ego4d_json=str(folder / "ego4d.json"),
                       nlq_json=str(folder / "nlq_train.json"), video_url=video_url, window_rounding="exact")
 
 

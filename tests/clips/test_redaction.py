@@ -27,7 +27,7 @@ def write_redacted_metadata(folder: Path, windows: list[tuple[float, float]], vi
                for n, (start, end) in enumerate(windows)]
     (folder / "nlq_train.json").write_text(json.dumps({"videos": [{"video_uid": VIDEO, "clips": [{
         "clip_uid": "clip-a", "annotations": [{"annotation_uid": "ann-a", "language_queries": queries}]}]}]}))
-    return DataParams(name="t", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
+    return DataParams(root=str(folder), ego4d_json=str(folder / "ego4d.json"),
                       nlq_json=str(folder / "nlq_train.json"), video_url=video_url, window_rounding="exact", **params)
 
 

@@ -40,7 +40,7 @@ def test_a_time_that_is_no_time_is_refused_naming_it(written):
 
 
 def windows_params(path: Path, **updates) -> DataParams:
-    return DataParams(name="test", source="windows", root=str(path.parent), annotations=str(path),
+    return DataParams(source="windows", root=str(path.parent), annotations=str(path),
                       window_rounding="exact", min_window_sec=0.5, **updates)
 
 
@@ -120,7 +120,7 @@ def nlq_with(folder: Path, cases: list) -> DataParams:
         for window_id, start, end, _ in cases]
     (folder / "nlq_train.json").write_text(json.dumps(
         {"videos": [{"video_uid": VIDEO_ID, "clips": [{"clip_uid": VIDEO_ID, "annotations": annotations}]}]}))
-    return DataParams(name="nlq", root=str(folder), ego4d_json=str(folder / "ego4d.json"),
+    return DataParams(root=str(folder), ego4d_json=str(folder / "ego4d.json"),
                       nlq_json=str(folder / "nlq_train.json"), video_url=str(KITCHEN), window_rounding="exact",
                       min_window_sec=0.5, max_window_sec=10.0)
 
@@ -190,13 +190,13 @@ def test_a_windows_file_that_cannot_be_read_stops_naming_it(tmp_path: Path, name
 
 def test_a_source_without_its_files_is_refused_naming_the_key():
     with pytest.raises(ValidationError, match="source windows needs annotations"):
-        DataParams(name="x", source="windows", root="data")
+        DataParams(source="windows", root="data")
     with pytest.raises(ValidationError, match="source epic_kitchens needs video_url"):
-        DataParams(name="x", source="epic_kitchens", root="data", annotations="a.csv")
+        DataParams(source="epic_kitchens", root="data", annotations="a.csv")
     with pytest.raises(ValidationError, match="ego4d_json .* or video_url"):
-        DataParams(name="x", source="ego4d_moments", root="data", annotations="m.json")
+        DataParams(source="ego4d_moments", root="data", annotations="m.json")
     with pytest.raises(ValidationError, match="`video` column; set video_url to null"):
-        DataParams(name="x", source="windows", root="data", annotations="w.csv", video_url="v/{video_uid}.mp4")
+        DataParams(source="windows", root="data", annotations="w.csv", video_url="v/{video_uid}.mp4")
 
 
 def test_an_unreadable_video_is_cut_as_any_other_never_guessed_short():

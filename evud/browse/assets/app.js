@@ -463,7 +463,7 @@
     box.dataset.verdict = name;
     add(box, el("span", "badge verdict-" + name, name + (action !== "keep" ? " · " + action : "")));
     if (pair[5]) add(box, " blind answer: ", el("span", "blind-answer", pair[5]));
-    // "not_grounded" is every pair's state while the grounding check is off: said once in the README, not 7 times a card.
+    // "not_grounded" is every pair's state while the grounding check is off: said once in docs/browse.md, not 7 times a card.
     if (pair[6] && pair[6].indexOf("not_grounded:") !== 0) add(box, " ", el("span", "detail", "(" + pair[6] + ")"));
     return box;
   }
