@@ -1,6 +1,7 @@
 """What a dataset card says about each window source: its name, its license, its terms and its citation.
 
-Facts about the source datasets, not settings: `export.license` overrides the license (docs/export.md); a source of the user's own (`windows`) has no license or citation we could know.
+Facts about the source datasets, not settings: `export.license` overrides the license (docs/export.md); a source
+of the user's own (`windows`) has no license or citation we could know.
 """
 
 from __future__ import annotations
