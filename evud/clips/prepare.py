@@ -18,7 +18,6 @@ import os
 import sys
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from evud.clips.video import (
     cut_windows,
     open_source,
 )
-from evud.clips.workers import process_pool, stop_now
+from evud.clips.engines import Engine, engine_from_environment
 from evud.core.checksums import file_digests
 from evud.core.gcs import UploadError, blob_matches, blob_name, upload_clip
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
@@ -52,7 +51,7 @@ WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as s
 class Destination:
     """Where clips go and how they are cut: the same for every task of a run."""
 
-    clips_dir: str
+    clips_dir: str | None  # None in tasks that may run on another host: the stage links what it needs
     store_dir: str
     settings: CutSettings
     keep_local: bool
@@ -117,7 +116,7 @@ def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: 
                 return None
             if not dest.keep_local and stored.has_file:
                 stored = store.drop_file(stored)
-        if dest.keep_local:
+        if dest.keep_local and dest.clips_dir is not None:
             link_file(store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
     except UploadError as err:
         outcome.error = CutError(str(err))
@@ -237,32 +236,44 @@ def make_tasks(pending: list[ClipPlan]) -> list[list[ClipPlan]]:
     return tasks
 
 
-def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destination, workers: int,
+def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destination, engine: Engine,
               total: int) -> list[ClipOutcome]:
-    """Run clip tasks in a process pool, with progress; workers die with this process."""
+    """Run clip tasks on the engine (evud.clips.engines), with progress. Tasks on another host cannot reach this
+    workspace: this process links their clips from the shared store into the clips directory."""
     outcomes: list[ClipOutcome] = []
     failures = bytes_read = 0
+    task_dest = dest if engine.shares_workspace else dataclasses.replace(dest, clips_dir=None)
     bar = progress_bar(total, "prepare: cutting")
-    pool = process_pool(workers)
+
+    def record(task_outcomes: list[ClipOutcome]) -> None:
+        nonlocal failures, bytes_read
+        if task_dest.clips_dir is None:
+            link_outcomes(task_outcomes, dest)
+        outcomes.extend(task_outcomes)
+        failures += sum(o.error is not None for o in task_outcomes)
+        bytes_read += sum(o.bytes_read for o in task_outcomes)
+        bar.update(len(task_outcomes))
+        bar.set_postfix(failed=failures, read=f"{bytes_read / 1e6:.1f}MB")
+
+    def lost(call: tuple, reason: str) -> None:  # every attempt's worker or node died: a re-run cuts these
+        record([ClipOutcome(p.clip_path, error=CutError(f"worker_lost: {reason}")) for p in call[0]])
+
+    calls = [(task, {p.clip_path: keys[p.clip_path] for p in task}, task_dest) for task in tasks]
     try:
-        futures = {pool.submit(clip_task, task, {p.clip_path: keys[p.clip_path] for p in task}, dest) for task in tasks}
-        while futures:
-            done, futures = wait(futures, return_when=FIRST_COMPLETED)
-            for future in done:
-                task_outcomes = future.result()
-                outcomes += task_outcomes
-                failures += sum(o.error is not None for o in task_outcomes)
-                bytes_read += sum(o.bytes_read for o in task_outcomes)
-                bar.update(len(task_outcomes))
-                bar.set_postfix(failed=failures, read=f"{bytes_read / 1e6:.1f}MB")
+        engine.run(clip_task, calls, record, lost)
     except BaseException:
-        stop_now(pool)
         dest.store.sweep_partials()  # the clips in flight: half-written by workers that are gone now
         raise
     finally:
         bar.close()
-    pool.shutdown()
     return outcomes
+
+
+def link_outcomes(outcomes: list[ClipOutcome], dest: Destination) -> None:
+    """Link clips a task stored (on any node, in the shared store) into this workspace's clips directory."""
+    for outcome in outcomes:
+        if dest.keep_local and outcome.stored is not None and outcome.stored.has_file:
+            link_file(dest.store.clip_file(outcome.stored.cut_key), Path(dest.clips_dir) / outcome.clip_path)
 
 
 def link_reused(plans: list[ClipPlan], verified: dict[str, StoredClip], dest: Destination) -> list[ClipOutcome]:
@@ -343,6 +354,15 @@ class PrepareRun:
 
 def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path, metrics: Path,
         workers: int, store_dir: Path | None = None) -> PrepareRun:
+    engine = engine_from_environment(workers, "prepare")
+    try:
+        return run_on(engine, data, clip, gcs, clips_dir, manifest, metrics, store_dir)
+    finally:
+        engine.close()
+
+
+def run_on(engine: Engine, data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path,
+           metrics: Path, store_dir: Path | None = None) -> PrepareRun:
     started = time.monotonic()
     clips_dir.mkdir(parents=True, exist_ok=True)
     store = ClipStore(store_dir or store_root() / "clips")
@@ -364,26 +384,30 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     others = [p for p in plans if p.clip_path in keys and p not in linkable]
     print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(stored)} already done"
           f"{f' ({from_lock} from the last locked clips)' if from_lock else ''}, {len(outcomes)} with unreachable "
-          f"sources, {len(keys) - len(stored)} to cut with {workers} worker(s); clip store {store.root}", file=sys.stderr)
-    done = link_reused(linkable, verified, dest)
+          f"sources, {len(keys) - len(stored)} to cut; clip store {store.root}", file=sys.stderr)
+    done, ran_on = link_reused(linkable, verified, dest), None
     if others:
-        done += run_tasks(make_tasks(others), keys, dest, workers, len(others))
+        ran_on = engine.describe()
+        print(f"prepare: cutting on {ran_on}", file=sys.stderr)
+        done += run_tasks(make_tasks(others), keys, dest, engine, len(others))
     outcomes.update({o.clip_path: o for o in done})
     records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path], settings.mode) for p in plans]
     records.sort(key=lambda r: r.order)
     prune_clips_dir(clips_dir, {r.clip_path for r in records if r.clip_path and clip.keep_local})
     write_jsonl(manifest, records)
-    write_json(metrics, prepare_metrics(records))
+    write_json(metrics, {**prepare_metrics(records), "engine": engine.name, "nodes": engine.node_count()})
     cut_now = sum(o.cut_now for o in outcomes.values())
     bytes_read = sum(o.bytes_read for o in outcomes.values())
     facts = {"windows": len(plans), "reused": sum(o.stored is not None and not o.cut_now for o in outcomes.values()),
-             "cut": cut_now, "from_lock": from_lock, "source_bytes_read": bytes_read, "workers": workers,
+             "cut": cut_now, "from_lock": from_lock, "source_bytes_read": bytes_read,
+             "engine": engine.name, "nodes": engine.node_count(), "ran_on": ran_on,
              "elapsed_s": round(time.monotonic() - started, 3)}
     report = write_run_report("prepare", facts)
     print(summarise_failures("prepare", [(r.key, r.reason) for r in records if r.status is not ClipStatus.ok]), file=sys.stderr)
     by_status = Counter(r.status.value for r in records)
     print(f"prepare: {dict(sorted(by_status.items()))} of {len(records)} queries; {cut_now} cut now, "
-          f"read {bytes_read / 1e6:.1f} MB from sources in {time.monotonic() - started:.1f} s; run report {report}",
+          f"read {bytes_read / 1e6:.1f} MB from sources in {time.monotonic() - started:.1f} s on "
+          f"{engine.name} ({engine.node_count()} node(s)); run report {report}",
           file=sys.stderr)
     check_complete("prepare", [(r.key, r.reason or "") for r in records if r.status is ClipStatus.failed],
                    by_status.get(ClipStatus.ok.value, 0), len(plans), "clip", "cuts")
