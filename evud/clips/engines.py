@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any, Protocol
 
@@ -45,6 +47,10 @@ class Engine(Protocol):
 
     def run(self, function: Callable[..., Any], calls: Sequence[tuple], on_result: Callable[[Any], None],
             on_lost: Callable[[tuple, str], None]) -> None: ...
+
+    def on_every_node(self, function: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        """`function(*args)` once on each node the engine may run work on: node -> result."""
+        ...
 
     def close(self) -> None: ...
 
@@ -78,6 +84,9 @@ class LocalPool:
             raise
         pool.shutdown()
 
+    def on_every_node(self, function: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        return {socket.gethostname(): function(*args)}
+
     def close(self) -> None:
         pass
 
@@ -99,3 +108,22 @@ def engine_from_environment(workers: int, stage: str) -> Engine:
             "machine's worker pool.") from None
 
     return RayTasks(address, stage)
+
+
+def check_reachable(engine: Engine, directory: Path, stage: str, what: str) -> None:
+    """Stop with one line when a node the engine runs work on cannot see `directory` (a store every node must
+    share): its tasks would write where this process never looks."""
+    if engine.shares_workspace:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / f".reachable-{uuid.uuid4().hex}"
+    marker.write_text(f"written by {socket.gethostname()} to check that every node sees this directory\n")
+    try:
+        blind = sorted(node for node, seen in engine.on_every_node(os.path.exists, str(marker)).items() if not seen)
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise EngineError(
+            f"{stage}: {len(blind)} node(s) of {engine.describe()} cannot see the {what} {directory} "
+            f"(node(s) {', '.join(n[:12] for n in blind)}): put it on a file system every node mounts at the same path "
+            "(NFS, EFS, Filestore, CephFS, Lustre) with EVUD_STORE, or unset RAY_ADDRESS to run on this machine.")

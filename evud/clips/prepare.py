@@ -35,7 +35,7 @@ from evud.clips.video import (
     cut_windows,
     open_source,
 )
-from evud.clips.engines import Engine, engine_from_environment
+from evud.clips.engines import Engine, check_reachable, engine_from_environment
 from evud.core.checksums import file_digests
 from evud.core.gcs import UploadError, blob_matches, blob_name, upload_clip
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
@@ -388,6 +388,7 @@ def run_on(engine: Engine, data: DataParams, clip: ClipParams, gcs: GcsParams, c
     done, ran_on = link_reused(linkable, verified, dest), None
     if others:
         ran_on = engine.describe()
+        check_reachable(engine, store.root, "prepare", "clip store")
         print(f"prepare: cutting on {ran_on}", file=sys.stderr)
         done += run_tasks(make_tasks(others), keys, dest, engine, len(others))
     outcomes.update({o.clip_path: o for o in done})

@@ -16,6 +16,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 # A task is retried this many times when its worker or node dies (preemption, OOM kill, a lost host): enough to
 # ride out a node or two going away, bounded so a task that kills every worker it lands on ends `failed`.
@@ -86,6 +87,14 @@ class RayTasks:
             return
         self.nodes.add(node)
         on_result(result)
+
+    def on_every_node(self, function: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        """One task pinned to each alive node (no CPU asked: it runs beside the cutting)."""
+        self._connect()
+        probe = ray.remote(num_cpus=0, max_retries=0)(_on_node)
+        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+                .remote(function, *args) for node in ray.nodes() if node.get("Alive")]
+        return dict(ray.get(refs))
 
     @staticmethod
     def _cancel(pending: list[Any]) -> None:

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
@@ -55,6 +56,15 @@ class RayCluster:
     def remove_node(self, node_id: str) -> None:
         """`cluster.remove_node`: the node's raylet and workers are killed, as when a host is lost."""
         self._ask("remove_node", node_id)
+
+    @contextmanager
+    def extra_node(self) -> Iterator[str]:
+        """A node added for one test, gone after it whatever happens (the next test sees the two nodes only)."""
+        node_id = self.add_node()
+        try:
+            yield node_id
+        finally:
+            self.remove_node(node_id)
 
 
 # --- the keeper process -------------------------------------------------------------------------------------------
@@ -106,8 +116,9 @@ def _keep(state: Path, watched: int, ready_fd: int) -> None:
                         node = cluster.add_node(num_cpus=1)
                         added[node.node_id] = node
                         answer = node.node_id
-                    elif command == "remove_node":
-                        cluster.remove_node(added.pop(args[0]))
+                    elif command == "remove_node":  # a node this keeper added; once removed, nothing to do
+                        if args[0] in added:
+                            cluster.remove_node(added.pop(args[0]))
                         answer = None
                     else:
                         answer = ValueError(f"unknown command {command}")
