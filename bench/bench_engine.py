@@ -114,7 +114,7 @@ def task_bytes(data, out: Path) -> dict:
     ray.init(address=os.environ["RAY_ADDRESS"], logging_level="ERROR")
     summary = ray._private.internal_api.memory_summary(stats_only=True)
     ray.shutdown()
-    return {"argument_bytes": arguments, "result_bytes": results, "clips": len(plans),
+    return {"argument_bytes": arguments, "result_bytes": results, "clip_count": len(plans),
             "object_store": [line.strip() for line in summary.splitlines() if line.strip()][:6]}
 
 
@@ -192,7 +192,7 @@ def report(rows: list[dict], windows: int) -> None:
           f"(Ray's overhead {1 - best['ray'] / best['local']:+.1%})")
     ray_row = next((r for r in rows if "argument_bytes" in r), None)
     if ray_row:
-        per_clip = (ray_row["argument_bytes"] + ray_row["result_bytes"]) / ray_row["clips"]
+        per_clip = (ray_row["argument_bytes"] + ray_row["result_bytes"]) / ray_row["clip_count"]
         print(f"\nbytes per clip through Ray: {per_clip:,.0f} (arguments {ray_row['argument_bytes'] / ray_row['clips']:,.0f}"
               f" + results {ray_row['result_bytes'] / ray_row['clips']:,.0f}; {ray_row['clips']} clips)")
         print("object store after the run:\n  " + "\n  ".join(ray_row["object_store"]))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 # A task is retried this many times when its worker or node dies (preemption, OOM kill, a lost host): enough to
@@ -82,7 +82,9 @@ class RayTasks:
                  on_lost: Callable[[tuple, str], None]) -> None:
         try:
             node, result = ray.get(ref)
-        except RayError as err:  # every attempt died with its worker or node: the calls' items fail, with why
+        except RayTaskError:
+            raise  # the function itself raised (it never should): a bug, surfaced as the local pool surfaces it
+        except RayError as err:  # every attempt died with its worker or node: the call's items fail, with why
             on_lost(call, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
             return
         self.nodes.add(node)
