@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -163,8 +162,8 @@ def measure(name: str, work: Path, env: dict[str, str], cluster=None) -> dict:
     result = json.loads((out / "result.json").read_text())
     clips = {p.relative_to(out / "clips").as_posix(): p.read_bytes() for p in (out / "clips").rglob("*.mp4")}
     print(f"{name}: {wall:.1f} s; {result['facts']['ran_on']}", flush=True)
-    return {"name": name, "wall_s": wall, "peak_driver_mb": peak_driver / 2**20, "peak_workers_mb": peak_workers / 2**20,
-            "clips": clips, "manifest": (out / "clips.jsonl").read_bytes(), **result}
+    return {**result, "name": name, "wall_s": wall, "peak_driver_mb": peak_driver / 2**20,
+            "peak_workers_mb": peak_workers / 2**20, "clips": clips, "manifest": (out / "clips.jsonl").read_bytes()}
 
 
 def start_cluster():
@@ -186,15 +185,17 @@ def report(rows: list[dict], windows: int) -> None:
         print(f"{row['name']:<10}{row['wall_s']:>8.1f}{rate:>11.2f}{rate / (windows / local['wall_s']) - 1:>+10.1%}"
               f"{row['cpu_s']:>8.1f}{row['peak_driver_mb']:>11.0f}{workers}{row['metrics']['engine']:>8}"
               f"{row['metrics']['nodes']:>7}{str(same):>12}")
-    best = {engine: max(windows / r["wall_s"] for r in rows if r["metrics"]["engine"] == engine and "cold" not in r["name"])
+    warm = [r for r in rows if "cold" not in r["name"]]
+    best = {engine: max(windows / r["wall_s"] for r in warm if r["metrics"]["engine"] == engine)
             for engine in ("local", "ray")}
     print(f"\nbest warm rate: local {best['local']:.2f} windows/s, ray {best['ray']:.2f} windows/s "
           f"(Ray's overhead {1 - best['ray'] / best['local']:+.1%})")
     ray_row = next((r for r in rows if "argument_bytes" in r), None)
     if ray_row:
         per_clip = (ray_row["argument_bytes"] + ray_row["result_bytes"]) / ray_row["clip_count"]
-        print(f"\nbytes per clip through Ray: {per_clip:,.0f} (arguments {ray_row['argument_bytes'] / ray_row['clips']:,.0f}"
-              f" + results {ray_row['result_bytes'] / ray_row['clips']:,.0f}; {ray_row['clips']} clips)")
+        count = ray_row["clip_count"]
+        print(f"\nbytes per clip through Ray: {per_clip:,.0f} (arguments {ray_row['argument_bytes'] / count:,.0f} + "
+              f"results {ray_row['result_bytes'] / count:,.0f}; {count} clips)")
         print("object store after the run:\n  " + "\n  ".join(ray_row["object_store"]))
     print("\nThe local pool's workers are in its process tree (driver MB); the cluster's CPU (Ray's raylets, GCS, "
           "agents) is not in `CPU s`, which counts the stage's own process tree.")

@@ -19,8 +19,8 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, wait
+from pathlib import Path
 from typing import Any, Protocol
 
 from evud.clips.workers import process_pool, stop_now
@@ -38,7 +38,7 @@ class Engine(Protocol):
     reason)` for a call whose every attempt died with its worker or node (the function itself never raises).
 
     When `run` raises (Ctrl-C, an error), no call of it is still running anywhere: what they left half-written can
-    be cleaned up. `nodes` are the distinct nodes (hosts) that ran calls."""
+    be cleaned up. `node_count()`: how many distinct nodes (hosts) ran calls (the metrics' `nodes`)."""
 
     name: str  # "local" or "ray": the metrics' `engine`
     shares_workspace: bool  # calls can write this process's working directory (data/clips) directly
@@ -106,7 +106,6 @@ def engine_from_environment(workers: int, stage: str) -> Engine:
             f"{stage}: {RAY_ADDRESS_VAR} is set ({address}) but Ray cannot be imported here ({err}): install it with "
             f"`pip install -e \".[ray]\"` to run on that cluster, or unset {RAY_ADDRESS_VAR} to run on this "
             "machine's worker pool.") from None
-
     return RayTasks(address, stage)
 
 
