@@ -1,7 +1,7 @@
 """A real multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`: a head and a second node of one CPU
 each, the way Ray tests multi-node code), started once per test run and shared by its pytest-xdist workers.
 
-The cluster lives in a small keeper process of its own (`python -m tests.support.ray_cluster`), not in a test
+The cluster lives in a small keeper process of its own (tests.support.ray_keeper), not in a test
 worker: whichever worker needs it first starts the keeper, the others attach to it, and tests ask it to add or
 remove nodes over a local control connection. Tests use the cluster one at a time (an exclusive lock: a test that
 adds a node must not see another test's tasks on it). The keeper shuts the cluster down when the last worker that
@@ -10,28 +10,20 @@ attached detaches at the end of its session, or when the test run's main process
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Client
 from pathlib import Path
 
 import pytest
 
 from tests.support.fixtures import exclusive_lock, run_temp_root
-
-_AUTHKEY = b"evud-ray-cluster-tests"
-# Node death is noticed in about a second (Ray's default health check takes 15 s): a removed node's tasks are retried
-# elsewhere while the test waits.
-_SYSTEM_CONFIG = {"health_check_period_ms": 300, "health_check_failure_threshold": 3}
-_WATCH_S = 0.5
+from tests.support.ray_keeper import AUTHKEY
 
 
 @dataclass
@@ -42,7 +34,7 @@ class RayCluster:
     control: tuple[str, int]
 
     def _ask(self, *command: object) -> object:
-        with Client(self.control, authkey=_AUTHKEY) as connection:
+        with Client(self.control, authkey=AUTHKEY) as connection:
             connection.send(command)
             answer = connection.recv()
         if isinstance(answer, Exception):
@@ -67,69 +59,6 @@ class RayCluster:
             self.remove_node(node_id)
 
 
-# --- the keeper process -------------------------------------------------------------------------------------------
-
-
-def _keep(state: Path, watched: int, ready_fd: int) -> None:
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                            "_system_config": _SYSTEM_CONFIG})
-    cluster.add_node(num_cpus=1)
-    added = {}
-    listener = Listener(("127.0.0.1", 0), authkey=_AUTHKEY)
-    attached, stopping = 0, threading.Event()
-
-    def watch() -> None:  # the test run ended without detaching (killed): stop anyway
-        while not stopping.is_set():
-            try:
-                os.kill(watched, 0)
-            except ProcessLookupError:
-                stopping.set()
-                listener.close()
-                return
-            time.sleep(_WATCH_S)
-
-    threading.Thread(target=watch, daemon=True).start()
-    state.write_text(json.dumps({"address": cluster.address, "control": list(listener.address), "pid": os.getpid()}))
-    os.write(ready_fd, b"ready\n")
-    os.close(ready_fd)
-    try:
-        while not stopping.is_set():
-            try:
-                connection = listener.accept()
-            except OSError:
-                break
-            with connection:
-                command, *args = connection.recv()
-                try:
-                    if command == "attach":
-                        attached += 1
-                        answer: object = attached
-                    elif command == "detach":
-                        attached -= 1
-                        if attached <= 0:
-                            state.unlink(missing_ok=True)  # before answering: no worker attaches to a keeper leaving
-                            stopping.set()
-                        answer = attached
-                    elif command == "add_node":
-                        node = cluster.add_node(num_cpus=1)
-                        added[node.node_id] = node
-                        answer = node.node_id
-                    elif command == "remove_node":  # a node this keeper added; once removed, nothing to do
-                        if args[0] in added:
-                            cluster.remove_node(added.pop(args[0]))
-                        answer = None
-                    else:
-                        answer = ValueError(f"unknown command {command}")
-                except Exception as err:  # noqa: BLE001  the test that asked gets it
-                    answer = err
-                connection.send(answer)
-    finally:
-        state.unlink(missing_ok=True)
-        cluster.shutdown()
-
-
 # --- the fixture --------------------------------------------------------------------------------------------------
 
 
@@ -147,7 +76,7 @@ def _start_keeper(state: Path, watched: int) -> RayCluster:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("EVUD_", "RAY_ADDRESS"))}
     ready_read, ready_write = os.pipe()
     with open(state.with_name("keeper.log"), "ab") as log:
-        keeper = subprocess.Popen([sys.executable, "-m", "tests.support.ray_cluster", "--state", str(state),
+        keeper = subprocess.Popen([sys.executable, "-m", "tests.support.ray_keeper", "--state", str(state),
                                    "--watch", str(watched), "--ready-fd", str(ready_write)], stdout=log,
                                   stderr=subprocess.STDOUT, env=environment, pass_fds=(ready_write,),
                                   cwd=Path(__file__).resolve().parents[2], start_new_session=True)
@@ -174,7 +103,10 @@ def ray_cluster_session(tmp_path_factory: pytest.TempPathFactory, worker_id: str
         cluster = _attach(root / "state.json") or _start_keeper(root / "state.json", watched)
     yield cluster
     with exclusive_lock(root / "keeper.lock"):
-        cluster._ask("detach")
+        try:
+            cluster._ask("detach")
+        except (OSError, EOFError):
+            pass  # the keeper is gone already (it stops when the run's main process does)
 
 
 @pytest.fixture
@@ -183,12 +115,3 @@ def ray_cluster(ray_cluster_session: RayCluster, tmp_path_factory: pytest.TempPa
     """The shared 2-node cluster, this test's alone while it runs."""
     with exclusive_lock(run_temp_root(tmp_path_factory, worker_id) / "ray-cluster" / "use.lock"):
         yield ray_cluster_session
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="keep a 2-node Ray cluster for a test run")
-    parser.add_argument("--state", type=Path, required=True)
-    parser.add_argument("--watch", type=int, required=True)
-    parser.add_argument("--ready-fd", type=int, required=True)
-    arguments = parser.parse_args()
-    _keep(arguments.state, arguments.watch, arguments.ready_fd)
