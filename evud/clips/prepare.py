@@ -12,10 +12,12 @@ EVUD_ALLOW_FAILED=1 carries on without them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from evud.clips.video import (
     open_source,
 )
 from evud.clips.engines import Engine, check_reachable, engine_from_environment
+from evud.clips.remote_clips import RemoteClips, remote_clip_store, scratch_destination
 from evud.core.checksums import file_digests
 from evud.core.gcs import UploadError, blob_matches, blob_name, upload_clip
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
@@ -203,6 +206,47 @@ def clip_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination) ->
     return outcomes
 
 
+def publish_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination,
+                 remote: RemoteClips) -> list[ClipOutcome]:
+    """Worker task with a remote clip store (evud.clips.remote_clips): the clips it holds are reused, the others cut
+    on this node and published. Never raises."""
+    outcomes, missing = [], []
+    for plan in plans:
+        try:
+            entry = remote.entry(keys[plan.clip_path])
+        except Exception as err:  # noqa: BLE001  a worker must report its windows, whatever the store raised
+            outcomes.append(ClipOutcome(plan.clip_path, error=CutError(f"store_failed: {remote.url}: {err}")))
+            continue
+        if entry is None:
+            missing.append(plan)
+        else:
+            outcomes.append(ClipOutcome(plan.clip_path, stored=entry))
+    with tempfile.TemporaryDirectory(prefix="evud-clip-scratch-") as scratch_dir:
+        scratch = scratch_destination(dest, scratch_dir)
+        for outcome in clip_task(missing, keys, scratch) if missing else []:
+            if outcome.stored is not None:
+                try:
+                    outcome.stored = remote.publish(scratch.store.clip_file(outcome.stored.cut_key), outcome.stored)
+                except Exception as err:  # noqa: BLE001
+                    outcome.stored, outcome.error = None, CutError(f"store_failed: {remote.url}: {err}")
+            outcomes.append(outcome)
+    return outcomes
+
+
+def fetch_outcome(outcome: ClipOutcome, plan: ClipPlan, dest: Destination, remote: RemoteClips) -> ClipOutcome:
+    """A clip a task published, fetched into this workspace's store (unless there already) and finished here."""
+    if outcome.stored is None:
+        return outcome
+    try:
+        stored = dest.store.verified(outcome.stored.cut_key) or remote.fetch_into(dest.store, outcome.stored)
+    except Exception as err:  # noqa: BLE001  the window fails with why; a re-run fetches it again
+        return ClipOutcome(outcome.clip_path, error=CutError(f"store_failed: {remote.url}: {err}"))
+    finished = finish_clip(plan, stored, dest, outcome.cut_now)
+    if finished is not None:
+        finished.bytes_read = outcome.bytes_read
+    return finished or ClipOutcome(outcome.clip_path, error=CutError(f"store_failed: {remote.url}: clip lost"))
+
+
 def claim_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore) -> list[ClipPlan]:
     """The plans this worker may cut now: their clips claimed here (one plan per clip: queries with the same window
     of the same source share it). A store that cannot take a claim is cut without one (the clip is still whole)."""
@@ -237,17 +281,22 @@ def make_tasks(pending: list[ClipPlan]) -> list[list[ClipPlan]]:
 
 
 def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destination, engine: Engine,
-              total: int) -> list[ClipOutcome]:
+              total: int, remote: RemoteClips | None = None) -> list[ClipOutcome]:
     """Run clip tasks on the engine (evud.clips.engines), with progress. Tasks on another host cannot reach this
-    workspace: this process links their clips from the shared store into the clips directory."""
+    workspace: this process links their clips from the shared store (or fetches them from the remote one) into the
+    clips directory."""
     outcomes: list[ClipOutcome] = []
     failures = bytes_read = 0
-    task_dest = dest if engine.shares_workspace else dataclasses.replace(dest, clips_dir=None)
+    task_dest = dest if engine.shares_workspace and remote is None else dataclasses.replace(dest, clips_dir=None)
+    task = clip_task if remote is None else functools.partial(publish_task, remote=remote)
+    plans = {p.clip_path: p for t in tasks for p in t}
     bar = progress_bar(total, "prepare: cutting")
 
     def record(task_outcomes: list[ClipOutcome]) -> None:
         nonlocal failures, bytes_read
-        if task_dest.clips_dir is None:
+        if remote is not None:
+            task_outcomes = [fetch_outcome(o, plans[o.clip_path], dest, remote) for o in task_outcomes]
+        elif task_dest.clips_dir is None:
             link_outcomes(task_outcomes, dest)
         outcomes.extend(task_outcomes)
         failures += sum(o.error is not None for o in task_outcomes)
@@ -260,7 +309,7 @@ def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destinati
 
     calls = [(task, {p.clip_path: keys[p.clip_path] for p in task}, task_dest) for task in tasks]
     try:
-        engine.run(clip_task, calls, record, lost)
+        engine.run(task, calls, record, lost)
     except BaseException:
         dest.store.sweep_partials()  # the clips in flight: half-written by workers that are gone now
         raise
@@ -388,9 +437,11 @@ def run_on(engine: Engine, data: DataParams, clip: ClipParams, gcs: GcsParams, c
     done, ran_on = link_reused(linkable, verified, dest), None
     if others:
         ran_on = engine.describe()
-        check_reachable(engine, store.root, "prepare", "clip store")
-        print(f"prepare: cutting on {ran_on}", file=sys.stderr)
-        done += run_tasks(make_tasks(others), keys, dest, engine, len(others))
+        remote = remote_clip_store(data.s3_endpoint_url)
+        if remote is None:
+            check_reachable(engine, store.root, "prepare", "clip store")
+        print(f"prepare: cutting on {ran_on}{f'; clips stored in {remote.url}' if remote else ''}", file=sys.stderr)
+        done += run_tasks(make_tasks(others), keys, dest, engine, len(others), remote)
     outcomes.update({o.clip_path: o for o in done})
     records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path], settings.mode) for p in plans]
     records.sort(key=lambda r: r.order)

@@ -1,22 +1,29 @@
 """prepare's engines: the local pool (no RAY_ADDRESS) and Ray tasks on a real 2-node cluster on this machine give the
 same manifest and the same clip bytes; a node lost mid-run loses no window and cuts none twice; Ctrl-C cancels the
-cluster's tasks; RAY_ADDRESS without Ray installed is one clear line."""
+cluster's tasks; a clip store on S3 (moto) shared by the nodes, each clip written once; RAY_ADDRESS without Ray
+installed is one clear line."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
+import boto3
 import psutil
 import pytest
 
 from evud.clips import prepare
+from evud.clips.clip_store import ClipStore, StoredClip
+from evud.clips.remote_clips import RemoteClips
 from evud.core.params import ClipParams, DataParams, GcsParams
+from tests.support.cloud import moto_s3
 from tests.support.fixtures import made_once
 from tests.support.gated_source import GatedSourceServer, gated_source_server
 from tests.support.numbered_video import make_numbered_video
@@ -194,6 +201,53 @@ def processes_reading_from(server: GatedSourceServer) -> set[int]:
     port = int(server.url.rsplit(":", 1)[1])
     return {c.pid for c in psutil.net_connections(kind="tcp")
             if c.raddr and c.raddr.port == port and c.pid and c.pid != os.getpid()}
+
+
+def test_a_clip_store_on_s3_is_shared_by_the_nodes_and_each_clip_written_once(ray_cluster: RayCluster, videos: Path,
+                                                                              tmp_path: Path, monkeypatch):
+    """EVUD_CLIP_STORE=s3://...: the nodes publish their clips there (versioned bucket: one version per object),
+    the driver fetches what data/clips needs; another machine's run (an empty local store, its local pool) cuts
+    nothing."""
+    data = nlq_data(tmp_path / "meta", f"{videos}/{{video_uid}}.mp4")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    prepare_in(tmp_path / "local", data)
+    with moto_s3() as (_, endpoint):
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="evud-clip-store")
+        s3.put_bucket_versioning(Bucket="evud-clip-store", VersioningConfiguration={"Status": "Enabled"})
+        data = data.model_copy(update={"s3_endpoint_url": endpoint})
+        monkeypatch.setenv("EVUD_CLIP_STORE", "s3://evud-clip-store/clips")
+        monkeypatch.setenv("RAY_ADDRESS", ray_cluster.address)
+        first = prepare_in(tmp_path / "ray", data)
+        monkeypatch.delenv("RAY_ADDRESS")  # another machine, its local pool: the clips come from S3
+        again = prepare_in(tmp_path / "another-driver", data)
+        versions = s3.list_object_versions(Bucket="evud-clip-store", Prefix="clips/").get("Versions", [])
+    assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    assert_same_outputs(tmp_path / "local", tmp_path / "another-driver")
+    windows = len(VIDEOS) * len(WINDOWS)
+    assert (first.facts["cut"], again.facts["cut"], again.facts["reused"]) == (windows, 0, windows)
+    written = Counter(v["Key"] for v in versions)
+    assert len(written) == 2 * windows and set(written.values()) == {1}  # a clip and its entry each, once
+
+
+def test_a_clip_published_twice_keeps_the_first(tmp_path: Path):
+    """Two nodes publishing one cut key: S3 refuses the second put (If-None-Match: *); both get the first entry."""
+    key = "ab" * 32
+    clips = {}
+    for name in ("first", "second"):
+        clips[name] = tmp_path / f"{name}.mp4"
+        clips[name].write_bytes(name.encode() * 100)
+    entries = {name: StoredClip(cut_key=key, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                                size_bytes=path.stat().st_size, file_start=0.0, file_end=1.0)
+               for name, path in clips.items()}
+    with moto_s3() as (_, endpoint):
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="evud-clip-store")
+        remote = RemoteClips("evud-clip-store", "clips", endpoint)
+        assert remote.publish(clips["first"], entries["first"]).sha256 == entries["first"].sha256
+        assert remote.publish(clips["second"], entries["second"]).sha256 == entries["first"].sha256
+        store = ClipStore(tmp_path / "store")
+        remote.fetch_into(store, remote.entry(key))
+    assert store.clip_file(key).read_bytes() == clips["first"].read_bytes()
 
 
 # Ray made unimportable the honest way: a finder ahead of every other that refuses it, as if it were not installed.

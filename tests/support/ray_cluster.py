@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cloud import FAKE_AWS
 from tests.support.fixtures import exclusive_lock, run_temp_root
 from tests.support.ray_keeper import AUTHKEY
 
@@ -73,7 +74,8 @@ def _attach(state: Path) -> RayCluster | None:
 
 
 def _start_keeper(state: Path, watched: int) -> RayCluster:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("EVUD_", "RAY_ADDRESS"))}
+    # The nodes' own credentials (fake: every S3 a test uses is a local moto server, its endpoint named explicitly).
+    environment = {**{k: v for k, v in os.environ.items() if not k.startswith(("EVUD_", "RAY_ADDRESS"))}, **FAKE_AWS}
     ready_read, ready_write = os.pipe()
     with open(state.with_name("keeper.log"), "ab") as log:
         keeper = subprocess.Popen([sys.executable, "-m", "tests.support.ray_keeper", "--state", str(state),
