@@ -288,7 +288,7 @@ def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destinati
     outcomes: list[ClipOutcome] = []
     failures = bytes_read = 0
     task_dest = dest if engine.shares_workspace and remote is None else dataclasses.replace(dest, clips_dir=None)
-    task = clip_task if remote is None else functools.partial(publish_task, remote=remote)
+    work = clip_task if remote is None else functools.partial(publish_task, remote=remote)
     plans = {p.clip_path: p for t in tasks for p in t}
     bar = progress_bar(total, "prepare: cutting")
 
@@ -309,7 +309,7 @@ def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destinati
 
     calls = [(task, {p.clip_path: keys[p.clip_path] for p in task}, task_dest) for task in tasks]
     try:
-        engine.run(task, calls, record, lost)
+        engine.run(work, calls, record, lost)
     except BaseException:
         dest.store.sweep_partials()  # the clips in flight: half-written by workers that are gone now
         raise
