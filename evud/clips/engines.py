@@ -106,7 +106,9 @@ def engine_from_environment(workers: int, stage: str) -> Engine:
             f"{stage}: {RAY_ADDRESS_VAR} is set ({address}) but Ray cannot be imported here ({err}): install it with "
             f"`pip install -e \".[ray]\"` to run on that cluster, or unset {RAY_ADDRESS_VAR} to run on this "
             "machine's worker pool.") from None
-    return RayTasks(address, stage)
+    engine = RayTasks(address, stage)
+    engine.connect()  # at once: a wrong address fails before any planning, not after
+    return engine
 
 
 def check_reachable(engine: Engine, directory: Path, stage: str, what: str) -> None:

@@ -11,6 +11,7 @@ run on the cluster (ray.cancel) and waits for them to end before the stage clean
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,11 +23,22 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 # ride out a node or two going away, bounded so a task that kills every worker it lands on ends `failed`.
 MAX_RETRIES = 3
 _STOP_WAIT_S = 30.0  # how long Ctrl-C waits for the cancelled tasks' workers to be gone
+_CONNECT_TIMEOUT_S = 10.0
 
 
 def _on_node(function: Callable[..., Any], *args: Any) -> tuple[str, Any]:
     """The task: the function's result, with the node that produced it (the metrics count distinct nodes)."""
     return ray.get_runtime_context().get_node_id(), function(*args)
+
+
+def _check_listening(address: str) -> None:
+    """Fail fast when nothing listens at a `host:port` address: ray.init would wait minutes for a GCS that is not
+    there. (`ray://` client addresses and `auto` are left to Ray.)"""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    with socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S):
+        pass
 
 
 class RayTasks:
@@ -39,12 +51,14 @@ class RayTasks:
         self.nodes: set[str] = set()
         self._connected_here = False
 
-    def _connect(self) -> None:
+    def connect(self) -> None:
+        """Attach to the cluster (once; a connection this process already has is used as it is)."""
         if ray.is_initialized():
             return
         try:
+            _check_listening(self.address)
             ray.init(address=self.address, logging_level=logging.WARNING, configure_logging=False)
-        except (ConnectionError, RayError, ValueError) as err:
+        except (OSError, RayError, ValueError) as err:
             from evud.clips.engines import EngineError
 
             raise EngineError(f"{self.stage}: the Ray cluster at RAY_ADDRESS={self.address} cannot be reached "
@@ -53,7 +67,7 @@ class RayTasks:
         self._connected_here = True
 
     def describe(self) -> str:
-        self._connect()
+        self.connect()
         alive = [n for n in ray.nodes() if n.get("Alive")]
         cpus = ray.cluster_resources().get("CPU", 0)
         gcs = ray.get_runtime_context().gcs_address
@@ -62,7 +76,7 @@ class RayTasks:
 
     def run(self, function: Callable[..., Any], calls: Sequence[tuple], on_result: Callable[[Any], None],
             on_lost: Callable[[tuple, str], None]) -> None:
-        self._connect()
+        self.connect()
         task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_on_node)
         refs = {task.remote(function, *call): call for call in calls}
         pending = list(refs)
@@ -92,7 +106,7 @@ class RayTasks:
 
     def on_every_node(self, function: Callable[..., Any], *args: Any) -> dict[str, Any]:
         """One task pinned to each alive node (no CPU asked: it runs beside the cutting)."""
-        self._connect()
+        self.connect()
         probe = ray.remote(num_cpus=0, max_retries=0)(_on_node)
         refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
                 .remote(function, *args) for node in ray.nodes() if node.get("Alive")]

@@ -21,9 +21,10 @@ import pytest
 
 from evud.clips import prepare
 from evud.clips.clip_store import ClipStore, StoredClip
+from evud.clips.engines import EngineError
 from evud.clips.remote_clips import RemoteClips
 from evud.core.params import ClipParams, DataParams, GcsParams
-from tests.support.cloud import moto_s3
+from tests.support.cloud import free_port, moto_s3
 from tests.support.fixtures import made_once
 from tests.support.gated_source import GatedSourceServer, gated_source_server
 from tests.support.numbered_video import make_numbered_video
@@ -265,6 +266,17 @@ def test_a_clip_published_twice_keeps_the_first(tmp_path: Path):
         store = ClipStore(tmp_path / "store")
         remote.fetch_into(store, remote.entry(key))
     assert store.clip_file(key).read_bytes() == clips["first"].read_bytes()
+
+
+def test_ray_address_where_no_cluster_listens_is_one_clear_line_at_once(tmp_path: Path, monkeypatch):
+    pytest.importorskip("ray")
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(EngineError) as err:
+        prepare_in(tmp_path, nlq_data(tmp_path / "meta", "/nowhere/{video_uid}.mp4"))
+    assert str(err.value).startswith(f"prepare: the Ray cluster at RAY_ADDRESS={address} cannot be reached "
+                                     "(ConnectionRefusedError")
+    assert "unset it to run on this machine's worker pool" in str(err.value)
 
 
 # Ray made unimportable the honest way: a finder ahead of every other that refuses it, as if it were not installed.
