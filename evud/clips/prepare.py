@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from evud.core.records import ClipRecord, ClipStatus
 from evud.core.store import locked_directory, locked_file, store_root
 
 WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as soon as it is cut
+FETCH_THREADS = 8  # clips fetched at once from a remote clip store (one task's worth)
 
 
 @dataclass(frozen=True)
@@ -292,10 +294,13 @@ def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destinati
     plans = {p.clip_path: p for t in tasks for p in t}
     bar = progress_bar(total, "prepare: cutting")
 
+    fetcher = ThreadPoolExecutor(FETCH_THREADS) if remote is not None else None
+
     def record(task_outcomes: list[ClipOutcome]) -> None:
         nonlocal failures, bytes_read
-        if remote is not None:
-            task_outcomes = [fetch_outcome(o, plans[o.clip_path], dest, remote) for o in task_outcomes]
+        if fetcher is not None:  # a round trip per clip: several at once
+            task_outcomes = list(fetcher.map(lambda o: fetch_outcome(o, plans[o.clip_path], dest, remote),
+                                             task_outcomes))
         elif task_dest.clips_dir is None:
             link_outcomes(task_outcomes, dest)
         outcomes.extend(task_outcomes)
@@ -315,6 +320,8 @@ def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destinati
         raise
     finally:
         bar.close()
+        if fetcher is not None:
+            fetcher.shutdown()
     return outcomes
 
 
