@@ -6,7 +6,9 @@ manifest.
 Clips are cut into the clip store (outside every DVC out) and linked into the clips directory: a clip
 already cut is never cut again, and a kill loses only the clips in flight. Retryable failures make the stage
 exit 1 so that the next `dvc repro` cuts them again (EVUD_ALLOW_FAILED=1: carry on without them).
-Workers: EVUD_WORKERS (default: CPU count); they die with the stage. The work is evud.clips.prepare.
+Workers: EVUD_WORKERS (default: CPU count); they die with the stage. With RAY_ADDRESS naming a running Ray cluster
+the windows are cut there as Ray tasks instead (evud.clips.engines; the clip store, EVUD_STORE, must be a path every
+node mounts). The work is evud.clips.prepare.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ _REPOSITORY_FIXTURES = {"reproduced_copy", "repo_copy", "vertex_repo", "golden_s
 _SAMPLE_FIXTURES = {"reproduced_copy", "reproduced_sample", "vertex_repo", "golden_sample"}
 _LONGEST_MODULES_FIRST = ("tests/pipeline/test_real_run.py", "tests/pipeline/test_paid_work.py",
                           "tests/pipeline/test_remotes.py", "tests/gemini/test_vertex.py",
-                          "tests/pipeline/test_pipeline.py", "tests/pipeline/test_presets.py")
+                          "tests/pipeline/test_pipeline.py", "tests/pipeline/test_presets.py",
+                          "tests/clips/test_engines.py")  # a Ray cluster's tests: one at a time, seconds each
 
 
 def pytest_collection_modifyitems(items):
@@ -29,7 +30,8 @@ def pytest_collection_modifyitems(items):
         return set(getattr(item, "fixturenames", ()))
 
     def drives_dvc(item) -> bool:
-        return "tests/pipeline/" in item.nodeid or bool(_REPOSITORY_FIXTURES & fixtures(item))
+        return ("tests/pipeline/" in item.nodeid or bool(_REPOSITORY_FIXTURES & fixtures(item))
+                or item.nodeid.split("::", 1)[0] in _LONGEST_MODULES_FIRST)
 
     def module_rank(item) -> int:
         module = item.nodeid.split("::", 1)[0]

@@ -12,13 +12,15 @@ EVUD_ALLOW_FAILED=1 carries on without them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,8 @@ from evud.clips.video import (
     open_source,
     source_timeout_s,
 )
-from evud.clips.workers import process_pool, stop_now
+from evud.clips.engines import Engine, check_reachable, engine_from_environment
+from evud.clips.remote_clips import RemoteClips, remote_clip_store, scratch_destination
 from evud.core.checksums import file_digests
 from evud.core.gcs import UploadError, blob_matches, blob_name, upload_clip
 from evud.core.jsonl import read_jsonl, write_json, write_jsonl
@@ -49,13 +52,14 @@ from evud.core.records import ClipRecord, ClipStatus
 from evud.core.store import ClaimWaits, claim_wait_s, dvc_cache_file, locked_directory, locked_file, store_root
 
 WINDOWS_PER_TASK = 8  # a task opens its source once; each clip is recorded as soon as it is cut
+FETCH_THREADS = 8  # clips fetched at once from a remote clip store (one task's worth)
 
 
 @dataclass(frozen=True)
 class Destination:
     """Where clips go and how they are cut: the same for every task of a run."""
 
-    clips_dir: str
+    clips_dir: str | None  # None in tasks that may run on another host: the stage links what it needs
     store_dir: str
     settings: CutSettings
     keep_local: bool
@@ -120,7 +124,7 @@ def finish_clip(plan: ClipPlan, stored: StoredClip, dest: Destination, cut_now: 
                 return None
             if not dest.keep_local and stored.has_file:
                 stored = store.drop_file(stored)
-        if dest.keep_local:
+        if dest.keep_local and dest.clips_dir is not None:
             link_file(store.clip_file(stored.cut_key), Path(dest.clips_dir) / plan.clip_path)
             stored = store.refresh(stored)
     except UploadError as err:
@@ -224,6 +228,47 @@ def waited_too_long(pending: list[ClipPlan], keys: dict[str, str], waits: ClaimW
     return given_up
 
 
+def publish_task(plans: list[ClipPlan], keys: dict[str, str], dest: Destination,
+                 remote: RemoteClips) -> list[ClipOutcome]:
+    """Worker task with a remote clip store (evud.clips.remote_clips): the clips it holds are reused, the others cut
+    on this node and published. Never raises."""
+    outcomes, missing = [], []
+    for plan in plans:
+        try:
+            entry = remote.entry(keys[plan.clip_path])
+        except Exception as err:  # noqa: BLE001  a worker must report its windows, whatever the store raised
+            outcomes.append(ClipOutcome(plan.clip_path, error=CutError(f"store_failed: {remote.url}: {err}")))
+            continue
+        if entry is None:
+            missing.append(plan)
+        else:
+            outcomes.append(ClipOutcome(plan.clip_path, stored=entry))
+    with tempfile.TemporaryDirectory(prefix="evud-clip-scratch-") as scratch_dir:
+        scratch = scratch_destination(dest, scratch_dir)
+        for outcome in clip_task(missing, keys, scratch) if missing else []:
+            if outcome.stored is not None:
+                try:
+                    outcome.stored = remote.publish(scratch.store.clip_file(outcome.stored.cut_key), outcome.stored)
+                except Exception as err:  # noqa: BLE001
+                    outcome.stored, outcome.error = None, CutError(f"store_failed: {remote.url}: {err}")
+            outcomes.append(outcome)
+    return outcomes
+
+
+def fetch_outcome(outcome: ClipOutcome, plan: ClipPlan, dest: Destination, remote: RemoteClips) -> ClipOutcome:
+    """A clip a task published, fetched into this workspace's store (unless there already) and finished here."""
+    if outcome.stored is None:
+        return outcome
+    try:
+        stored = dest.store.verified(outcome.stored.cut_key) or remote.fetch_into(dest.store, outcome.stored)
+    except Exception as err:  # noqa: BLE001  the window fails with why; a re-run fetches it again
+        return ClipOutcome(outcome.clip_path, error=CutError(f"store_failed: {remote.url}: {err}"))
+    finished = finish_clip(plan, stored, dest, outcome.cut_now)
+    if finished is not None:
+        finished.bytes_read = outcome.bytes_read
+    return finished or ClipOutcome(outcome.clip_path, error=CutError(f"store_failed: {remote.url}: clip lost"))
+
+
 def claim_clips(plans: list[ClipPlan], keys: dict[str, str], store: ClipStore) -> list[ClipPlan]:
     """The plans this worker may cut now: their clips claimed here (one plan per clip: queries with the same window
     of the same source share it). A store that cannot take a claim is cut without one (the clip is still whole)."""
@@ -257,32 +302,54 @@ def make_tasks(pending: list[ClipPlan]) -> list[list[ClipPlan]]:
     return tasks
 
 
-def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destination, workers: int,
-              total: int) -> list[ClipOutcome]:
-    """Run clip tasks in a process pool, with progress; workers die with this process."""
+def run_tasks(tasks: list[list[ClipPlan]], keys: dict[str, str], dest: Destination, engine: Engine,
+              total: int, remote: RemoteClips | None = None) -> list[ClipOutcome]:
+    """Run clip tasks on the engine (evud.clips.engines), with progress. Tasks on another host cannot reach this
+    workspace: this process links their clips from the shared store (or fetches them from the remote one) into the
+    clips directory."""
     outcomes: list[ClipOutcome] = []
     failures = bytes_read = 0
+    task_dest = dest if engine.shares_workspace and remote is None else dataclasses.replace(dest, clips_dir=None)
+    work = clip_task if remote is None else functools.partial(publish_task, remote=remote)
+    plans = {p.clip_path: p for t in tasks for p in t}
     bar = progress_bar(total, "prepare: cutting")
-    pool = process_pool(workers)
+
+    fetcher = ThreadPoolExecutor(FETCH_THREADS) if remote is not None else None
+
+    def record(task_outcomes: list[ClipOutcome]) -> None:
+        nonlocal failures, bytes_read
+        if fetcher is not None:  # a round trip per clip: several at once
+            task_outcomes = list(fetcher.map(lambda o: fetch_outcome(o, plans[o.clip_path], dest, remote),
+                                             task_outcomes))
+        elif task_dest.clips_dir is None:
+            link_outcomes(task_outcomes, dest)
+        outcomes.extend(task_outcomes)
+        failures += sum(o.error is not None for o in task_outcomes)
+        bytes_read += sum(o.bytes_read for o in task_outcomes)
+        bar.update(len(task_outcomes))
+        bar.set_postfix(failed=failures, read=f"{bytes_read / 1e6:.1f}MB")
+
+    def lost(call: tuple, reason: str) -> None:  # every attempt's worker or node died: a re-run cuts these
+        record([ClipOutcome(p.clip_path, error=CutError(f"worker_lost: {reason}")) for p in call[0]])
+
+    calls = [(task, {p.clip_path: keys[p.clip_path] for p in task}, task_dest) for task in tasks]
     try:
-        futures = {pool.submit(clip_task, task, {p.clip_path: keys[p.clip_path] for p in task}, dest) for task in tasks}
-        while futures:
-            done, futures = wait(futures, return_when=FIRST_COMPLETED)
-            for future in done:
-                task_outcomes = future.result()
-                outcomes += task_outcomes
-                failures += sum(o.error is not None for o in task_outcomes)
-                bytes_read += sum(o.bytes_read for o in task_outcomes)
-                bar.update(len(task_outcomes))
-                bar.set_postfix(failed=failures, read=f"{bytes_read / 1e6:.1f}MB")
+        engine.run(work, calls, record, lost)
     except BaseException:
-        stop_now(pool)
         dest.store.sweep_partials()  # the clips in flight: half-written by workers that are gone now
         raise
     finally:
         bar.close()
-    pool.shutdown()
+        if fetcher is not None:
+            fetcher.shutdown()
     return outcomes
+
+
+def link_outcomes(outcomes: list[ClipOutcome], dest: Destination) -> None:
+    """Link clips a task stored (on any node, in the shared store) into this workspace's clips directory."""
+    for outcome in outcomes:
+        if dest.keep_local and outcome.stored is not None and outcome.stored.has_file:
+            link_file(dest.store.clip_file(outcome.stored.cut_key), Path(dest.clips_dir) / outcome.clip_path)
 
 
 def link_reused(plans: list[ClipPlan], verified: dict[str, StoredClip], dest: Destination) -> list[ClipOutcome]:
@@ -416,6 +483,15 @@ class PrepareRun:
 
 def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path, metrics: Path,
         workers: int, store_dir: Path | None = None) -> PrepareRun:
+    engine = engine_from_environment(workers, "prepare")
+    try:
+        return run_on(engine, data, clip, gcs, clips_dir, manifest, metrics, store_dir)
+    finally:
+        engine.close()
+
+
+def run_on(engine: Engine, data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, manifest: Path,
+           metrics: Path, store_dir: Path | None = None) -> PrepareRun:
     started = time.monotonic()
     source_timeout_s(), claim_wait_s()  # a bad setting stops the run here, in one line, not in every worker
     check_clips_kept(clip, gcs)
@@ -439,21 +515,27 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     linkable, others = split_reused(plans, keys, verified, upload=bool(gcs.bucket))
     print(f"prepare: {len(plans)} windows selected, {len(records)} skipped, {len(stored)} already done"
           f"{f' ({from_lock} from the last locked clips)' if from_lock else ''}, {len(outcomes)} with unreachable "
-          f"sources, {len(keys) - len(stored)} to cut with {workers} worker(s); clip store {store.root}", file=sys.stderr)
-    done = link_reused(linkable, verified, dest)
+          f"sources, {len(keys) - len(stored)} to cut; clip store {store.root}", file=sys.stderr)
+    done, ran_on = link_reused(linkable, verified, dest), None
     if others:
-        done += run_tasks(make_tasks(others), keys, dest, workers, len(others))
+        ran_on = engine.describe()
+        remote = remote_clip_store(data.s3_endpoint_url)
+        if remote is None:
+            check_reachable(engine, store.root, "prepare", "clip store")
+        print(f"prepare: cutting on {ran_on}{f'; clips stored in {remote.url}' if remote else ''}", file=sys.stderr)
+        done += run_tasks(make_tasks(others), keys, dest, engine, len(others), remote)
     outcomes.update({o.clip_path: o for o in done})
     evict_edited_cache_objects(edited, outcomes, store)
     records += [manifest_record(p, keys.get(p.clip_path), outcomes[p.clip_path], settings.mode) for p in plans]
     records.sort(key=lambda r: r.order)
     prune_clips_dir(clips_dir, {r.clip_path for r in records if r.clip_path and clip.keep_local})
     write_jsonl(manifest, records)
-    write_json(metrics, prepare_metrics(records))
+    write_json(metrics, {**prepare_metrics(records), "engine": engine.name, "nodes": engine.node_count()})
     cut_now = sum(o.cut_now for o in outcomes.values())
     bytes_read = sum(o.bytes_read for o in outcomes.values())
     facts = {"windows": len(plans), "reused": sum(o.stored is not None and not o.cut_now for o in outcomes.values()),
-             "cut": cut_now, "from_lock": from_lock, "source_bytes_read": bytes_read, "workers": workers,
+             "cut": cut_now, "from_lock": from_lock, "source_bytes_read": bytes_read,
+             "engine": engine.name, "nodes": engine.node_count(), "ran_on": ran_on,
              "elapsed_s": round(time.monotonic() - started, 3),
              "redacted_skipped": count_redacted(r.reason for r in records)}
     if variants.variants:
@@ -465,7 +547,8 @@ def run(data: DataParams, clip: ClipParams, gcs: GcsParams, clips_dir: Path, man
     print(summarise_failures("prepare", [(r.key, r.reason) for r in records if r.status is not ClipStatus.ok]), file=sys.stderr)
     by_status = Counter(r.status.value for r in records)
     print(f"prepare: {dict(sorted(by_status.items()))} of {len(records)} queries; {cut_now} cut now, "
-          f"read {bytes_read / 1e6:.1f} MB from sources in {time.monotonic() - started:.1f} s; run report {report}",
+          f"read {bytes_read / 1e6:.1f} MB from sources in {time.monotonic() - started:.1f} s on "
+          f"{engine.name} ({engine.node_count()} node(s)); run report {report}",
           file=sys.stderr)
     check_complete("prepare", [(r.key, r.reason or "") for r in records if r.status is ClipStatus.failed],
                    by_status.get(ClipStatus.ok.value, 0), len(plans), "clip", "cuts")
