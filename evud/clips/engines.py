@@ -24,13 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evud.clips.workers import process_pool, stop_now
-from evud.core.errors import UserError
+from evud.core.errors import EngineError
 
 RAY_ADDRESS_VAR = "RAY_ADDRESS"
-
-
-class EngineError(UserError):
-    """The engine the environment asks for cannot run (Ray selected but not installed, a cluster not reachable)."""
 
 
 class Engine(Protocol):

@@ -19,6 +19,8 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from evud.core.errors import EngineError
+
 # A task is retried this many times when its worker or node dies (preemption, OOM kill, a lost host): enough to
 # ride out a node or two going away, bounded so a task that kills every worker it lands on ends `failed`.
 MAX_RETRIES = 3
@@ -59,8 +61,6 @@ class RayTasks:
             _check_listening(self.address)
             ray.init(address=self.address, logging_level=logging.WARNING, configure_logging=False)
         except (OSError, RayError, ValueError) as err:
-            from evud.clips.engines import EngineError
-
             raise EngineError(f"{self.stage}: the Ray cluster at RAY_ADDRESS={self.address} cannot be reached "
                               f"({type(err).__name__}: {err}); start it (`ray start --head`), fix RAY_ADDRESS, or "
                               "unset it to run on this machine's worker pool.") from None

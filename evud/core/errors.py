@@ -10,6 +10,10 @@ class UserError(Exception):
     """A problem the user can fix (a param, a file, credentials, a budget); the message says what to do."""
 
 
+class EngineError(UserError):
+    """The engine the environment asks for cannot run (Ray selected but not installed, a cluster not reachable)."""
+
+
 def run_stage(stage: str, body: Callable[[], object], on_interrupt: str) -> None:
     """Run a stage's body; a UserError or Ctrl-C ends it with one line on stderr and a non-zero exit."""
     try:

@@ -21,8 +21,8 @@ import pytest
 
 from evud.clips import prepare
 from evud.clips.clip_store import ClipStore, StoredClip
-from evud.clips.engines import EngineError
 from evud.clips.remote_clips import RemoteClips
+from evud.core.errors import EngineError
 from evud.core.params import ClipParams, DataParams, GcsParams
 from tests.support.cloud import free_port, moto_s3
 from tests.support.fixtures import made_once

@@ -58,7 +58,7 @@ def write_many_clips(repo: Path, videos: int = 4, per_video: int = 7, window_s: 
             for q in range(per_video)]}]}]} for v, uid in enumerate(uids)]}
     (root / "nlq_train.json").write_text(json.dumps(nlq))
     sample = yaml.safe_load((repo / "conf/data/sample.yaml").read_text())
-    sample.update(name="many", root="data/many", ego4d_json="data/many/ego4d.json", nlq_json="data/many/nlq_train.json",
+    sample.update(root="data/many", ego4d_json="data/many/ego4d.json", nlq_json="data/many/nlq_train.json",
                   video_url="data/many/videos/{video_uid}.mp4")
     (repo / "conf/data/many.yaml").write_text(yaml.safe_dump(sample, sort_keys=False))
 
